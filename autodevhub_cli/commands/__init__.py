@@ -1,0 +1,1 @@
+"""Typer commands: parse options, call one core function, show the result."""

@@ -1,0 +1,50 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class OutputFormat(StrEnum):
+    """How a command prints its result."""
+
+    text = "text"
+    json = "json"
+
+
+ProjectDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--project-dir",
+        "-C",
+        envvar="AUTODEVHUB_PROJECT_DIR",
+        help="Project folder holding environments/ and templates/ (default: current folder).",
+        show_default=False,
+    ),
+]
+Env = Annotated[str, typer.Option("--env", "-e", help="Environment name: environments/<ENV>.yaml.")]
+Sets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override a value, e.g. --set components.backend.replicas=3 (repeatable).",
+        show_default=False,
+    ),
+]
+Output = Annotated[
+    OutputFormat, typer.Option("--output", "-o", help="Result format: text or json.")
+]
+KubeVersion = Annotated[
+    str | None,
+    typer.Option(
+        "--kube-version",
+        help="Kubernetes version to validate against, 1.30-1.37 (default: the environment's, "
+        "else 1.33).",
+        show_default=False,
+    ),
+]

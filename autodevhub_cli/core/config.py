@@ -1,0 +1,293 @@
+"""Loading an environment: its file (and the bases it extends), env vars and `--set`, typed.
+
+Precedence, highest first: `--set a.b=value` > `AUTODEVHUB__A__B=value` > environment file >
+the bases it `extends` > model defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from autodevhub_cli.core.errors import ConfigError
+from autodevhub_cli.core.project import Project
+
+if TYPE_CHECKING:
+    from autodevhub_cli.core.environment import Environment
+
+ENV_PREFIX = "AUTODEVHUB__"
+_SET_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass
+class Override:
+    """One value set from outside the files: a `--set` flag or an environment variable."""
+
+    path: tuple[str, ...]
+    value: Any
+    source: str
+    fold_case: bool = False
+
+
+@dataclass
+class LoadedValues:
+    """Merged raw values of an environment, with what each file contributed (for error messages)."""
+
+    name: str
+    data: dict[str, Any]
+    files: list[Path] = field(default_factory=list)
+    overrides: list[Override] = field(default_factory=list)
+
+
+def read_yaml_mapping(path: Path, project_root: Path | None = None) -> dict[str, Any]:
+    """Read a YAML file whose top level is a mapping; errors name the file and line."""
+    shown = _display(path, project_root)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{shown} does not exist.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{shown} cannot be read: {exc}.", hint="Check the file's permissions and encoding."
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(
+            f"{shown}{where}: YAML syntax error: {problem}.",
+            hint="Fix the YAML at that spot (indentation, a missing ':' or an unclosed quote).",
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{shown}: YAML error: {exc}.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{shown}: the top level must be a mapping of fields, not a {type(data).__name__}.",
+            hint="Start the file with fields such as 'target:' and 'namespace:'.",
+        )
+    return data
+
+
+def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge mappings recursively; `top` wins; lists and scalars are replaced; `null` removes."""
+    merged = dict(base)
+    for key, value in top.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_set_expression(expression: str, source: str | None = None) -> Override:
+    """Parse `a.b.c=value`; the value is read as a YAML scalar or flow collection."""
+    where = source or f"--set {expression}"
+    key, sep, raw = expression.partition("=")
+    key = key.strip()
+    if not sep or not _SET_KEY.match(key):
+        raise ConfigError(
+            f"Invalid --set expression {expression!r}: expected KEY=VALUE with a dotted KEY "
+            "such as components.backend.replicas=3.",
+        )
+    try:
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(
+            f"Invalid value in --set {expression!r}: it is not a valid YAML scalar or list.",
+            hint="Quote the value, e.g. --set 'key=\"a: b\"'.",
+        ) from None
+    if isinstance(value, float):
+        value = raw.strip()  # 1.30 would become 1.3: keep the text, the model coerces numbers
+    return Override(tuple(key.split(".")), value, where)
+
+
+def env_overrides(environ: Mapping[str, str]) -> list[Override]:
+    """Overrides from `AUTODEVHUB__A__B=value` environment variables, sorted for determinism."""
+    found = []
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
+            dotted = ".".join(name[len(ENV_PREFIX) :].split("__"))
+            override = parse_set_expression(
+                f"{dotted}={environ[name]}", source=f"environment variable {name}"
+            )
+            override.fold_case = True
+            found.append(override)
+    return found
+
+
+def _apply(data: dict[str, Any], override: Override) -> None:
+    node: dict[str, Any] = data
+    for depth, segment in enumerate(override.path):
+        # Environment variables are upper-case; match existing keys case-insensitively.
+        key = next((k for k in node if k.lower() == segment.lower()), None)
+        if key is None:
+            key = segment.lower() if override.fold_case else segment
+        if depth == len(override.path) - 1:
+            node[key] = override.value
+            return
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            so_far = ".".join(override.path[: depth + 1])
+            raise ConfigError(
+                f"Cannot apply {override.source}: {so_far} is a {type(child).__name__}, "
+                "not a mapping of fields.",
+                hint="Set the field itself, or check the dotted path.",
+            )
+        node = child
+
+
+def load_values(
+    project: Project,
+    name: str,
+    sets: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> LoadedValues:
+    """Read an environment's file and its bases and apply env-var and `--set` overrides."""
+    available = project.environment_names()
+    if name not in available:
+        listed = ", ".join(available) if available else "none"
+        raise ConfigError(
+            f"Unknown environment {name!r}: there is no "
+            f"{_display(project.environment_file(name), project.root)}.",
+            hint=f"Available environments: {listed}. Create environments/{name}.yaml or pick "
+            "one of those.",
+        )
+    files: list[Path] = []
+    data = _read_with_bases(project, project.environment_file(name), files, ())
+    if "name" in data and data["name"] != name:
+        raise ConfigError(
+            f"{_display(files[0], project.root)}: field 'name' is {data['name']!r} but the file "
+            f"is the {name!r} environment.",
+            hint="Remove 'name' from the file: it comes from the file name.",
+        )
+    data["name"] = name
+    overrides = env_overrides(os.environ if environ is None else environ)
+    overrides += [parse_set_expression(s) for s in sets]
+    for override in overrides:
+        _apply(data, override)
+    return LoadedValues(name=name, data=data, files=files, overrides=overrides)
+
+
+def _read_with_bases(
+    project: Project, path: Path, files: list[Path], chain: tuple[Path, ...]
+) -> dict[str, Any]:
+    if path in chain:
+        cycle = " -> ".join(_display(p, project.root) for p in (*chain, path))
+        raise ConfigError(f"Environment files extend each other in a cycle: {cycle}.")
+    data = read_yaml_mapping(path, project.root)
+    files.insert(0, path)
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not re.match(r"^[A-Za-z0-9_.-]+$", base):
+        raise ConfigError(
+            f"{_display(path, project.root)}: 'extends' must name another file in environments/ "
+            f"(such as _base), not {base!r}."
+        )
+    base_path = project.environments_dir / f"{base}.yaml"
+    if not base_path.is_file():
+        raise ConfigError(
+            f"{_display(path, project.root)}: extends {base!r} but "
+            f"{_display(base_path, project.root)} does not exist.",
+            hint="Fix the 'extends' field or create that base file.",
+        )
+    return deep_merge(_read_with_bases(project, base_path, files, (*chain, path)), data)
+
+
+def _display(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return str(path.relative_to(root))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def load_environment(
+    project: Project,
+    name: str,
+    sets: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> Environment:
+    """Load and type-check an environment; every bad field is reported with where it came from."""
+    from pydantic import ValidationError as PydanticValidationError
+
+    from autodevhub_cli.core.environment import Environment
+
+    values = load_values(project, name, sets, environ)
+    try:
+        return Environment.model_validate(values.data)
+    except PydanticValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            path = tuple(str(p) for p in error["loc"])
+            dotted = ".".join(path) or "(top level)"
+            message = error["msg"]
+            if error["type"] == "extra_forbidden":
+                message = "unknown field (not part of the environment model; check its spelling)"
+            elif error["type"] == "missing":
+                message = "required field is missing"
+            problems.append(f"{dotted}: {message} [{_source_of(values, path, project.root)}]")
+        raise ConfigError(
+            f"Environment {name!r} has {len(problems)} invalid field"
+            f"{'s' if len(problems) != 1 else ''}:\n" + "\n".join(f"  - {p}" for p in problems),
+            hint="Fix these fields in the environment file (or the --set / AUTODEVHUB__ override "
+            "named) and run the command again.",
+        ) from None
+
+
+def _source_of(values: LoadedValues, path: tuple[str, ...], root: Path) -> str:
+    """Where the value at `path` came from: an override, or a file and line."""
+    for override in reversed(values.overrides):
+        n = min(len(override.path), len(path))
+        if [p.lower() for p in override.path[:n]] == [p.lower() for p in path[:n]]:
+            return override.source
+    located = [(f, _line_of(f, path)) for f in reversed(values.files)]
+    for file, (line, complete) in located:
+        if line is not None and complete:
+            return f"{_display(file, root)} line {line}"
+    for file, (line, _) in located:
+        if line is not None:
+            return f"{_display(file, root)} line {line}"
+    return _display(values.files[-1], root) if values.files else "defaults"
+
+
+def _line_of(file: Path, path: tuple[str, ...]) -> tuple[int | None, bool]:
+    """Line of the deepest key along `path` in a YAML file, and whether the whole path is there."""
+    try:
+        node = yaml.compose(file.read_text(encoding="utf-8"), Loader=_Loader)
+    except (OSError, yaml.YAMLError):
+        return None, False
+    line = None
+    for segment in path:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if str(key_node.value) == segment:
+                    line = key_node.start_mark.line + 1
+                    node = value_node
+                    break
+            else:
+                return line, False
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and segment.isdigit()
+            and int(segment) < len(node.value)
+        ):
+            node = node.value[int(segment)]
+            line = node.start_mark.line + 1
+        else:
+            return line, False
+    return line, True

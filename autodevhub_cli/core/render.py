@@ -1,0 +1,240 @@
+"""Rendering: an environment's values through its target's templates into ordered manifests."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from autodevhub_cli.core.errors import RenderError
+from autodevhub_cli.core.project import Project
+from autodevhub_cli.core.templates import render_template, template_environment, to_yaml
+
+if TYPE_CHECKING:
+    from autodevhub_cli.core.environment import Environment
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# Apply order: what others depend on comes first (Helm and kubectl order objects the same way).
+KIND_ORDER = [
+    "Namespace",
+    "NetworkPolicy",
+    "ResourceQuota",
+    "LimitRange",
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "PersistentVolumeClaim",
+    "Role",
+    "RoleBinding",
+    "Service",
+    "Job",
+    "Deployment",
+    "Rollout",
+    "StatefulSet",
+    "CronJob",
+    "PodDisruptionBudget",
+    "HorizontalPodAutoscaler",
+    "Ingress",
+    "ServiceMonitor",
+    "PrometheusRule",
+]
+TARGETS = ("compose", "kubernetes")
+COMPOSE_FILE = "compose.yaml"
+
+
+@dataclass(frozen=True)
+class RenderedManifest:
+    """One rendered document and the template it came from."""
+
+    template: str
+    document: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        """The object's kind (`Compose` for a Compose file)."""
+        return str(self.document.get("kind", "Compose"))
+
+    @property
+    def name(self) -> str:
+        """The object's name (the project name for a Compose file)."""
+        meta = self.document.get("metadata")
+        if isinstance(meta, Mapping):
+            return str(meta.get("name", ""))
+        return str(self.document.get("name", ""))
+
+    @property
+    def api_version(self) -> str:
+        """The object's apiVersion ('' for a Compose file)."""
+        return str(self.document.get("apiVersion", ""))
+
+    def to_yaml(self) -> str:
+        """The document as YAML text."""
+        return to_yaml(self.document) + "\n"
+
+
+@dataclass
+class RenderResult:
+    """The ordered output of one render."""
+
+    environment: str
+    target: str
+    manifests: list[RenderedManifest] = field(default_factory=list)
+
+    def to_yaml(self) -> str:
+        """One multi-document YAML stream, in apply order."""
+        return "".join(f"---\n{m.to_yaml()}" for m in self.manifests)
+
+    def files(self) -> dict[str, str]:
+        """File name -> content, one file per resource (a single compose.yaml for Compose)."""
+        if self.target == "compose":
+            return {COMPOSE_FILE: self.manifests[0].to_yaml()}
+        out: dict[str, str] = {}
+        for index, manifest in enumerate(self.manifests, start=1):
+            slug = re.sub(r"[^a-z0-9.-]+", "-", f"{manifest.kind}-{manifest.name}".lower())
+            out[f"{index:02d}-{slug}.yaml"] = manifest.to_yaml()
+        return out
+
+
+def template_context(environment: Environment) -> dict[str, Any]:
+    """What every template sees: the typed environment, as `env`."""
+    return {"env": environment}
+
+
+def render(project: Project, environment: Environment, target: str | None = None) -> RenderResult:
+    """Render `environment` for `target` (default: the environment's own target)."""
+    chosen = target or environment.target
+    if chosen not in TARGETS:
+        raise RenderError(f"Unknown target {chosen!r}.", hint=f"Use one of: {', '.join(TARGETS)}.")
+    folder = project.templates_dir / chosen
+    names = sorted(
+        p.relative_to(project.templates_dir).as_posix()
+        for p in folder.rglob("*.j2")
+        if not p.name.startswith("_")
+    )
+    if not names:
+        raise RenderError(
+            f"templates/{chosen}/ has no templates (*.j2 files).",
+            hint=f"Add templates under templates/{chosen}/ or choose another --target.",
+        )
+    jinja = template_environment(project.templates_dir)
+    context = template_context(environment)
+    rendered = [(name, render_template(jinja, name, context)) for name in names]
+    if chosen == "compose":
+        return RenderResult(environment.name, chosen, [_merge_compose(rendered)])
+    manifests = [m for name, text in rendered for m in _documents(name, text)]
+    _check_unique(manifests)
+    manifests.sort(key=_apply_order)
+    return RenderResult(environment.name, chosen, manifests)
+
+
+def _parse(name: str, text: str) -> list[Any]:
+    try:
+        return [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" (rendered output line {mark.line + 1})" if mark else ""
+        raise RenderError(
+            f"templates/{name} renders invalid YAML{where}: {exc.problem}.",
+            hint="Check the template's indentation and quoting (use the to_yaml/to_json filters "
+            "for values).",
+        ) from None
+
+
+def _documents(name: str, text: str) -> list[RenderedManifest]:
+    found = []
+    for doc in _parse(name, text):
+        if not isinstance(doc, dict) or not all(k in doc for k in ("apiVersion", "kind")):
+            raise RenderError(
+                f"templates/{name} renders a document without apiVersion and kind.",
+                hint="Each Kubernetes template renders one object (or nothing).",
+            )
+        meta = doc.get("metadata")
+        if not isinstance(meta, dict) or not meta.get("name"):
+            raise RenderError(f"templates/{name} renders a {doc['kind']} without metadata.name.")
+        found.append(RenderedManifest(name, doc))
+    if len(found) > 1:
+        raise RenderError(
+            f"templates/{name} renders {len(found)} objects; keep one resource per template file."
+        )
+    return found
+
+
+def _merge_compose(rendered: list[tuple[str, str]]) -> RenderedManifest:
+    from autodevhub_cli.core.config import deep_merge
+
+    merged: dict[str, Any] = {}
+    for name, text in rendered:
+        for doc in _parse(name, text):
+            if not isinstance(doc, dict):
+                raise RenderError(f"templates/{name} must render a mapping of Compose fields.")
+            for section in ("services", "volumes", "networks", "secrets", "configs"):
+                clash = set(doc.get(section) or {}) & set(merged.get(section) or {})
+                if clash:
+                    raise RenderError(
+                        f"templates/{name} defines {section} {', '.join(sorted(clash))} again."
+                    )
+            merged = deep_merge(merged, doc)
+    first: tuple[str, ...] = ("name", "services", "volumes", "networks")
+    ordered: dict[str, Any] = {k: merged[k] for k in first if k in merged}
+    ordered.update({k: v for k, v in merged.items() if k not in ordered})
+    return RenderedManifest("compose", ordered)
+
+
+def _check_unique(manifests: list[RenderedManifest]) -> None:
+    seen: dict[tuple[str, str, str], str] = {}
+    for m in manifests:
+        key = (m.kind, str(m.document["metadata"].get("namespace", "")), m.name)
+        if key in seen:
+            raise RenderError(
+                f"{m.kind} {m.name!r} is rendered by both templates/{seen[key]} and "
+                f"templates/{m.template}."
+            )
+        seen[key] = m.template
+
+
+def _apply_order(m: RenderedManifest) -> tuple[int, str, str]:
+    rank = KIND_ORDER.index(m.kind) if m.kind in KIND_ORDER else len(KIND_ORDER)
+    return rank, m.kind, m.name
+
+
+def write_atomically(out_dir: Path, files: Mapping[str, str]) -> None:
+    """Replace `out_dir` with exactly `files`, or leave it untouched when anything fails."""
+    out_dir = out_dir.resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RenderError(f"--out {out_dir} exists and is not a folder.", hint="Choose a folder.")
+    if out_dir.is_dir():
+        foreign = sorted(p.name for p in out_dir.iterdir() if not p.name.endswith(".yaml"))
+        if foreign:
+            raise RenderError(
+                f"--out {out_dir} holds files autodevhub did not write ({', '.join(foreign[:5])}); "
+                "it replaces the whole folder, so it refuses to touch this one.",
+                hint="Choose an empty or new folder, such as build/manifests.",
+            )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for name, content in files.items():
+            (staging / name).write_text(content, encoding="utf-8")
+        if out_dir.exists():
+            backup = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+            os.rename(out_dir, backup / "x")
+            os.rename(staging, out_dir)
+            _remove_tree(backup)
+        else:
+            os.rename(staging, out_dir)
+    except BaseException:
+        _remove_tree(staging)
+        raise
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

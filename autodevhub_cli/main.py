@@ -1,0 +1,98 @@
+"""The `autodevhub` command: registers commands, turns errors into messages and exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from autodevhub_cli import __version__
+from autodevhub_cli.commands import render as render_commands
+from autodevhub_cli.core.errors import AutodevhubError
+
+EXIT_UNEXPECTED = 1
+
+
+def _debug_log_path() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(tempfile.gettempdir())
+    return Path(base) / "autodevhub-debug.log"
+
+
+def _print_error(title: str, body: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console.print(f"[bold red]{title}:[/] {escape(body)}")
+
+
+class AutodevhubGroup(TyperGroup):
+    """The one place that turns errors into a red message and an exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AutodevhubError as exc:
+            _print_error("Error", str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except KeyboardInterrupt:
+            _print_error("Interrupted", "stopped by the user; nothing more was done.")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            log = _debug_log_path()
+            try:
+                with open(log, "a", encoding="utf-8") as handle:
+                    handle.write(traceback.format_exc() + "\n")
+                where = f"The traceback is in {log}."
+            except OSError:
+                where = "No traceback could be written."
+            _print_error(
+                "Unexpected error",
+                f"{type(exc).__name__}: {exc}. This is a bug in autodevhub, not in your input. "
+                f"{where} Please report it with that file.",
+            )
+            raise typer.Exit(EXIT_UNEXPECTED) from None
+
+
+app = typer.Typer(
+    name="autodevhub",
+    cls=AutodevhubGroup,
+    help="Deployment as code: typed environments rendered to Compose or Kubernetes, built, "
+    "deployed, smoke-checked and rolled back.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"autodevhub {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Deployment as code for the autodevhub story service."""
+
+
+app.command("render")(render_commands.render)
+app.command("validate")(render_commands.validate)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="autodevhub")

@@ -1,0 +1,200 @@
+"""`autodevhub render --env prod`: every object the production shape needs, with its values."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import REPO, documents, find, run_cli
+
+MANAGED = "app.kubernetes.io/managed-by"
+
+
+@pytest.fixture(scope="module")
+def prod() -> list[dict]:
+    code, out, err = run_cli("render", "--env", "prod", "--project-dir", str(REPO))
+    assert code == 0, err
+    return documents(out)
+
+
+def _container(workload: dict) -> dict:
+    return workload["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_namespace(prod: list[dict]) -> None:
+    ns = find(prod, "Namespace", "autodevhub")
+    assert ns["metadata"]["labels"]["name"] == "autodevhub"
+    assert prod[0] is ns, "the Namespace is applied first"
+
+
+def test_every_object_is_labelled(prod: list[dict]) -> None:
+    for doc in prod:
+        labels = doc["metadata"]["labels"]
+        assert labels[MANAGED] == "autodevhub", doc["kind"]
+        assert labels["app.kubernetes.io/name"] == "autodevhub"
+        assert labels["app.kubernetes.io/environment"] == "prod"
+        assert "app.kubernetes.io/component" in labels
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "autodevhub"
+
+
+def test_frontend(prod: list[dict]) -> None:
+    deploy = find(prod, "Deployment", "frontend")
+    assert deploy["spec"]["replicas"] == 3
+    c = _container(deploy)
+    assert c["resources"] == {
+        "requests": {"cpu": "50m", "memory": "64Mi"},
+        "limits": {"cpu": "100m", "memory": "128Mi"},
+    }
+    assert c["ports"][0]["containerPort"] == 80
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"]["port"] == "http"
+
+
+def test_backend_is_a_blue_green_rollout(prod: list[dict]) -> None:
+    assert not [d for d in prod if d["kind"] == "Deployment" and d["metadata"]["name"] == "backend"]
+    rollout = find(prod, "Rollout", "backend")
+    assert rollout["apiVersion"] == "argoproj.io/v1alpha1"
+    assert rollout["spec"]["replicas"] == 2
+    blue_green = rollout["spec"]["strategy"]["blueGreen"]
+    assert blue_green == {
+        "activeService": "backend",
+        "previewService": "backend-preview",
+        "autoPromotionEnabled": False,
+        "scaleDownDelaySeconds": 30,
+    }
+    find(prod, "Service", "backend")
+    find(prod, "Service", "backend-preview")
+    c = _container(rollout)
+    assert c["resources"] == {
+        "requests": {"cpu": "200m", "memory": "256Mi"},
+        "limits": {"cpu": "500m", "memory": "512Mi"},
+    }
+    assert c["ports"][0]["containerPort"] == 8000
+    secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
+    assert secret_env == {
+        "ANTHROPIC_API_KEY": {"name": "autodevhub-secrets", "key": "anthropic-api-key"},
+        "DATABASE_URL": {"name": "autodevhub-secrets", "key": "database-url"},
+    }
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_no_secret_values_anywhere(prod: list[dict]) -> None:
+    assert not [d for d in prod if d["kind"] == "Secret"], "Secrets are referenced, never rendered"
+
+
+@pytest.mark.parametrize("kind,name", [("Rollout", "backend"), ("Deployment", "frontend")])
+def test_security_contexts(prod: list[dict], kind: str, name: str) -> None:
+    pod = find(prod, kind, name)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] >= 1000
+    assert pod["automountServiceAccountToken"] is False
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_disruption_budgets(prod: list[dict]) -> None:
+    assert find(prod, "PodDisruptionBudget", "backend")["spec"]["minAvailable"] == 1
+    assert find(prod, "PodDisruptionBudget", "frontend")["spec"]["minAvailable"] == 2
+
+
+def test_hpa(prod: list[dict]) -> None:
+    hpa = find(prod, "HorizontalPodAutoscaler", "backend")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    spec = hpa["spec"]
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "name": "backend",
+    }
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 10)
+    targets = {m["resource"]["name"]: m["resource"]["target"] for m in spec["metrics"]}
+    assert targets == {
+        "cpu": {"type": "Utilization", "averageUtilization": 70},
+        "memory": {"type": "Utilization", "averageUtilization": 80},
+    }
+
+
+def test_ingress(prod: list[dict]) -> None:
+    ing = find(prod, "Ingress", "autodevhub")
+    notes = ing["metadata"]["annotations"]
+    assert notes["cert-manager.io/cluster-issuer"] == "letsencrypt-prod"
+    assert notes["nginx.ingress.kubernetes.io/ssl-redirect"] == "true"
+    assert ing["spec"]["ingressClassName"] == "nginx"
+    assert ing["spec"]["tls"] == [
+        {"secretName": "autodevhub-tls", "hosts": ["autodevhub.example.com"]}
+    ]
+    (rule,) = ing["spec"]["rules"]
+    assert rule["host"] == "autodevhub.example.com"
+    routes = {
+        p["path"]: (p["backend"]["service"]["name"], p["backend"]["service"]["port"]["number"])
+        for p in rule["http"]["paths"]
+    }
+    assert routes == {"/api": ("backend", 8000), "/": ("frontend", 80)}
+
+
+def test_network_policies(prod: list[dict]) -> None:
+    deny = find(prod, "NetworkPolicy", "default-deny-ingress")
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    backend = find(prod, "NetworkPolicy", "backend")
+    first = backend["spec"]["ingress"][0]
+    sources = first["from"]
+    assert sources[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "frontend"
+    assert sources[1]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "ingress-nginx"
+    }
+    assert first["ports"] == [{"protocol": "TCP", "port": 8000}]
+    frontend = find(prod, "NetworkPolicy", "frontend")
+    assert frontend["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 80}]
+
+
+def test_service_monitor(prod: list[dict]) -> None:
+    sm = find(prod, "ServiceMonitor", "backend")
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert sm["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "30s", "scheme": "http"}
+    ]
+    svc = find(prod, "Service", "backend-metrics")
+    assert svc["spec"]["ports"][0]["name"] == "metrics"
+    for key, value in sm["spec"]["selector"]["matchLabels"].items():
+        assert svc["metadata"]["labels"][key] == value
+
+
+def test_backup_cronjob(prod: list[dict]) -> None:
+    cron = find(prod, "CronJob", "backup")
+    assert cron["spec"]["schedule"] == "0 2 * * *"
+    job_pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    c = job_pod["containers"][0]
+    assert "pg_dump" in c["args"][0]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["RETENTION_DAYS"]["value"] == "30"
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "autodevhub-secrets"
+    assert job_pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "backups"
+    find(prod, "PersistentVolumeClaim", "backups")
+
+
+def test_apply_order(prod: list[dict]) -> None:
+    kinds = [d["kind"] for d in prod]
+    assert kinds.index("Namespace") < kinds.index("Service") < kinds.index("Rollout")
+    assert kinds.index("Rollout") < kinds.index("HorizontalPodAutoscaler") < kinds.index("Ingress")
+    assert kinds[-1] == "ServiceMonitor"
+
+
+def test_output_is_deterministic() -> None:
+    first = run_cli("render", "--env", "prod", "--project-dir", str(REPO))[1]
+    second = run_cli("render", "--env", "prod", "--project-dir", str(REPO), "--no-validate")[1]
+    assert first == second
+
+
+def test_staging_uses_a_deployment_and_its_own_issuer() -> None:
+    code, out, err = run_cli("render", "--env", "staging", "--project-dir", str(REPO))
+    assert code == 0, err
+    docs = documents(out)
+    find(docs, "Deployment", "backend")
+    assert not [d for d in docs if d["kind"] == "Rollout"]
+    hpa = find(docs, "HorizontalPodAutoscaler", "backend")
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+    ing = find(docs, "Ingress", "autodevhub")
+    assert ing["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt-staging"

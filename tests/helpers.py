@@ -1,0 +1,39 @@
+"""Helpers shared by the CLI and core tests."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from autodevhub_cli.main import app
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def copy_project(dest: Path) -> Path:
+    """A throwaway copy of this repository's project files (environments/ and templates/)."""
+    for folder in ("environments", "templates"):
+        shutil.copytree(REPO / folder, dest / folder)
+    return dest
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run the CLI in-process; return exit code, stdout and stderr."""
+    runner = CliRunner()
+    result = runner.invoke(app, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def documents(text: str) -> list[dict]:
+    """Parse a multi-document YAML stream."""
+    return [d for d in yaml.safe_load_all(text) if d is not None]
+
+
+def find(docs: list[dict], kind: str, name: str) -> dict:
+    """The one document of `kind` named `name`."""
+    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind} {name}, found {len(matches)}"
+    return matches[0]
