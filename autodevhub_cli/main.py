@@ -9,6 +9,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+# pydantic looks for plugins through every installed distribution's entry points on first use
+# (tens of ms); autodevhub uses none. A caller can still opt in by setting the variable.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
 import typer
 from typer.core import TyperGroup
 

@@ -17,7 +17,6 @@ from autodevhub_cli.commands.options import (
     ProjectDir,
     Sets,
 )
-from autodevhub_cli.core.pipeline import RenderRequest, render_environment
 
 Target = Annotated[
     str | None,
@@ -50,6 +49,8 @@ def render(
     project_dir: ProjectDir = None,
 ) -> None:
     """Render an environment to Kubernetes manifests or a Compose file (validated)."""
+    from autodevhub_cli.core.pipeline import RenderRequest, render_environment
+
     outcome = render_environment(
         RenderRequest(
             environment=env,
@@ -76,6 +77,8 @@ def validate(
     project_dir: ProjectDir = None,
 ) -> None:
     """Render an environment and check it against the Kubernetes or Compose schemas."""
+    from autodevhub_cli.core.pipeline import RenderRequest, render_environment
+
     outcome = render_environment(
         RenderRequest(
             environment=env,
