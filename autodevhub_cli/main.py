@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from autodevhub_cli import __version__
+from autodevhub_cli.commands import build as build_commands
 from autodevhub_cli.commands import render as render_commands
 from autodevhub_cli.core.errors import AutodevhubError
 
@@ -95,6 +96,7 @@ def _root(
 
 app.command("render")(render_commands.render)
 app.command("validate")(render_commands.validate)
+app.command("build")(build_commands.build)
 
 
 def main() -> None:

@@ -158,10 +158,24 @@ class DisruptionBudget(Model):
     min_available: int = Field(1, ge=0)
 
 
+class ImageBuild(Model):
+    """How a component's image is built: its Dockerfile and the files its build context holds."""
+
+    dockerfile: str = Field(pattern=r"^[^/].*")
+    context: list[str] = Field(min_length=1, description="Glob patterns, relative to the project.")
+    exclude: list[str] = ["**/__pycache__/**", "**/*.pyc", "**/node_modules/**", "**/dist/**"]
+    wheelhouse: str | None = Field(
+        None,
+        description="A pinned requirements file; its wheels are fetched on the host into the "
+        "build context (as wheelhouse/), so the build needs no network.",
+    )
+
+
 class Component(Model):
     """One deployable part of the application (backend or frontend)."""
 
     image: Image
+    build: ImageBuild | None = None
     replicas: int = Field(1, ge=0)
     port: Port
     resources: Resources
@@ -204,6 +218,7 @@ class Build(Model):
 
     base_images: BaseImages = BaseImages()
     backend_workers: int = Field(2, ge=1)
+    push_retries: int = Field(3, ge=1, le=10)
 
 
 class Tls(Model):

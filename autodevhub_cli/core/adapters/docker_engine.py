@@ -1,0 +1,197 @@
+"""The Docker engine, through docker-py: connect, inspect, build, push. Imported lazily."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from autodevhub_cli.core.errors import BuildError, PushError
+
+log = logging.getLogger("autodevhub.docker")
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+
+
+class EngineUnavailable(BuildError):
+    """No Docker engine answered."""
+
+
+def connect(timeout: int = 120) -> Any:
+    """A docker-py client for the engine at DOCKER_HOST (or the default socket)."""
+    import docker
+    from docker.errors import DockerException
+
+    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    log.info("docker: connect %s", where)
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+        return client
+    except DockerException as exc:
+        raise EngineUnavailable(
+            f"No Docker engine answers at {where} ({_short(exc)}).",
+            hint="Start one (`sudo systemctl start docker`, or `dockerd &` as root) or point "
+            "DOCKER_HOST at a running engine, then run the command again.",
+        ) from None
+
+
+def engine_arch(client: Any) -> str:
+    """The engine's CPU architecture (x86_64, aarch64)."""
+    return str(client.info().get("Architecture", "x86_64"))
+
+
+def image_exists(client: Any, ref: str) -> bool:
+    """Whether the engine holds an image named `ref`."""
+    from docker.errors import ImageNotFound
+
+    log.info("docker: inspect %s", ref)
+    try:
+        client.api.inspect_image(ref)
+        return True
+    except ImageNotFound:
+        return False
+
+
+def image_size(client: Any, ref: str) -> int:
+    """The image's size in bytes."""
+    return int(client.api.inspect_image(ref).get("Size", 0))
+
+
+@dataclass
+class BuildLog:
+    """What a build printed, kept for error messages."""
+
+    lines: list[str]
+    step: str = ""
+
+
+def build(
+    client: Any,
+    *,
+    image: str,
+    context: IO[bytes],
+    dockerfile: str,
+    tag: str,
+    buildargs: dict[str, str],
+    labels: dict[str, str],
+    on_line: Callable[[str], None] | None = None,
+) -> BuildLog:
+    """Build `tag` from a tar context with the classic builder; fail with the step and log tail."""
+    from docker.errors import APIError
+
+    log.info("docker: build %s (dockerfile %s, args %s)", tag, dockerfile, sorted(buildargs))
+    record = BuildLog(lines=[])
+    try:
+        stream: Iterator[dict[str, Any]] = client.api.build(
+            fileobj=context,
+            custom_context=True,
+            dockerfile=dockerfile,
+            tag=tag,
+            buildargs=buildargs,
+            labels=labels,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+        )
+        for chunk in stream:
+            if "error" in chunk or "errorDetail" in chunk:
+                message = chunk.get("error") or chunk["errorDetail"].get("message", "")
+                raise _build_failure(image, record, str(message))
+            text = str(chunk.get("stream", "")).rstrip("\n")
+            for line in text.splitlines():
+                record.lines.append(line)
+                if len(record.lines) > 400:
+                    del record.lines[:100]
+                match = _STEP.match(line)
+                if match:
+                    record.step = line
+                if on_line is not None and line.strip():
+                    on_line(line)
+    except APIError as exc:
+        raise _build_failure(image, record, _short(exc)) from None
+    return record
+
+
+def _build_failure(image: str, record: BuildLog, message: str) -> BuildError:
+    tail = "\n".join(f"    {line}" for line in record.lines[-12:] if line.strip())
+    missing_base = "pull access denied" in message or "not found" in message.lower()
+    hint = (
+        "The base image is not on this engine and cannot be pulled: build or load it, or set "
+        "build.base_images in the environment file."
+        if missing_base and "FROM" in record.step
+        else "Fix the Dockerfile step or the files it uses, then build again (-v shows every "
+        "log line)."
+    )
+    return BuildError(
+        f"The {image} image failed to build at {record.step or 'the start'}: {message.strip()}"
+        + (f"\n  last log lines:\n{tail}" if tail else ""),
+        hint=hint,
+    )
+
+
+def push(
+    client: Any,
+    *,
+    repository: str,
+    tag: str,
+    auth: dict[str, str] | None,
+    attempts: int = 3,
+    backoff: float = 1.0,
+) -> str:
+    """Push `repository:tag`, retrying transient failures with backoff; return the digest."""
+    from docker.errors import APIError
+
+    last = ""
+    for attempt in range(1, attempts + 1):
+        log.info("docker: push %s:%s (attempt %d/%d)", repository, tag, attempt, attempts)
+        try:
+            digest = ""
+            for chunk in client.api.push(
+                repository, tag=tag, stream=True, decode=True, auth_config=auth
+            ):
+                if "error" in chunk or "errorDetail" in chunk:
+                    raise _PushChunkError(
+                        str(chunk.get("error") or chunk["errorDetail"].get("message", ""))
+                    )
+                aux = chunk.get("aux") or {}
+                if aux.get("Digest"):
+                    digest = str(aux["Digest"])
+            if digest:
+                return digest
+            last = "the engine reported no digest"
+        except (_PushChunkError, APIError) as exc:
+            last = _short(exc)
+            if _is_auth_error(last):
+                raise PushError(
+                    f"The registry refused the credentials for {repository}:{tag}: {last}.",
+                    hint="Log in with `docker login`, or set REGISTRY_USERNAME and "
+                    "REGISTRY_PASSWORD, then push again.",
+                ) from None
+        if attempt < attempts:
+            time.sleep(backoff * 2 ** (attempt - 1))
+    raise PushError(
+        f"Pushing {repository}:{tag} failed after {attempts} attempts: {last}.",
+        hint="Check that the registry is up and reachable from the Docker engine, then run "
+        "`autodevhub build --push` again (built images are reused).",
+    )
+
+
+class _PushChunkError(Exception):
+    pass
+
+
+def _is_auth_error(message: str) -> bool:
+    lowered = message.lower()
+    return any(
+        word in lowered for word in ("unauthorized", "authentication required", "denied", "401")
+    )
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "explanation", None) or exc)
+    return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__

@@ -1,0 +1,219 @@
+"""Building and pushing the images of an environment: content-tagged, reused when unchanged."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autodevhub_cli.core.config import load_environment
+from autodevhub_cli.core.environment import Environment
+from autodevhub_cli.core.errors import AutodevhubError
+from autodevhub_cli.core.images import ImagePlan, context_tar, plan_images
+from autodevhub_cli.core.project import Project, find_project
+from autodevhub_cli.core.records import read_json, write_json
+
+log = logging.getLogger("autodevhub.build")
+Reporter = Callable[[str, str], None]
+
+
+@dataclass
+class BuildRequest:
+    """Options of `autodevhub build`."""
+
+    environment: str
+    project_dir: str | Path | None = None
+    sets: Sequence[str] = ()
+    push: bool = False
+    only: Sequence[str] = ()
+
+
+@dataclass
+class BuiltImage:
+    """One image's outcome: its reference, digest (after a push), and what was done."""
+
+    name: str
+    repository: str
+    tag: str
+    action: str  # built | reused
+    pushed: bool
+    digest: str | None
+    seconds: float
+    size_bytes: int | None = None
+
+    @property
+    def ref(self) -> str:
+        """`repository:tag`, with `@digest` when pushed."""
+        base = f"{self.repository}:{self.tag}"
+        return f"{base}@{self.digest}" if self.digest else base
+
+
+@dataclass
+class BuildResult:
+    """The images of one build, recorded in `.autodevhub/builds/<env>.json`."""
+
+    environment: str
+    commit: str
+    images: list[BuiltImage] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "environment": self.environment,
+            "commit": self.commit,
+            "seconds": round(self.seconds, 3),
+            "images": [
+                {**asdict(i), "ref": i.ref, "seconds": round(i.seconds, 3)} for i in self.images
+            ],
+        }
+
+
+def record_path(project: Project, environment: str) -> Path:
+    """Where the last build of `environment` is recorded."""
+    return project.state_dir / "builds" / f"{environment}.json"
+
+
+def last_build(project: Project, environment: str) -> dict[str, Any] | None:
+    """The recorded last build of `environment`, if any."""
+    data = read_json(record_path(project, environment))
+    return data if isinstance(data, dict) else None
+
+
+def git_commit(root: Path) -> str:
+    """The project's git commit, or `unknown` outside a git checkout."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True
+        )
+    except OSError:
+        return "unknown"
+    return proc.stdout.strip() if proc.returncode == 0 else "unknown"
+
+
+def build_images(request: BuildRequest, report: Reporter | None = None) -> BuildResult:
+    """Build (and push) the environment's images; skip any whose content tag already exists."""
+    started = time.perf_counter()
+    project = find_project(request.project_dir)
+    environment = load_environment(project, request.environment, request.sets)
+    plans = plan_images(project, environment, list(request.only) or None)
+    commit = git_commit(project.root)
+    say = report or (lambda _image, _message: None)
+    builder = _Builder(project, environment, commit, request.push, say)
+    with ThreadPoolExecutor(max_workers=len(plans) or 1) as pool:
+        futures = [pool.submit(builder.run, plan) for plan in plans]
+        results, errors = [], []
+        for future in futures:
+            try:
+                results.append(future.result())
+            except AutodevhubError as exc:
+                errors.append(exc)
+    if errors:
+        raise errors[0]
+    result = BuildResult(environment.name, commit, results, time.perf_counter() - started)
+    write_json(record_path(project, environment.name), result.to_dict())
+    return result
+
+
+class _Builder:
+    """Builds one plan at a time; shared engine connection and wheelhouse per build run."""
+
+    def __init__(
+        self, project: Project, environment: Environment, commit: str, push: bool, say: Reporter
+    ) -> None:
+        self.project = project
+        self.environment = environment
+        self.commit = commit
+        self.push = push
+        self.say = say
+        self._client: Any = None
+
+    def client(self) -> Any:
+        from autodevhub_cli.core.adapters import docker_engine
+
+        if self._client is None:
+            self._client = docker_engine.connect()
+        return self._client
+
+    def run(self, plan: ImagePlan) -> BuiltImage:
+        from autodevhub_cli.core.adapters import docker_engine, registry
+
+        started = time.perf_counter()
+        host, _ = registry.split_repository(plan.repository)
+        auth = registry.credentials(host)
+        if self.push:
+            digest = registry.manifest_digest(plan.repository, plan.content_tag, auth)
+            if digest:
+                self.say(plan.component, f"{plan.ref()} already in the registry: reused")
+                return BuiltImage(
+                    plan.component,
+                    plan.repository,
+                    plan.content_tag,
+                    "reused",
+                    False,
+                    digest,
+                    time.perf_counter() - started,
+                )
+        client = self.client()
+        action = "reused"
+        if docker_engine.image_exists(client, plan.ref()):
+            self.say(plan.component, f"{plan.ref()} already built: reused")
+        else:
+            self._build(client, plan)
+            action = "built"
+        digest = None
+        if self.push:
+            self.say(plan.component, f"pushing {plan.ref()}")
+            digest = docker_engine.push(
+                client,
+                repository=plan.repository,
+                tag=plan.content_tag,
+                auth=auth,
+                attempts=self.environment.build.push_retries,
+            )
+            self.say(plan.component, f"pushed {plan.ref()}@{digest}")
+        return BuiltImage(
+            plan.component,
+            plan.repository,
+            plan.content_tag,
+            action,
+            self.push,
+            digest,
+            time.perf_counter() - started,
+            docker_engine.image_size(client, plan.ref()),
+        )
+
+    def _build(self, client: Any, plan: ImagePlan) -> None:
+        from autodevhub_cli.core import wheelhouse
+        from autodevhub_cli.core.adapters import docker_engine
+
+        wheels = None
+        if plan.wheelhouse_requirements:
+            self.say(plan.component, "preparing the wheelhouse")
+            wheels = wheelhouse.prepare(
+                self.project.root / plan.wheelhouse_requirements,
+                wheelhouse.cache_root(),
+                arch=docker_engine.engine_arch(client),
+            )
+        self.say(plan.component, f"building {plan.ref()}")
+        labels = {
+            "org.opencontainers.image.revision": self.commit,
+            "org.opencontainers.image.title": plan.component,
+            "io.autodevhub.content-tag": plan.content_tag,
+        }
+        docker_engine.build(
+            client,
+            image=plan.component,
+            context=context_tar(self.project.root, plan, wheels),
+            dockerfile=plan.dockerfile,
+            tag=plan.ref(),
+            buildargs=plan.buildargs,
+            labels=labels,
+            on_line=lambda line: self.say(plan.component, "  " + line),
+        )
+        self.say(plan.component, f"built {plan.ref()}")

@@ -1,0 +1,191 @@
+"""What goes into each image: its build context files and the content tag derived from them."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import os
+import re
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autodevhub_cli.core.environment import Environment
+from autodevhub_cli.core.errors import ConfigError
+from autodevhub_cli.core.project import Project
+
+COMPONENTS = ("backend", "frontend")
+TAG_PREFIX = "c-"
+TAG_DIGITS = 16
+# Bumped when the way a context is assembled changes, so old tags are not reused wrongly.
+_CONTEXT_FORMAT = b"autodevhub-context-1"
+
+
+@dataclass
+class ImagePlan:
+    """One image to build: where its inputs are, the build args, and the content tag."""
+
+    component: str
+    repository: str
+    dockerfile: str
+    files: list[str]
+    buildargs: dict[str, str]
+    wheelhouse_requirements: str | None
+    content_tag: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def ref(self, tag: str | None = None) -> str:
+        """`registry/repository:tag`."""
+        return f"{self.repository}:{tag or self.content_tag}"
+
+
+def base_image_args(environment: Environment) -> dict[str, str]:
+    """Build args naming the base images, from the environment's `build.base_images`."""
+    bases = environment.build.base_images
+    return {"PYTHON_IMAGE": bases.python, "NODE_IMAGE": bases.node, "NGINX_IMAGE": bases.nginx}
+
+
+def plan_images(
+    project: Project, environment: Environment, only: list[str] | None = None
+) -> list[ImagePlan]:
+    """The images of `environment` (or the `only` ones), with their files and content tags."""
+    buildable = [c for c in COMPONENTS if getattr(environment.components, c).build is not None]
+    chosen = only or buildable
+    unknown = [name for name in chosen if name not in buildable]
+    if unknown:
+        raise ConfigError(
+            f"Unknown image {', '.join(repr(u) for u in unknown)} for --only.",
+            hint=f"Images of environment {environment.name!r}: {', '.join(buildable) or 'none'}.",
+        )
+    plans = []
+    for name in chosen:
+        component = getattr(environment.components, name)
+        build = component.build
+        assert build is not None
+        dockerfile = project.root / build.dockerfile
+        if not dockerfile.is_file():
+            raise ConfigError(
+                f"components.{name}.build.dockerfile: {build.dockerfile} does not exist.",
+                hint="Fix the path in the environment file (it is relative to the project).",
+            )
+        files = _context_files(project.root, build.context, build.exclude, name)
+        if build.dockerfile not in files:
+            files.append(build.dockerfile)
+        files.sort()
+        if build.wheelhouse and build.wheelhouse not in files:
+            raise ConfigError(
+                f"components.{name}.build.wheelhouse: {build.wheelhouse} is not in the build "
+                "context.",
+                hint="Add it to components.{name}.build.context.",
+            )
+        plan = ImagePlan(
+            component=name,
+            repository=f"{environment.registry.url}/{component.image.repository}",
+            dockerfile=build.dockerfile,
+            files=files,
+            buildargs=base_image_args(environment),
+            wheelhouse_requirements=build.wheelhouse,
+        )
+        plan.content_tag = content_tag(project.root, plan)
+        plans.append(plan)
+    return plans
+
+
+def _context_files(root: Path, patterns: list[str], exclude: list[str], name: str) -> list[str]:
+    found: set[str] = set()
+    for pattern in patterns:
+        matches = _expand(root, pattern)
+        if not matches:
+            raise ConfigError(
+                f"components.{name}.build.context: pattern {pattern!r} matches no file under "
+                f"{root}.",
+                hint="Fix the pattern (globs are relative to the project folder).",
+            )
+        found.update(matches)
+    return [f for f in found if not any(glob_match(f, x) for x in exclude)]
+
+
+def _expand(root: Path, pattern: str) -> list[str]:
+    """Files under `root` matching `pattern` (`**` spans folders), as relative POSIX paths."""
+    parts = pattern.split("/")
+    fixed = []
+    for part in parts:
+        if any(ch in part for ch in "*?["):
+            break
+        fixed.append(part)
+    start = root.joinpath(*fixed) if fixed else root
+    if start.is_file():
+        rel = start.relative_to(root).as_posix()
+        return [rel] if glob_match(rel, pattern) else []
+    found = []
+    for folder, _dirs, names in os.walk(start):
+        base = Path(folder).relative_to(root).as_posix()
+        for filename in names:
+            rel = f"{base}/{filename}" if base != "." else filename
+            if glob_match(rel, pattern):
+                found.append(rel)
+    return found
+
+
+@functools.cache
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def glob_match(path: str, pattern: str) -> bool:
+    """Whether a relative POSIX path matches a glob where `**` spans folders."""
+    return _glob_regex(pattern).match(path) is not None
+
+
+def content_tag(root: Path, plan: ImagePlan) -> str:
+    """A tag that changes exactly when the image's inputs change (files, modes, build args)."""
+    digest = hashlib.sha256(_CONTEXT_FORMAT)
+    for arg, value in sorted(plan.buildargs.items()):
+        digest.update(f"arg\0{arg}\0{value}\0".encode())
+    digest.update(f"dockerfile\0{plan.dockerfile}\0".encode())
+    for rel in plan.files:
+        path = root / rel
+        mode = os.stat(path).st_mode & 0o111
+        digest.update(f"file\0{rel}\0{mode:o}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return TAG_PREFIX + digest.hexdigest()[:TAG_DIGITS]
+
+
+def context_tar(root: Path, plan: ImagePlan, wheelhouse: Path | None) -> io.BytesIO:
+    """The build context as an uncompressed tar: the plan's files, plus `wheelhouse/` if any."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for rel in plan.files:
+            tar.add(str(root / rel), arcname=rel, recursive=False, filter=_normalise)
+        if wheelhouse is not None:
+            for wheel in sorted(wheelhouse.iterdir()):
+                if wheel.suffix == ".whl":
+                    tar.add(str(wheel), arcname=f"wheelhouse/{wheel.name}", filter=_normalise)
+    buffer.seek(0)
+    return buffer
+
+
+def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    # Same bytes in, same layers out: no owner names or times from the host.
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mtime = 0
+    return info
