@@ -22,6 +22,9 @@ def build(
         typer.Option("--only", help="Build only this image: backend or frontend (repeatable)."),
     ] = None,
     output: Output = OutputFormat.text,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Rebuild every layer, even for a known content tag.")
+    ] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show every build log line.")
     ] = False,
@@ -34,7 +37,7 @@ def build(
     progress = Progress(list(only or []), verbose=verbose)
     with progress.live():
         result = build_images(
-            BuildRequest(env, project_dir, sets or (), push, only or ()), report=progress
+            BuildRequest(env, project_dir, sets or (), push, only or (), no_cache), report=progress
         )
     if output is OutputFormat.json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")

@@ -13,7 +13,7 @@ from typing import Any
 
 from autodevhub_cli.core.config import load_environment
 from autodevhub_cli.core.environment import Environment
-from autodevhub_cli.core.errors import AutodevhubError
+from autodevhub_cli.core.errors import AutodevhubError, BuildError
 from autodevhub_cli.core.images import ImagePlan, context_tar, plan_images
 from autodevhub_cli.core.project import Project, find_project
 from autodevhub_cli.core.records import read_json, write_json
@@ -31,6 +31,7 @@ class BuildRequest:
     sets: Sequence[str] = ()
     push: bool = False
     only: Sequence[str] = ()
+    no_cache: bool = False
 
 
 @dataclass
@@ -104,7 +105,7 @@ def build_images(request: BuildRequest, report: Reporter | None = None) -> Build
     plans = plan_images(project, environment, list(request.only) or None)
     commit = git_commit(project.root)
     say = report or (lambda _image, _message: None)
-    builder = _Builder(project, environment, commit, request.push, say)
+    builder = _Builder(project, environment, commit, request.push, say, request.no_cache)
     with ThreadPoolExecutor(max_workers=len(plans) or 1) as pool:
         futures = [pool.submit(builder.run, plan) for plan in plans]
         results, errors = [], []
@@ -124,8 +125,15 @@ class _Builder:
     """Builds one plan at a time; shared engine connection and wheelhouse per build run."""
 
     def __init__(
-        self, project: Project, environment: Environment, commit: str, push: bool, say: Reporter
+        self,
+        project: Project,
+        environment: Environment,
+        commit: str,
+        push: bool,
+        say: Reporter,
+        no_cache: bool = False,
     ) -> None:
+        self.no_cache = no_cache
         self.project = project
         self.environment = environment
         self.commit = commit
@@ -146,7 +154,7 @@ class _Builder:
         started = time.perf_counter()
         host, _ = registry.split_repository(plan.repository)
         auth = registry.credentials(host)
-        if self.push:
+        if self.push and not self.no_cache:
             digest = registry.manifest_digest(plan.repository, plan.content_tag, auth)
             if digest:
                 self.say(plan.component, f"{plan.ref()} already in the registry: reused")
@@ -161,7 +169,7 @@ class _Builder:
                 )
         client = self.client()
         action = "reused"
-        if docker_engine.image_exists(client, plan.ref()):
+        if not self.no_cache and docker_engine.image_exists(client, plan.ref()):
             self.say(plan.component, f"{plan.ref()} already built: reused")
         else:
             self._build(client, plan)
@@ -188,6 +196,21 @@ class _Builder:
             docker_engine.image_size(client, plan.ref()),
         )
 
+    def _check_bases(self, client: Any, plan: ImagePlan) -> None:
+        from autodevhub_cli.core.adapters import docker_engine
+        from autodevhub_cli.core.images import base_image_field, base_images
+
+        for reference, build_arg in base_images(self.project.root, plan):
+            if not docker_engine.image_exists(client, reference):
+                field = base_image_field(build_arg)
+                raise BuildError(
+                    f"The {plan.component} image starts from {reference} ({field}), which this "
+                    "Docker engine does not have; autodevhub never pulls base images during a "
+                    "build.",
+                    hint=f"Pull, load or import {reference} into the engine, or set {field} in "
+                    "the environment file to an image the engine has.",
+                )
+
     def _build(self, client: Any, plan: ImagePlan) -> None:
         from autodevhub_cli.core import wheelhouse
         from autodevhub_cli.core.adapters import docker_engine
@@ -200,6 +223,7 @@ class _Builder:
                 wheelhouse.cache_root(),
                 arch=docker_engine.engine_arch(client),
             )
+        self._check_bases(client, plan)
         self.say(plan.component, f"building {plan.ref()}")
         labels = {
             "org.opencontainers.image.revision": self.commit,
@@ -214,6 +238,7 @@ class _Builder:
             tag=plan.ref(),
             buildargs=plan.buildargs,
             labels=labels,
+            nocache=self.no_cache,
             on_line=lambda line: self.say(plan.component, "  " + line),
         )
         self.say(plan.component, f"built {plan.ref()}")

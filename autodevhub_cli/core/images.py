@@ -189,3 +189,39 @@ def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.uname = info.gname = ""
     info.mtime = 0
     return info
+
+
+_ARG_FIELDS = {"PYTHON_IMAGE": "python", "NODE_IMAGE": "node", "NGINX_IMAGE": "nginx"}
+
+
+def base_images(root: Path, plan: ImagePlan) -> list[tuple[str, str | None]]:
+    """The external images a Dockerfile starts from, with the build arg that names each."""
+    text = (root / plan.dockerfile).read_text(encoding="utf-8")
+    defaults: dict[str, str] = {}
+    stages: set[str] = set()
+    found: list[tuple[str, str | None]] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        arg = re.match(r"^ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\S+))?", line, re.IGNORECASE)
+        if arg and arg.group(2) is not None:
+            defaults.setdefault(arg.group(1), arg.group(2))
+        match = re.match(r"^FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", line, re.IGNORECASE)
+        if not match:
+            continue
+        reference, stage = match.group(1), match.group(2)
+        variable = re.fullmatch(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", reference)
+        name = variable.group(1) if variable else None
+        if name:
+            reference = plan.buildargs.get(name) or defaults.get(name, "")
+        if reference and reference not in stages and reference != "scratch":
+            found.append((reference, name))
+        if stage:
+            stages.add(stage)
+    return found
+
+
+def base_image_field(build_arg: str | None) -> str:
+    """The environment field that sets a build arg naming a base image."""
+    if build_arg in _ARG_FIELDS:
+        return f"build.base_images.{_ARG_FIELDS[build_arg]}"
+    return "the Dockerfile's FROM line"

@@ -21,3 +21,9 @@ if command -v pg_isready >/dev/null 2>&1; then
 else
   log "pg_isready not found; postgres tests need PostgreSQL at 127.0.0.1:5432"
 fi
+
+# Browser tests: Debian chromium and nginx, Playwright for Python (never `playwright install`).
+bash scripts/ci/provision-browser.sh
+
+# Docker engine, registry on 127.0.0.1:5000, stand-in base images (docker tests).
+bash scripts/ci/provision-docker.sh

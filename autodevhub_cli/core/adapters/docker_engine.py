@@ -78,6 +78,7 @@ def build(
     tag: str,
     buildargs: dict[str, str],
     labels: dict[str, str],
+    nocache: bool = False,
     on_line: Callable[[str], None] | None = None,
 ) -> BuildLog:
     """Build `tag` from a tar context with the classic builder; fail with the step and log tail."""
@@ -96,6 +97,7 @@ def build(
             rm=True,
             forcerm=True,
             pull=False,
+            nocache=nocache,
             decode=True,
         )
         for chunk in stream:

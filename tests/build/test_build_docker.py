@@ -1,0 +1,223 @@
+"""`autodevhub build` against the real Docker engine and registry: build, run, push, reuse, faults."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.build.conftest import REGISTRY
+from tests.helpers import run_cli
+
+pytestmark = pytest.mark.docker
+
+
+def _build(project: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, Any, str]:
+    code, out, err = run_cli(
+        "build", "--env", "dev", "--output", "json", "--project-dir", str(project), *args, env=env
+    )
+    return code, (json.loads(out) if code == 0 else None), err
+
+
+@pytest.fixture(scope="module")
+def first_build(build_project: Path, build_env: dict[str, str]) -> dict[str, Any]:
+    code, result, err = _build(build_project, "--push")
+    assert code == 0, err
+    return result
+
+
+def _images(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {image["name"]: image for image in result["images"]}
+
+
+def test_both_images_pushed_with_digests(first_build: dict[str, Any]) -> None:
+    images = _images(first_build)
+    assert set(images) == {"backend", "frontend"}
+    catalog = httpx.get(f"http://{REGISTRY}/v2/_catalog?n=1000").json()["repositories"]
+    for image in images.values():
+        assert image["tag"].startswith("c-") and image["tag"] != "latest"
+        assert image["digest"].startswith("sha256:")
+        assert image["ref"].endswith("@" + image["digest"])
+        repo = image["repository"].split("/", 1)[1]
+        assert repo in catalog
+        head = httpx.head(
+            f"http://{REGISTRY}/v2/{repo}/manifests/{image['tag']}",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        )
+        assert head.headers["Docker-Content-Digest"] == image["digest"]
+    assert images["backend"]["size_bytes"] > 0
+
+
+def test_build_is_recorded(build_project: Path, first_build: dict[str, Any]) -> None:
+    record = json.loads((build_project / ".autodevhub" / "builds" / "dev.json").read_text())
+    assert _images(record)["backend"]["digest"] == _images(first_build)["backend"]["digest"]
+
+
+def _wait_http(url: str, timeout: float = 60) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=2)
+            if response.status_code == 200:
+                return response
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer 200 within {timeout}s ({last})")
+
+
+def test_images_run_and_serve_a_story_round_trip(
+    docker_client: Any, first_build: dict[str, Any]
+) -> None:
+    images = _images(first_build)
+    name = f"adh-test-{uuid.uuid4().hex[:6]}"
+    network = docker_client.networks.create(name)
+    volume = docker_client.volumes.create(name)
+    started = []
+    try:
+        backend = docker_client.containers.run(
+            f"{images['backend']['repository']}:{images['backend']['tag']}",
+            command=["sh", "-c", "python3 -m service migrate && exec python3 -m service"],
+            detach=True,
+            name=f"{name}-backend",
+            network=name,
+            read_only=True,
+            tmpfs={"/tmp": ""},
+            volumes={name: {"bind": "/data", "mode": "rw"}},
+            environment={"APP_ENV": "dev", "WORKERS": "1"},
+            ports={"8000/tcp": ("127.0.0.1", None)},
+        )
+        started.append(backend)
+        network.disconnect(backend)
+        network.connect(backend, aliases=["backend"])
+        frontend = docker_client.containers.run(
+            f"{images['frontend']['repository']}:{images['frontend']['tag']}",
+            detach=True,
+            name=f"{name}-frontend",
+            network=name,
+            read_only=True,
+            tmpfs={"/tmp": ""},
+            sysctls={"net.ipv4.ip_unprivileged_port_start": "0"},
+            ports={"80/tcp": ("127.0.0.1", None)},
+        )
+        started.append(frontend)
+        backend.reload()
+        frontend.reload()
+        api = f"http://127.0.0.1:{backend.ports['8000/tcp'][0]['HostPort']}"
+        web = f"http://127.0.0.1:{frontend.ports['80/tcp'][0]['HostPort']}"
+        assert _wait_http(f"{api}/healthz").json() == {"status": "ok"}
+        assert backend.attrs["Config"]["User"].startswith("10001")
+        # The frontend serves the page and proxies /api to the backend.
+        page = _wait_http(f"{web}/")
+        assert "<html" in page.text.lower()
+        created = httpx.post(f"{web}/api/stories", json={"feature": "Export invoices as PDF"})
+        assert created.status_code == 202, created.text
+        story_id = created.json()["id"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            got = httpx.get(f"{api}/api/stories/{story_id}").json()
+            if got["status"] in ("done", "failed"):
+                break
+            time.sleep(0.3)
+        assert got["status"] == "done", got
+        assert got["generator"] == "offline"
+        assert got["stories"] and got["stories"][0]["text"].startswith("As a")
+        listed = httpx.get(f"{web}/api/stories").json()
+        assert story_id in [item["id"] for item in listed["items"]]
+    finally:
+        for container in started:
+            container.remove(force=True)
+        network.remove()
+        volume.remove(force=True)
+
+
+def test_noop_rebuild_never_reaches_the_engine(
+    build_project: Path, first_build: dict[str, Any]
+) -> None:
+    # With nothing changed the registry already has both content tags: no engine is needed.
+    code, result, err = _build(
+        build_project, "--push", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    )
+    assert code == 0, err
+    images = _images(result)
+    assert {i["action"] for i in images.values()} == {"reused"}
+    assert images["backend"]["digest"] == _images(first_build)["backend"]["digest"]
+
+
+def test_one_backend_change_rebuilds_only_the_backend_and_reuses_dependency_layers(
+    build_project: Path, first_build: dict[str, Any]
+) -> None:
+    source = build_project / "service" / "logs.py"
+    source.write_text(source.read_text() + "\n# a change\n")
+    code, out, err = run_cli("build", "--env", "dev", "-v", "--project-dir", str(build_project))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert any(line.startswith("backend") and " built " in line for line in lines), out
+    assert any(line.startswith("frontend") and " reused " in line for line in lines), out
+    backend_log = [line for line in err.splitlines() if "backend:" in line]
+    cached = [line for line in backend_log if "Using cache" in line]
+    assert len(cached) >= 3, "the lock file, wheelhouse and venv layers come from the cache"
+
+
+def test_unknown_only_name(build_project: Path, build_env: dict[str, str]) -> None:
+    code, _, err = _build(build_project, "--only", "database")
+    assert code == 2
+    assert "Unknown image 'database'" in err and "backend, frontend" in err
+
+
+def test_no_engine_says_how_to_start_one(build_project: Path, build_env: dict[str, str]) -> None:
+    code, _, err = _build(build_project, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert code == 1
+    assert "No Docker engine answers at unix:///nonexistent/docker.sock" in err
+    assert "dockerd" in err and "Traceback" not in err
+
+
+def test_failing_dockerfile_step_names_image_step_and_log(
+    build_project: Path, build_env: dict[str, str], tmp_path: Path
+) -> None:
+    dockerfile = build_project / "service" / "web" / "Dockerfile"
+    original = dockerfile.read_text()
+    dockerfile.write_text(
+        original.replace(
+            "RUN cd /web && node build.mjs --out /web/dist",
+            "RUN echo about to fail && exit 7",
+        )
+    )
+    try:
+        code, _, err = _build(build_project, "--only", "frontend")
+    finally:
+        dockerfile.write_text(original)
+    assert code == 1
+    assert "The frontend image failed to build at Step" in err
+    assert "RUN echo about to fail && exit 7" in err
+    assert "about to fail" in err.split("last log lines", 1)[1]
+
+
+def test_missing_base_image(build_project: Path, build_env: dict[str, str]) -> None:
+    code, _, err = _build(
+        build_project,
+        "--only",
+        "frontend",
+        "--set",
+        "build.base_images.node=autodevhub-ci/no-such-node:0",
+    )
+    assert code == 1
+    assert "The frontend image starts from autodevhub-ci/no-such-node:0" in err
+    assert "build.base_images.node" in err
+
+
+def test_unreachable_registry_records_nothing(
+    build_project: Path, first_build: dict[str, Any]
+) -> None:
+    record = build_project / ".autodevhub" / "builds" / "dev.json"
+    before = record.read_text()
+    code, _, err = _build(build_project, "--push", "--set", "registry.url=127.0.0.1:5999/nowhere")
+    assert code == 1
+    assert "127.0.0.1:5999" in err and "unreachable" in err
+    assert record.read_text() == before, "a failed build leaves the last record as it was"
