@@ -46,6 +46,15 @@ def render(
         bool, typer.Option("--no-validate", help="Skip schema validation.")
     ] = False,
     kube_version: KubeVersion = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            "--images",
+            help="Pin images to a build: the JSON of `autodevhub build --output json` (or "
+            ".autodevhub/builds/ENV.json); renders image:tag@sha256:digest.",
+            show_default=False,
+        ),
+    ] = None,
     project_dir: ProjectDir = None,
 ) -> None:
     """Render an environment to Kubernetes manifests or a Compose file (validated)."""
@@ -60,6 +69,7 @@ def render(
             validate=not no_validate,
             kube_version=kube_version,
             out_dir=out,
+            images=images,
         )
     )
     if out is None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from autodevhub_cli.core.config import load_environment
 from autodevhub_cli.core.environment import Environment
+from autodevhub_cli.core.errors import ConfigError
 from autodevhub_cli.core.project import find_project
 from autodevhub_cli.core.render import RenderResult, render, write_atomically
 from autodevhub_cli.core.validate import ValidationReport, check_kube_version, validate
@@ -26,6 +27,7 @@ class RenderRequest:
     kube_version: str | None = None
     out_dir: Path | None = None
     environ: Mapping[str, str] | None = None
+    images: Path | None = None
 
 
 @dataclass
@@ -38,11 +40,51 @@ class RenderOutcome:
     written: list[Path]
 
 
+def image_overrides(path: Path, environment: str) -> list[str]:
+    """`--set` expressions pinning each component's image to a build's tag and digest."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"--images {path} does not exist.",
+            hint="Pass the JSON that `autodevhub build --output json` printed, or the record "
+            f".autodevhub/builds/{environment}.json.",
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--images {path} is not readable JSON: {exc}.") from None
+    images = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(images, list) or not all(
+        isinstance(i, dict) and {"name", "tag"} <= set(i) for i in images
+    ):
+        raise ConfigError(
+            f"--images {path} has no list of images with name and tag.",
+            hint="Use the output of `autodevhub build --output json`.",
+        )
+    if data.get("environment") not in (None, environment):
+        raise ConfigError(
+            f"--images {path} was built for environment {data['environment']!r}, not "
+            f"{environment!r}.",
+            hint="Build the images for this environment (base images and registry differ).",
+        )
+    sets = []
+    for image in images:
+        sets.append(f"components.{image['name']}.image.tag={image['tag']}")
+        if image.get("digest"):
+            sets.append(f"components.{image['name']}.image.digest={image['digest']}")
+    return sets
+
+
 def render_environment(request: RenderRequest) -> RenderOutcome:
     """Load, render and (unless disabled) validate an environment; write files when asked."""
     kube_version = check_kube_version(request.kube_version) if request.kube_version else None
     project = find_project(request.project_dir)
-    environment = load_environment(project, request.environment, request.sets, request.environ)
+    sets = list(request.sets)
+    if request.images is not None:
+        # Built images first: an explicit --set still wins.
+        sets = image_overrides(request.images, request.environment) + sets
+    environment = load_environment(project, request.environment, sets, request.environ)
     result = render(project, environment, request.target)
     report = None
     if request.validate:
