@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 
 from autodevhub_cli import __version__
 from autodevhub_cli.commands import build as build_commands
+from autodevhub_cli.commands import deploy as deploy_commands
 from autodevhub_cli.commands import render as render_commands
 from autodevhub_cli.core.errors import AutodevhubError
 
@@ -97,6 +98,11 @@ def _root(
 app.command("render")(render_commands.render)
 app.command("validate")(render_commands.validate)
 app.command("build")(build_commands.build)
+app.command("deploy")(deploy_commands.deploy)
+app.command("smoke-test")(deploy_commands.smoke_test)
+app.command("status")(deploy_commands.status)
+app.command("rollback")(deploy_commands.rollback)
+app.command("down")(deploy_commands.down)
 
 
 def main() -> None:

@@ -201,12 +201,15 @@ class _Builder:
         from autodevhub_cli.core.images import base_image_field, base_images
 
         for reference, build_arg in base_images(self.project.root, plan):
-            if not docker_engine.image_exists(client, reference):
-                field = base_image_field(build_arg)
+            if docker_engine.image_exists(client, reference):
+                continue
+            field = base_image_field(build_arg)
+            self.say(plan.component, f"pulling base image {reference}")
+            problem = docker_engine.pull(client, reference)
+            if problem:
                 raise BuildError(
                     f"The {plan.component} image starts from {reference} ({field}), which this "
-                    "Docker engine does not have; autodevhub never pulls base images during a "
-                    "build.",
+                    f"Docker engine does not have and could not pull: {problem}.",
                     hint=f"Pull, load or import {reference} into the engine, or set {field} in "
                     "the environment file to an image the engine has.",
                 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -289,6 +289,11 @@ class ComposeSettings(Model):
     frontend_port: Port = 8080
     backend_port: Port | None = 8000
     data_volume: DnsLabel = "backend-data"
+    health_start_period_seconds: int = Field(
+        60,
+        ge=0,
+        description="Failed health checks in this first period do not count; a pass does.",
+    )
     database_url: str = "sqlite:////data/autodevhub.db"
 
 
@@ -311,6 +316,46 @@ class KubernetesSettings(Model):
     kubeconfig: str | None = None
 
 
+class HttpCheck(Model):
+    """A project's own smoke check: one HTTP request and what its answer must be."""
+
+    name: str = Field(min_length=1)
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    path: str = Field(pattern=r"^/")
+    target: Literal["frontend", "backend"] = "frontend"
+    status: int = Field(200, ge=100, le=599)
+    contains: str | None = None
+    json_body: dict[str, Any] | None = None
+
+
+class Smoke(Model):
+    """Smoke checks run after every deploy and by `autodevhub smoke-test`."""
+
+    base_url: str | None = Field(
+        None, description="The frontend's URL; Compose default: http://<bind>:<frontend_port>."
+    )
+    backend_url: str | None = Field(
+        None, description="The backend's URL; Compose default: http://<bind>:<backend_port>."
+    )
+    timeout_seconds: float = Field(60, gt=0, description="Deadline for retries while settling.")
+    round_trip: bool = True
+    round_trip_timeout_seconds: float = Field(60, gt=0)
+    latency_budget_ms: float = Field(200, gt=0)
+    latency_samples: int = Field(20, ge=1, le=1000)
+    api_key_env: str | None = Field(
+        "SMOKE_API_KEY", description="Environment variable with a bearer key for write calls."
+    )
+    checks: list[HttpCheck] = []
+
+
+class Migrations(Model):
+    """The database migration step a deploy runs before switching versions."""
+
+    enabled: bool = True
+    component: Literal["backend", "frontend"] = "backend"
+    command: list[str] = Field(default_factory=lambda: ["python3", "-m", "service", "migrate"])
+
+
 class Environment(Model):
     """All values of one environment, merged from its file, its base, env vars and --set."""
 
@@ -328,6 +373,8 @@ class Environment(Model):
     backups: Backups
     compose: ComposeSettings = ComposeSettings()
     kubernetes: KubernetesSettings = KubernetesSettings()
+    smoke: Smoke = Smoke()
+    migrations: Migrations = Migrations()
     labels: dict[str, str] = {}
 
     @model_validator(mode="after")
@@ -341,6 +388,17 @@ class Environment(Model):
                         "pin a tag or a digest (autodevhub build records them)"
                     )
         return self
+
+    def smoke_urls(self) -> tuple[str | None, str | None]:
+        """The frontend and backend URLs smoke checks use (Compose: the published ports)."""
+        base, backend = self.smoke.base_url, self.smoke.backend_url
+        if self.target == "compose":
+            host = self.compose.bind_address
+            host = f"[{host}]" if ":" in host else host
+            base = base or f"http://{host}:{self.compose.frontend_port}"
+            if backend is None and self.compose.backend_port:
+                backend = f"http://{host}:{self.compose.backend_port}"
+        return base, backend
 
     def image_ref(self, component: str) -> str:
         """The full reference of a component's image: registry/repository:tag[@digest]."""

@@ -84,12 +84,19 @@ def plan_images(
             repository=f"{environment.registry.url}/{component.image.repository}",
             dockerfile=build.dockerfile,
             files=files,
-            buildargs=base_image_args(environment),
+            buildargs=_declared_args(dockerfile, base_image_args(environment)),
             wheelhouse_requirements=build.wheelhouse,
         )
         plan.content_tag = content_tag(project.root, plan)
         plans.append(plan)
     return plans
+
+
+def _declared_args(dockerfile: Path, args: dict[str, str]) -> dict[str, str]:
+    """Only the build args a Dockerfile declares: others would warn and change the tag."""
+    text = dockerfile.read_text(encoding="utf-8")
+    declared = set(re.findall(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)", text, re.MULTILINE))
+    return {k: v for k, v in args.items() if k in declared}
 
 
 def _context_files(root: Path, patterns: list[str], exclude: list[str], name: str) -> list[str]:

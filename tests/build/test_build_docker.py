@@ -209,6 +209,7 @@ def test_missing_base_image(build_project: Path, build_env: dict[str, str]) -> N
     )
     assert code == 1
     assert "The frontend image starts from autodevhub-ci/no-such-node:0" in err
+    assert "could not pull" in err
     assert "build.base_images.node" in err
 
 

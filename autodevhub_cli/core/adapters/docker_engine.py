@@ -56,6 +56,18 @@ def image_exists(client: Any, ref: str) -> bool:
         return False
 
 
+def pull(client: Any, ref: str) -> str | None:
+    """Pull `ref`; return None on success or a one-line reason it failed."""
+    from docker.errors import DockerException
+
+    log.info("docker: pull %s", ref)
+    try:
+        client.images.pull(ref)
+        return None
+    except DockerException as exc:
+        return _short(exc)
+
+
 def image_size(client: Any, ref: str) -> int:
     """The image's size in bytes."""
     return int(client.api.inspect_image(ref).get("Size", 0))

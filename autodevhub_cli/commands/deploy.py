@@ -1,0 +1,180 @@
+"""`autodevhub deploy`, `smoke-test`, `status`, `rollback` and `down`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from autodevhub_cli.commands.options import Env, Output, OutputFormat, ProjectDir, Sets
+from autodevhub_cli.commands.progress import Progress
+
+Timeout = Annotated[
+    float, typer.Option("--timeout", help="Seconds to wait for the release to become healthy.")
+]
+
+
+def _json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def deploy(
+    env: Env,
+    skip_build: Annotated[
+        bool, typer.Option("--skip-build", help="Use the recorded build; build nothing.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Render and show what would change; touch nothing.")
+    ] = False,
+    timeout: Timeout = 300.0,
+    output: Output = OutputFormat.text,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every step.")] = False,
+    sets: Sets = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Build, push, migrate, apply, wait, smoke-check and record a release; roll back on failure."""
+    from autodevhub_cli.core.deploy import DeployFailed, DeployRequest
+    from autodevhub_cli.core.deploy import deploy as run_deploy
+
+    request = DeployRequest(env, project_dir, sets or (), skip_build, dry_run, timeout)
+    progress = Progress(verbose=verbose)
+    try:
+        with progress.live():
+            outcome = run_deploy(request, report=progress)
+    except DeployFailed as exc:
+        if output is OutputFormat.json:
+            _json({**exc.outcome.to_dict(), "ok": False, "error": exc.message})
+        raise
+    if output is OutputFormat.json:
+        _json({**outcome.to_dict(), "ok": True})
+        return
+    if outcome.dry_run:
+        sys.stdout.write("Dry run: nothing was built, applied or recorded.\nPlan:\n")
+        sys.stdout.writelines(f"  - {step}\n" for step in outcome.plan)
+        sys.stdout.write(outcome.diff or "No change from the current release.\n")
+        return
+    release = outcome.release
+    assert release is not None
+    sys.stdout.write(f"Release {release.id} of {env} deployed.\n")
+    for image in release.images:
+        sys.stdout.write(f"  {image['name']:9} {image['ref']}\n")
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in release.timings.items())
+    sys.stdout.write(f"  timings: {timings}\n")
+
+
+def smoke_test(
+    env: Env,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="Frontend URL (default from the environment).")
+    ] = None,
+    backend_url: Annotated[
+        str | None, typer.Option("--backend-url", help="Backend URL for /healthz and /readyz.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Deadline in seconds for retries.")
+    ] = None,
+    output: Output = OutputFormat.text,
+    sets: Sets = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Run the smoke checks against a deployed environment; exit code 3 when one fails."""
+    from autodevhub_cli.core.errors import SmokeCheckError
+    from autodevhub_cli.core.operate import smoke_test as run_smoke
+
+    progress = Progress(verbose=False)
+    result = run_smoke(env, project_dir, sets or (), base_url, backend_url, timeout, progress)
+    if output is OutputFormat.json:
+        _json(result.to_dict())
+    else:
+        _table(result)
+    if not result.ok:
+        raise SmokeCheckError(f"{len(result.failed)} smoke check(s) failed: {result.summary()}")
+
+
+def _table(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"smoke checks against {result.base_url}")
+    for column in ("check", "result", "detail", "seconds"):
+        table.add_column(column)
+    for check in result.checks:
+        mark = "[green]ok[/]" if check.ok else "[bold red]FAILED[/]"
+        table.add_row(check.name, mark, check.detail, f"{check.seconds:.2f}")
+    Console(soft_wrap=False).print(table)
+
+
+def status(
+    env: Env,
+    output: Output = OutputFormat.text,
+    sets: Sets = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Show the current release, its images, workload health and the last smoke result."""
+    from autodevhub_cli.core.operate import status as read_status
+
+    state = read_status(env, project_dir, sets or ())
+    if output is OutputFormat.json:
+        _json(state.to_dict())
+        return
+    write = sys.stdout.write
+    current = state.current
+    if current is None:
+        write(f"{env}: no good release recorded.\n")
+    else:
+        write(
+            f"{env}: release {current.id} ({current.status}, {current.finished_at}, commit "
+            f"{current.commit[:12]})\n"
+        )
+        for image in current.images:
+            write(f"  {image['name']:9} {image['ref']}\n")
+        if current.smoke:
+            checks = current.smoke.get("checks", [])
+            passed = sum(1 for c in checks if c.get("ok"))
+            write(f"  smoke: {passed}/{len(checks)} checks passed\n")
+    last = state.last
+    if last is not None and current is not None and last.id != current.id:
+        write(f"  last attempt: {last.id} {last.status}: {last.error or ''}\n".rstrip() + "\n")
+    for w in state.workloads:
+        write(f"  {w['service']:9} {w['state']:8} {w['health'] or '-':10} {w['image']}\n")
+
+
+def rollback(
+    env: Env,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Release id (or prefix); default: the previous one.")
+    ] = None,
+    timeout: Timeout = 300.0,
+    output: Output = OutputFormat.text,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Re-apply a recorded good release and verify it with the smoke checks."""
+    from autodevhub_cli.core.operate import rollback as run_rollback
+
+    progress = Progress(verbose=False)
+    with progress.live():
+        record, smoke = run_rollback(env, to, project_dir, timeout, progress)
+    if output is OutputFormat.json:
+        _json({"release": record.to_dict(), "smoke": smoke.to_dict(), "ok": True})
+        return
+    sys.stdout.write(
+        f"Rolled back {env} to release {record.rollback_of} (recorded as {record.id}); "
+        f"{len(smoke.checks)} smoke checks passed.\n"
+    )
+
+
+def down(
+    env: Env,
+    volumes: Annotated[
+        bool, typer.Option("--volumes", help="Also remove volumes (the data is lost).")
+    ] = False,
+    sets: Sets = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Remove everything the environment runs (volumes only with --volumes)."""
+    from autodevhub_cli.core.operate import down as run_down
+
+    run_down(env, project_dir, volumes, sets or ())
+    sys.stdout.write(f"{env}: removed" + (" with its volumes" if volumes else "") + ".\n")

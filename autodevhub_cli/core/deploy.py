@@ -1,0 +1,301 @@
+"""The deploy pipeline, target-neutral: lock -> build and push -> render and validate ->
+migrate -> apply and wait -> smoke checks -> record; on a failed wait or check, roll back to the
+last good release, check it again, and report what failed and what was restored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autodevhub_cli.core import releases as states
+from autodevhub_cli.core.build import BuildRequest, build_images, git_commit, record_path
+from autodevhub_cli.core.config import load_environment
+from autodevhub_cli.core.environment import Environment
+from autodevhub_cli.core.errors import (
+    AutodevhubError,
+    ConfigError,
+    RolloutError,
+    SmokeCheckError,
+)
+from autodevhub_cli.core.lock import DeployLock
+from autodevhub_cli.core.pipeline import RenderRequest, render_environment
+from autodevhub_cli.core.project import Project, find_project
+from autodevhub_cli.core.releases import Release, ReleaseStore
+from autodevhub_cli.core.smoke import SmokeResult, run_smoke_checks
+from autodevhub_cli.core.targets import Target, target_for
+
+log = logging.getLogger("autodevhub.deploy")
+Reporter = Callable[[str, str], None]
+
+
+@dataclass
+class DeployRequest:
+    """Options of `autodevhub deploy`."""
+
+    environment: str
+    project_dir: str | Path | None = None
+    sets: Sequence[str] = ()
+    skip_build: bool = False
+    dry_run: bool = False
+    timeout: float = 300.0
+
+
+@dataclass
+class DeployOutcome:
+    """What a deploy did: the release, what was restored, the checks, or the dry-run diff."""
+
+    environment: str
+    release: Release | None
+    restored: Release | None = None
+    smoke: SmokeResult | None = None
+    dry_run: bool = False
+    diff: str = ""
+    plan: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "environment": self.environment,
+            "dry_run": self.dry_run,
+            "release": self.release.to_dict() if self.release else None,
+            "restored": self.restored.id if self.restored else None,
+            "smoke": self.smoke.to_dict() if self.smoke else None,
+            "plan": self.plan,
+            "diff": self.diff,
+        }
+
+
+class DeployFailed(AutodevhubError):
+    """A deploy failed; says what failed and which release serves now."""
+
+    def __init__(self, message: str, *, exit_code: int, outcome: DeployOutcome) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.outcome = outcome
+
+
+@dataclass
+class _Context:
+    project: Project
+    environment: Environment
+    target: Target
+    store: ReleaseStore
+    say: Reporter
+
+
+def _context(name: str, project_dir: Any, sets: Sequence[str], report: Reporter | None) -> _Context:
+    project = find_project(project_dir)
+    environment = load_environment(project, name, sets)
+    return _Context(
+        project,
+        environment,
+        target_for(environment),
+        ReleaseStore(project, environment.name),
+        report or (lambda _step, _message: None),
+    )
+
+
+def deploy(request: DeployRequest, report: Reporter | None = None) -> DeployOutcome:
+    """Deploy an environment end to end, rolling back when the new release is not healthy."""
+    ctx = _context(request.environment, request.project_dir, request.sets, report)
+    if request.dry_run:
+        return _dry_run(ctx, request)
+    with DeployLock(
+        ctx.project.state_dir / "locks" / f"{ctx.environment.name}.lock", ctx.environment.name
+    ):
+        for old in ctx.store.recover():
+            ctx.say("recover", f"release {old.id} was left unfinished; marked aborted")
+        previous = ctx.store.current()
+        release = ctx.store.new(ctx.target.name, git_commit(ctx.project.root))
+        try:
+            return _run(ctx, request, release, previous)
+        except KeyboardInterrupt:
+            release.status = states.INTERRUPTED
+            release.error = "interrupted by a signal"
+            ctx.store.save(release)
+            raise
+        except DeployFailed:
+            raise
+        except Exception as exc:
+            release.status = states.FAILED
+            release.error = f"{type(exc).__name__}: {exc}"
+            ctx.store.save(release)
+            raise
+
+
+def _timed(release: Release, step: str, action: Callable[[], Any]) -> Any:
+    started = time.perf_counter()
+    try:
+        return action()
+    finally:
+        release.timings[step] = round(time.perf_counter() - started, 3)
+
+
+def _run(
+    ctx: _Context, request: DeployRequest, release: Release, previous: Release | None
+) -> DeployOutcome:
+    outcome = DeployOutcome(ctx.environment.name, release)
+    name = ctx.environment.name
+    try:
+        if request.skip_build:
+            images = record_path(ctx.project, name)
+            if not images.exists():
+                raise ConfigError(
+                    f"--skip-build: environment {name!r} has no recorded build.",
+                    hint=f"Run `autodevhub build --env {name} --push` first, or drop --skip-build.",
+                )
+            ctx.say("build", "skipped: using the recorded build")
+        else:
+            ctx.say("build", "building and pushing images")
+            built = _timed(
+                release,
+                "build",
+                lambda: build_images(
+                    BuildRequest(name, ctx.project.root, request.sets, push=True),
+                    report=lambda image, message: ctx.say(
+                        "build",
+                        ("  " if message.startswith("  ") else "") + f"{image}: {message.strip()}",
+                    ),
+                ),
+            )
+            images = record_path(ctx.project, name)
+            ctx.say("build", ", ".join(f"{i.name} {i.action}" for i in built.images))
+        ctx.say("render", "rendering and validating")
+        rendered = _timed(
+            release,
+            "render",
+            lambda: render_environment(
+                RenderRequest(name, ctx.project.root, sets=request.sets, images=images)
+            ),
+        )
+        release.images = [
+            {"name": c, "ref": rendered.environment.image_ref(c)} for c in ("backend", "frontend")
+        ]
+        path = ctx.store.attach(release, ctx.target.rendered_filename, _rendered_text(rendered))
+        ctx.store.save(release)
+        ctx.say("migrate", "running the migration step")
+        _timed(release, "migrate", lambda: ctx.target.migrate(path, request.timeout))
+        ctx.say("apply", "applying and waiting until healthy")
+        _timed(release, "apply", lambda: ctx.target.apply(path, request.timeout))
+        ctx.say("smoke", "running smoke checks")
+        smoke = _timed(release, "smoke", lambda: _smoke(ctx, rendered.environment))
+        outcome.smoke = smoke
+        release.smoke = smoke.to_dict()
+        if not smoke.ok:
+            raise SmokeCheckError(f"smoke checks failed: {smoke.summary()}")
+    except (RolloutError, SmokeCheckError) as exc:
+        return _roll_back(ctx, release, previous, exc, outcome, request.timeout)
+    except AutodevhubError as exc:
+        release.status = states.FAILED
+        release.error = str(exc)
+        ctx.store.save(release)
+        serving = f" Release {previous.id} still serves." if previous else ""
+        raise DeployFailed(
+            f"Deploy of {name!r} failed before switching: {exc}{serving}",
+            exit_code=exc.exit_code,
+            outcome=outcome,
+        ) from None
+    release.status = states.DEPLOYED
+    ctx.store.save(release)
+    ctx.say("done", f"release {release.id} deployed")
+    return outcome
+
+
+def _roll_back(
+    ctx: _Context,
+    release: Release,
+    previous: Release | None,
+    cause: AutodevhubError,
+    outcome: DeployOutcome,
+    timeout: float,
+) -> DeployOutcome:
+    release.status = states.FAILED
+    release.error = str(cause)
+    ctx.store.save(release)
+    code = cause.exit_code
+    name = ctx.environment.name
+    if previous is None:
+        raise DeployFailed(
+            f"Deploy of {name!r} failed: {cause} There is no earlier good release to roll back "
+            f"to; the failed release {release.id} is left running for inspection "
+            f"(`autodevhub status --env {name}`, `autodevhub down --env {name}`).",
+            exit_code=code,
+            outcome=outcome,
+        )
+    ctx.say("rollback", f"rolling back to release {previous.id}")
+    try:
+        restored_smoke = _reapply(ctx, previous, timeout)
+    except AutodevhubError as exc:
+        raise DeployFailed(
+            f"Deploy of {name!r} failed: {cause} The rollback to release {previous.id} failed "
+            f"too: {exc}",
+            exit_code=code,
+            outcome=outcome,
+        ) from None
+    release.restored = previous.id
+    ctx.store.save(release)
+    outcome.restored = previous
+    verdict = "passes its smoke checks" if restored_smoke.ok else "FAILS its smoke checks too"
+    raise DeployFailed(
+        f"Deploy of {name!r} failed: {cause} Rolled back to release {previous.id} "
+        f"({', '.join(i['ref'].split('/')[-1] for i in previous.images)}), which {verdict}.",
+        exit_code=code,
+        outcome=outcome,
+    )
+
+
+def _reapply(ctx: _Context, release: Release, timeout: float) -> SmokeResult:
+    path = ctx.store.rendered_path(release, ctx.target.rendered_filename)
+    if not path.exists():
+        raise ConfigError(f"Release {release.id} has no recorded {path.name} to re-apply.")
+    ctx.target.apply(path, timeout)
+    return _smoke(ctx, ctx.environment)
+
+
+def _smoke(ctx: _Context, environment: Environment) -> SmokeResult:
+    return run_smoke_checks(
+        environment, report=lambda check, message: ctx.say("smoke", f"{check}: {message}")
+    )
+
+
+def _rendered_text(outcome: Any) -> str:
+    return str(outcome.result.to_yaml())
+
+
+def _dry_run(ctx: _Context, request: DeployRequest) -> DeployOutcome:
+    name = ctx.environment.name
+    images = record_path(ctx.project, name)
+    rendered = render_environment(
+        RenderRequest(
+            name, ctx.project.root, sets=request.sets, images=images if images.exists() else None
+        )
+    )
+    new_text = _rendered_text(rendered)
+    current = ctx.store.current()
+    old_text = ""
+    if current is not None:
+        old_path = ctx.store.rendered_path(current, ctx.target.rendered_filename)
+        old_text = old_path.read_text() if old_path.exists() else ""
+    diff = "".join(
+        difflib.unified_diff(
+            old_text.splitlines(keepends=True),
+            new_text.splitlines(keepends=True),
+            fromfile=f"current ({current.id})" if current else "current (nothing deployed)",
+            tofile="new",
+        )
+    )
+    plan = [
+        "build and push images" if not request.skip_build else "reuse the recorded build",
+        f"migrate with {' '.join(ctx.environment.migrations.command)}"
+        if ctx.environment.migrations.enabled
+        else "no migration step",
+        f"apply to {ctx.target.name} and wait up to {request.timeout:.0f}s",
+        "run smoke checks; roll back on failure",
+    ]
+    return DeployOutcome(name, None, dry_run=True, diff=diff, plan=plan)

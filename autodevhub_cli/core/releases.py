@@ -1,0 +1,133 @@
+"""Release records: what was deployed, when, from which commit, with which images and result.
+
+Each release lives in `.autodevhub/releases/<env>/<id>/` with `release.json` (written atomically
+at every state change) and the rendered output it applied, so `rollback` can re-apply it exactly.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autodevhub_cli.core.errors import ConfigError
+from autodevhub_cli.core.project import Project
+from autodevhub_cli.core.records import read_json, write_json, write_text_atomically
+
+PENDING = "pending"  # being deployed
+DEPLOYED = "deployed"  # passed its checks: a good release
+FAILED = "failed"  # failed, and the previous release was restored (or there was none)
+INTERRUPTED = "interrupted"  # stopped by a signal mid-deploy
+ABORTED = "aborted"  # found pending/interrupted by a later deploy (its process is gone)
+SUPERSEDED = "superseded"  # was good, then replaced by a rollback to an older release
+
+
+@dataclass
+class Release:
+    """One deploy attempt of an environment."""
+
+    id: str
+    environment: str
+    target: str
+    commit: str
+    created_at: str
+    status: str = PENDING
+    images: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    smoke: dict[str, Any] | None = None
+    error: str | None = None
+    restored: str | None = None
+    rollback_of: str | None = None
+    finished_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class ReleaseStore:
+    """The release records of one environment."""
+
+    def __init__(self, project: Project, environment: str) -> None:
+        self.environment = environment
+        self.folder = project.state_dir / "releases" / environment
+
+    def new(self, target: str, commit: str) -> Release:
+        """Record a new pending release."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        release = Release(
+            id=f"{stamp}-{secrets.token_hex(3)}",
+            environment=self.environment,
+            target=target,
+            commit=commit,
+            created_at=_now(),
+        )
+        (self.folder / release.id).mkdir(parents=True)
+        self.save(release)
+        return release
+
+    def attach(self, release: Release, filename: str, rendered: str) -> Path:
+        """Keep the rendered output a release applies, for rollbacks and diffs."""
+        path = self.folder / release.id / filename
+        write_text_atomically(path, rendered)
+        return path
+
+    def save(self, release: Release) -> None:
+        """Write the record atomically."""
+        if release.status != PENDING and release.finished_at is None:
+            release.finished_at = _now()
+        write_json(self.folder / release.id / "release.json", release.to_dict())
+
+    def all(self) -> list[Release]:
+        """Every release, oldest first."""
+        if not self.folder.is_dir():
+            return []
+        found = []
+        for path in sorted(self.folder.glob("*/release.json")):
+            data = read_json(path)
+            if isinstance(data, dict):
+                known = {k: v for k, v in data.items() if k in Release.__dataclass_fields__}
+                found.append(Release(**known))
+        return found
+
+    def get(self, release_id: str) -> Release:
+        """The release with this id (or a unique prefix of it)."""
+        matches = [r for r in self.all() if r.id.startswith(release_id)]
+        if len(matches) != 1:
+            known = ", ".join(r.id for r in self.all()[-5:]) or "none"
+            raise ConfigError(
+                f"No {'unique ' if matches else ''}release {release_id!r} of environment "
+                f"{self.environment!r}.",
+                hint=f"Recent releases: {known} (`autodevhub status --env {self.environment}`).",
+            )
+        return matches[0]
+
+    def current(self) -> Release | None:
+        """The release now serving: the newest good one."""
+        good = [r for r in self.all() if r.status == DEPLOYED]
+        return good[-1] if good else None
+
+    def rendered_path(self, release: Release, filename: str) -> Path:
+        """Where a release's rendered output is kept."""
+        return self.folder / release.id / filename
+
+    def recover(self) -> list[Release]:
+        """Mark releases left pending or interrupted by a process that is gone as aborted."""
+        recovered = []
+        for release in self.all():
+            if release.status in (PENDING, INTERRUPTED):
+                release.error = (
+                    (release.error or "")
+                    + (" " if release.error else "")
+                    + "the deploy process ended before recording a result"
+                )
+                release.status = ABORTED
+                self.save(release)
+                recovered.append(release)
+        return recovered
