@@ -1,0 +1,218 @@
+"""`autodevhub deploy --env dev` end to end on Docker Compose, with its failure paths.
+
+The tests run in order on one stack: a good deploy, a broken one rolled back, a smoke failure
+rolled back, the lock, an interrupted deploy, a registry outage, and `down`.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.deploy.conftest import Stack
+
+pytestmark = [pytest.mark.docker, pytest.mark.compose]
+
+
+def _containers(stack: Stack) -> list[dict]:
+    proc = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--filter",
+            f"label=com.docker.compose.project={stack.name}",
+            "--format",
+            "{{json .}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def test_deploy_builds_pushes_applies_and_passes_smoke(stack: Stack) -> None:
+    code, out, err = stack.cli("deploy", "--env", "dev", "--output", "json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["ok"] is True
+    release = result["release"]
+    assert release["status"] == "deployed"
+    assert {i["name"] for i in release["images"]} == {"backend", "frontend"}
+    assert all("@sha256:" in i["ref"] for i in release["images"])
+    assert set(release["timings"]) >= {"build", "render", "migrate", "apply", "smoke"}
+    assert result["smoke"]["ok"] and len(result["smoke"]["checks"]) >= 6
+    catalog = httpx.get("http://127.0.0.1:5000/v2/_catalog?n=1000").json()["repositories"]
+    assert f"{stack.name}/autodevhub/backend" in catalog
+    page = httpx.get(f"http://127.0.0.1:{stack.frontend_port}/")
+    assert page.status_code == 200 and "<html" in page.text.lower()
+
+
+def test_status_and_smoke_test(stack: Stack) -> None:
+    code, out, err = stack.cli("status", "--env", "dev", "--output", "json")
+    assert code == 0, err
+    state = json.loads(out)
+    assert state["current"]["status"] == "deployed"
+    assert {(w["service"], w["health"]) for w in state["workloads"]} == {
+        ("backend", "healthy"),
+        ("frontend", "healthy"),
+    }
+    code, out, err = stack.cli("smoke-test", "--env", "dev", "--output", "json")
+    assert code == 0, err
+    assert json.loads(out)["ok"] is True
+
+
+def test_dry_run_touches_nothing(stack: Stack) -> None:
+    before = stack.releases()
+    code, out, err = stack.cli(
+        "deploy", "--env", "dev", "--dry-run", "--set", "components.backend.env.LOG_LEVEL=info"
+    )
+    assert code == 0, err
+    assert "Dry run" in out
+    assert "-      LOG_LEVEL: debug" in out and "+      LOG_LEVEL: info" in out
+    assert stack.releases() == before
+
+
+def test_broken_backend_is_rolled_back(stack: Stack) -> None:
+    good = stack.releases()[-1]
+    code, out, err = stack.cli(
+        "deploy",
+        "--env",
+        "dev",
+        "--skip-build",
+        "--set",
+        "components.backend.probes.readiness.path=/no-such-health-check",
+        "--set",
+        "compose.health_start_period_seconds=2",
+        "--timeout",
+        "60",
+    )
+    assert code == 1, out + err
+    assert "did not become healthy" in err
+    assert "backend is running/unhealthy" in err
+    assert f"Rolled back to release {good['id']}" in err and "passes its smoke checks" in err
+    failed = stack.releases()[-1]
+    assert failed["status"] == "failed" and failed["restored"] == good["id"]
+    code, _, err = stack.cli("smoke-test", "--env", "dev")
+    assert code == 0, err
+
+
+def test_failed_smoke_check_is_rolled_back_with_exit_code_3(stack: Stack) -> None:
+    good = [r for r in stack.releases() if r["status"] == "deployed"][-1]
+    code, _, err = stack.cli(
+        "deploy",
+        "--env",
+        "dev",
+        "--skip-build",
+        "--set",
+        "components.backend.env.LOG_LEVEL=warning",
+        "--set",
+        "smoke.checks=[{name: missing page, path: /api/no-such-route, status: 200}]",
+        "--set",
+        "smoke.timeout_seconds=3",
+    )
+    assert code == 3, err
+    assert "missing page" in err and f"Rolled back to release {good['id']}" in err
+
+
+def test_second_deploy_is_refused_by_the_lock(stack: Stack) -> None:
+    lock = stack.root / ".autodevhub" / "locks" / "dev.lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from autodevhub_cli.core.lock import DeployLock; "
+            f"l = DeployLock(Path({str(lock)!r}), 'dev').acquire(); print('held', flush=True); "
+            "time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        code, _, err = stack.cli("deploy", "--env", "dev", "--skip-build")
+        assert code == 1
+        assert "Another deploy of environment 'dev' is running" in err
+        assert f"pid {holder.pid}" in err and "since" in err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_interrupted_deploy_leaves_consistent_records_and_next_deploy_recovers(
+    stack: Stack,
+) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "autodevhub_cli",
+            "deploy",
+            "--env",
+            "dev",
+            "--skip-build",
+            "--set",
+            "components.backend.probes.readiness.path=/never-ready",
+            "--set",
+            "components.backend.env.LOG_LEVEL=error",
+        ],
+        env=stack.process_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "apply: applying" in line:
+            break
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, rest
+    assert "Interrupted" in rest
+    interrupted = stack.releases()[-1]
+    assert interrupted["status"] == "interrupted"
+    code, _, err = stack.cli("deploy", "--env", "dev", "--skip-build", "-v")
+    assert code == 0, err
+    assert f"release {interrupted['id']} was left unfinished" in err
+    assert [r["status"] for r in stack.releases() if r["id"] == interrupted["id"]] == ["aborted"]
+    assert stack.releases()[-1]["status"] == "deployed"
+
+
+def test_registry_down_fails_clearly_and_records_no_good_release(stack: Stack) -> None:
+    good_before = [r["id"] for r in stack.releases() if r["status"] == "deployed"]
+    source = stack.root / "service" / "logs.py"
+    source.write_text(source.read_text() + "\n# registry-down test\n")
+    code, _, err = stack.cli(
+        "deploy", "--env", "dev", "--set", "registry.url=127.0.0.1:5999/nowhere"
+    )
+    assert code == 1
+    assert "127.0.0.1:5999" in err and "unreachable" in err
+    last = stack.releases()[-1]
+    assert last["status"] == "failed"
+    assert [r["id"] for r in stack.releases() if r["status"] == "deployed"] == good_before
+
+
+def test_rollback_command(stack: Stack) -> None:
+    good = [r for r in stack.releases() if r["status"] == "deployed"]
+    code, out, err = stack.cli(
+        "rollback", "--env", "dev", "--to", good[0]["id"], "--output", "json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["release"]["rollback_of"] == good[0]["id"]
+    assert result["smoke"]["ok"] is True
+
+
+def test_down_leaves_no_container(stack: Stack) -> None:
+    assert _containers(stack)
+    code, _, err = stack.cli("down", "--env", "dev")
+    assert code == 0, err
+    assert _containers(stack) == []
