@@ -48,6 +48,11 @@ YAML
   curl -fsS -o /dev/null http://127.0.0.1:5000/v2/ || { log "registry did not start"; cat /var/log/autodevhub-registry.log; exit 1; }
 fi
 
+if [ "${SKIP_BASE_IMAGES:-0}" = 1 ]; then
+  log "docker engine and registry ready"
+  exit 0
+fi
+
 # Stand-in base images: NAME INCLUDES
 make_base() {
   local name=$1 include=$2
