@@ -49,7 +49,13 @@ def main() -> None:
     env.update({f"AUTODEVHUB__BUILD__BASE_IMAGES__{k}": v for k, v in BASES.items()})
     env["AUTODEVHUB__REGISTRY__URL"] = f"127.0.0.1:5000/bench{uuid.uuid4().hex[:6]}"
     env["XDG_CACHE_HOME"] = str(work / "cache")
-    cli = [str(Path(sysconfig.get_path("scripts")) / "autodevhub"), "build", "--env", "dev", "--push"]
+    cli = [
+        str(Path(sysconfig.get_path("scripts")) / "autodevhub"),
+        "build",
+        "--env",
+        "dev",
+        "--push",
+    ]
     cold = run([*cli, "--no-cache"], env, work)
     source = work / "service" / "logs.py"
     source.write_text(source.read_text() + "\n# bench change\n")

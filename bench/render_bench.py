@@ -57,13 +57,23 @@ def main() -> None:
     _time(base, env, 2, None)
     _time([sys.executable, "-c", "pass"], env, 3, None)
     rows = [
-        ("python -c pass (interpreter start)", _time([sys.executable, "-c", "pass"], env, args.runs, None)),
-        (f"render --env {args.env}, cold caches", _time(base, env, args.runs, cache / "autodevhub")),
+        (
+            "python -c pass (interpreter start)",
+            _time([sys.executable, "-c", "pass"], env, args.runs, None),
+        ),
+        (
+            f"render --env {args.env}, cold caches",
+            _time(base, env, args.runs, cache / "autodevhub"),
+        ),
         (f"render --env {args.env}, warm caches", _time(base, env, args.runs, None)),
-        (f"render --env {args.env} --no-validate", _time([*base, "--no-validate"], env, args.runs, None)),
+        (
+            f"render --env {args.env} --no-validate",
+            _time([*base, "--no-validate"], env, args.runs, None),
+        ),
     ]
     shutil.rmtree(cache, ignore_errors=True)
-    print(f"{'case':45} {'median ms':>10} {'p90 ms':>8} {'min ms':>8}  (n={args.runs}, {os.cpu_count()} cores)")
+    header = f"{'case':45} {'median ms':>10} {'p90 ms':>8} {'min ms':>8}"
+    print(f"{header}  (n={args.runs}, {os.cpu_count()} cores)")
     for name, samples in rows:
         p90 = statistics.quantiles(samples, n=10)[-1]
         print(f"{name:45} {statistics.median(samples):10.1f} {p90:8.1f} {min(samples):8.1f}")
