@@ -58,23 +58,22 @@ def render(
     project_dir: ProjectDir = None,
 ) -> None:
     """Render an environment to Kubernetes manifests or a Compose file (validated)."""
-    from autodevhub_cli.core.pipeline import RenderRequest, render_environment
+    from autodevhub_cli.core.pipeline import RenderRequest, render_environment, render_text
 
-    outcome = render_environment(
-        RenderRequest(
-            environment=env,
-            project_dir=project_dir,
-            target=target,
-            sets=sets or (),
-            validate=not no_validate,
-            kube_version=kube_version,
-            out_dir=out,
-            images=images,
-        )
+    request = RenderRequest(
+        environment=env,
+        project_dir=project_dir,
+        target=target,
+        sets=sets or (),
+        validate=not no_validate,
+        kube_version=kube_version,
+        out_dir=out,
+        images=images,
     )
     if out is None:
-        sys.stdout.write(outcome.result.to_yaml())
+        sys.stdout.write(render_text(request))
     else:
+        outcome = render_environment(request)
         sys.stderr.write(f"wrote {len(outcome.written)} file(s) to {out}\n")
 
 

@@ -1,4 +1,8 @@
-"""The steps of a deploy, as functions a Python caller can use: load -> render -> validate -> ..."""
+"""Load -> render -> validate, as functions a Python caller can use.
+
+The heavy modules (pydantic models, Jinja, PyYAML, schema engines) are imported inside the
+functions, so a render served from the render cache never loads them.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,16 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from autodevhub_cli.core.config import load_environment
-from autodevhub_cli.core.environment import Environment
+from autodevhub_cli.core import render_cache
 from autodevhub_cli.core.errors import ConfigError
 from autodevhub_cli.core.project import find_project
-from autodevhub_cli.core.render import RenderResult, render, write_atomically
-from autodevhub_cli.core.validate import ValidationReport, check_kube_version, validate
+
+if TYPE_CHECKING:
+    from autodevhub_cli.core.environment import Environment
+    from autodevhub_cli.core.render import RenderResult
+    from autodevhub_cli.core.validate import ValidationReport
 
 
 @dataclass
@@ -78,6 +85,10 @@ def image_overrides(path: Path, environment: str) -> list[str]:
 
 def render_environment(request: RenderRequest) -> RenderOutcome:
     """Load, render and (unless disabled) validate an environment; write files when asked."""
+    from autodevhub_cli.core.config import load_environment
+    from autodevhub_cli.core.render import render, write_atomically
+    from autodevhub_cli.core.validate import check_kube_version, validate
+
     kube_version = check_kube_version(request.kube_version) if request.kube_version else None
     project = find_project(request.project_dir)
     sets = list(request.sets)
@@ -95,3 +106,29 @@ def render_environment(request: RenderRequest) -> RenderOutcome:
         write_atomically(request.out_dir, files)
         written = [request.out_dir / name for name in files]
     return RenderOutcome(environment, result, report, written)
+
+
+def render_text(request: RenderRequest) -> str:
+    """The validated YAML stream `render` prints; from the render cache when nothing changed."""
+    use_cache = (
+        render_cache.enabled()
+        and request.validate
+        and request.out_dir is None
+        and (request.images is None or Path(request.images).is_file())
+    )
+    if not use_cache:
+        return render_environment(request).result.to_yaml()
+    project = find_project(request.project_dir)
+    environ = os.environ if request.environ is None else request.environ
+    fields = (
+        ("environment", request.environment),
+        ("target", request.target),
+        ("kube_version", request.kube_version),
+    )
+    cache_key = render_cache.key(project.root, fields, request.sets, request.images, environ)
+    cached = render_cache.load(cache_key)
+    if cached is not None:
+        return cached
+    text = render_environment(request).result.to_yaml()
+    render_cache.store(cache_key, text)
+    return text

@@ -1,0 +1,110 @@
+"""A content-addressed cache of `render` output, so an unchanged render costs no template engine.
+
+The key covers every input of a render: the request (environment, target, overrides, images
+file, validation settings), the `AUTODEVHUB__*` variables, the bytes of every file under
+`environments/` and `templates/`, autodevhub's own code and schemas, and the installed versions of
+the libraries and tools that shape or check the output (Jinja2, PyYAML, pydantic,
+kubernetes-validate, the Compose binary). Any change to any of them is a miss. Only output that
+passed validation is stored. This module imports nothing beyond the standard library: a hit must
+not pay for pydantic, Jinja or PyYAML. `AUTODEVHUB_NO_CACHE=1` turns it off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+_FORMAT = b"autodevhub-render-cache-2"
+_PACKAGE = Path(__file__).resolve().parent.parent
+_LIBRARIES = ("jinja2", "yaml", "pydantic", "pydantic_core", "kubernetes_validate", "jsonschema")
+
+
+def enabled() -> bool:
+    """False when AUTODEVHUB_NO_CACHE=1."""
+    return os.environ.get("AUTODEVHUB_NO_CACHE") != "1"
+
+
+def _folder() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "autodevhub" / "render"
+
+
+def _tree(digest: hashlib._Hash, root: Path, contents: bool) -> None:
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            digest.update(os.path.relpath(path, root).encode() + b"\0")
+            if contents:
+                with open(path, "rb") as handle:
+                    digest.update(hashlib.sha256(handle.read()).digest())
+            else:
+                stat = os.stat(path)
+                digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+
+
+def _libraries(digest: hashlib._Hash) -> None:
+    for name in _LIBRARIES:
+        spec = importlib.util.find_spec(name)
+        origin = spec.origin if spec else None
+        if origin and os.path.exists(origin):
+            stat = os.stat(origin)
+            digest.update(f"{name}:{origin}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        else:
+            digest.update(f"{name}:missing".encode())
+    compose = os.environ.get("AUTODEVHUB_COMPOSE_BINARY") or ""
+    spec = importlib.util.find_spec("compose")
+    if not compose and spec and spec.submodule_search_locations:
+        compose = os.path.join(next(iter(spec.submodule_search_locations)), "docker-compose")
+    if compose and os.path.exists(compose):
+        stat = os.stat(compose)
+        digest.update(f"compose:{stat.st_size}:{stat.st_mtime_ns}".encode())
+
+
+def key(
+    project_root: Path,
+    request: Iterable[tuple[str, object]],
+    sets: Sequence[str],
+    images: Path | None,
+    environ: Mapping[str, str],
+) -> str:
+    """The cache key of one render."""
+    digest = hashlib.sha256(_FORMAT)
+    for name, value in request:
+        digest.update(f"{name}={value!r}\0".encode())
+    for expression in sets:
+        digest.update(f"set\0{expression}\0".encode())
+    for name in sorted(environ):
+        if name.startswith("AUTODEVHUB__"):
+            digest.update(f"env\0{name}\0{environ[name]}\0".encode())
+    if images is not None:
+        digest.update(b"images\0" + Path(images).read_bytes())
+    for folder in ("environments", "templates"):
+        digest.update(folder.encode() + b"\0")
+        _tree(digest, project_root / folder, contents=True)
+    _tree(digest, _PACKAGE, contents=False)
+    _libraries(digest)
+    return digest.hexdigest()
+
+
+def load(cache_key: str) -> str | None:
+    """The cached output for `cache_key`, or None."""
+    try:
+        return (_folder() / cache_key[:2] / cache_key[2:]).read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def store(cache_key: str, output: str) -> None:
+    """Remember validated output; a read-only cache folder only costs speed."""
+    path = _folder() / cache_key[:2] / cache_key[2:]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(output, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass

@@ -1,0 +1,85 @@
+"""The render cache: a hit gives the same bytes without Jinja; any input change is a miss."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import copy_project
+
+PROBE = """
+import io, json, sys, contextlib
+from autodevhub_cli.main import app
+buf = io.StringIO()
+with contextlib.redirect_stdout(buf):
+    try:
+        app(["render", "--env", "prod", *sys.argv[2:], "--project-dir", sys.argv[1]])
+    except SystemExit as exc:
+        code = exc.code
+print(json.dumps({"code": code, "out": buf.getvalue(),
+                  "jinja": "jinja2" in sys.modules, "models": "autodevhub_cli.core.environment" in sys.modules}))
+"""
+
+
+def _render(project: Path, cache: Path, *args: str, env: dict[str, str] | None = None) -> dict:
+    environ = {**os.environ, "XDG_CACHE_HOME": str(cache), **(env or {})}
+    environ.pop("AUTODEVHUB_NO_CACHE", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(project), *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    return copy_project(tmp_path / "project")
+
+
+def test_hit_is_identical_and_loads_no_template_engine(project: Path, tmp_path: Path) -> None:
+    first = _render(project, tmp_path / "cache")
+    assert first["code"] in (0, None) and first["jinja"], "a miss renders with Jinja"
+    second = _render(project, tmp_path / "cache")
+    assert second["out"] == first["out"]
+    assert not second["jinja"] and not second["models"], "a hit needs neither Jinja nor models"
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["template", "environment", "env-var", "set"],
+)
+def test_any_input_change_is_a_miss(project: Path, tmp_path: Path, change: str) -> None:
+    cache = tmp_path / "cache"
+    base = _render(project, cache)
+    args: list[str] = []
+    env: dict[str, str] = {}
+    if change == "template":
+        path = project / "templates" / "kubernetes" / "frontend-service.yaml.j2"
+        path.write_text(path.read_text().replace("type: ClusterIP", "type: NodePort"))
+    elif change == "environment":
+        path = project / "environments" / "prod.yaml"
+        path.write_text(path.read_text().replace("replicas: 3", "replicas: 4"))
+    elif change == "env-var":
+        env = {"AUTODEVHUB__COMPONENTS__FRONTEND__REPLICAS": "5"}
+    else:
+        args = ["--set", "components.frontend.replicas=6"]
+    changed = _render(project, cache, *args, env=env)
+    assert changed["jinja"], "a changed input must be rendered again"
+    assert changed["out"] != base["out"]
+
+
+def test_invalid_output_is_never_cached(project: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    bad = _render(project, cache, "--set", "components.frontend.port=0")
+    assert bad["code"] == 2
+    assert not list((cache / "autodevhub" / "render").rglob("*")) or all(
+        p.is_dir() for p in (cache / "autodevhub" / "render").rglob("*")
+    )
