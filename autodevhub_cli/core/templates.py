@@ -47,6 +47,13 @@ def compose_memory(quantity: str) -> str:
     return str(int(memory_bytes(quantity)))
 
 
+def short_hash(value: str, length: int = 10) -> str:
+    """A short, stable hex digest of a string (names that must change with an image)."""
+    import hashlib
+
+    return hashlib.sha256(value.encode()).hexdigest()[:length]
+
+
 def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "autodevhub" / f"jinja-{jinja2.__version__}"
@@ -74,6 +81,7 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
     env.filters["to_json"] = to_json
     env.filters["compose_cpus"] = compose_cpus
     env.filters["compose_memory"] = compose_memory
+    env.filters["short_hash"] = short_hash
     return env
 
 

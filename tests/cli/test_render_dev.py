@@ -6,7 +6,7 @@ import subprocess
 
 import yaml
 
-from autodevhub_cli.core.validate import compose_binary
+from autodevhub_cli.core.adapters.compose import compose_binary
 from tests.helpers import REPO, run_cli
 
 

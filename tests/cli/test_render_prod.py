@@ -198,3 +198,16 @@ def test_staging_uses_a_deployment_and_its_own_issuer() -> None:
     assert hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment"
     ing = find(docs, "Ingress", "autodevhub")
     assert ing["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt-staging"
+
+
+def test_migration_job_runs_before_the_workloads(prod: list[dict]) -> None:
+    jobs = [d for d in prod if d["kind"] == "Job"]
+    assert len(jobs) == 1
+    job = jobs[0]
+    assert job["metadata"]["name"].startswith("backend-migrate-")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python3", "-m", "service", "migrate"]
+    rollout = find(prod, "Rollout", "backend")
+    assert container["image"] == rollout["spec"]["template"]["spec"]["containers"][0]["image"]
+    kinds = [d["kind"] for d in prod]
+    assert kinds.index("Job") < kinds.index("Rollout")
