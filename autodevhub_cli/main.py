@@ -103,6 +103,8 @@ app.command("smoke-test")(deploy_commands.smoke_test)
 app.command("status")(deploy_commands.status)
 app.command("rollback")(deploy_commands.rollback)
 app.command("down")(deploy_commands.down)
+app.command("promote")(deploy_commands.promote)
+app.command("diff")(deploy_commands.diff)
 
 
 def main() -> None:

@@ -8,12 +8,30 @@ from typing import Annotated, Any
 
 import typer
 
-from autodevhub_cli.commands.options import Env, Output, OutputFormat, ProjectDir, Sets
+from autodevhub_cli.commands.options import (
+    Env,
+    ForceConflicts,
+    Kubeconfig,
+    KubeContext,
+    Output,
+    OutputFormat,
+    ProjectDir,
+    Prune,
+    Sets,
+)
 from autodevhub_cli.commands.progress import Progress
 
 Timeout = Annotated[
     float, typer.Option("--timeout", help="Seconds to wait for the release to become healthy.")
 ]
+
+
+def _options(
+    context: str | None, kubeconfig: str | None, force: bool = False, prune: bool = True
+) -> Any:
+    from autodevhub_cli.core.targets import TargetOptions
+
+    return TargetOptions(context, kubeconfig, force, prune)
 
 
 def _json(data: Any) -> None:
@@ -29,8 +47,15 @@ def deploy(
         bool, typer.Option("--dry-run", help="Render and show what would change; touch nothing.")
     ] = False,
     timeout: Timeout = 300.0,
+    promote: Annotated[
+        bool, typer.Option("--promote", help="Blue-green: promote once the preview passes.")
+    ] = False,
     output: Output = OutputFormat.text,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every step.")] = False,
+    context: KubeContext = None,
+    kubeconfig: Kubeconfig = None,
+    force_conflicts: ForceConflicts = False,
+    prune: Prune = True,
     sets: Sets = None,
     project_dir: ProjectDir = None,
 ) -> None:
@@ -38,7 +63,16 @@ def deploy(
     from autodevhub_cli.core.deploy import DeployFailed, DeployRequest
     from autodevhub_cli.core.deploy import deploy as run_deploy
 
-    request = DeployRequest(env, project_dir, sets or (), skip_build, dry_run, timeout)
+    request = DeployRequest(
+        env,
+        project_dir,
+        sets or (),
+        skip_build,
+        dry_run,
+        timeout,
+        promote,
+        _options(context, kubeconfig, force_conflicts, prune),
+    )
     progress = Progress(verbose=verbose)
     try:
         with progress.live():
@@ -57,7 +91,12 @@ def deploy(
         return
     release = outcome.release
     assert release is not None
-    sys.stdout.write(f"Release {release.id} of {env} deployed.\n")
+    verb = (
+        "is up as the preview (promote it with `autodevhub promote`)"
+        if (release.status == "preview")
+        else "deployed"
+    )
+    sys.stdout.write(f"Release {release.id} of {env} {verb}.\n")
     for image in release.images:
         sys.stdout.write(f"  {image['name']:9} {image['ref']}\n")
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in release.timings.items())
@@ -109,13 +148,15 @@ def _table(result: Any) -> None:
 def status(
     env: Env,
     output: Output = OutputFormat.text,
+    context: KubeContext = None,
+    kubeconfig: Kubeconfig = None,
     sets: Sets = None,
     project_dir: ProjectDir = None,
 ) -> None:
     """Show the current release, its images, workload health and the last smoke result."""
     from autodevhub_cli.core.operate import status as read_status
 
-    state = read_status(env, project_dir, sets or ())
+    state = read_status(env, project_dir, sets or (), _options(context, kubeconfig))
     if output is OutputFormat.json:
         _json(state.to_dict())
         return
@@ -148,14 +189,18 @@ def rollback(
     ] = None,
     timeout: Timeout = 300.0,
     output: Output = OutputFormat.text,
+    context: KubeContext = None,
+    kubeconfig: Kubeconfig = None,
+    force_conflicts: ForceConflicts = False,
     project_dir: ProjectDir = None,
 ) -> None:
     """Re-apply a recorded good release and verify it with the smoke checks."""
     from autodevhub_cli.core.operate import rollback as run_rollback
 
     progress = Progress(verbose=False)
+    options = _options(context, kubeconfig, force_conflicts)
     with progress.live():
-        record, smoke = run_rollback(env, to, project_dir, timeout, progress)
+        record, smoke = run_rollback(env, to, project_dir, timeout, progress, options)
     if output is OutputFormat.json:
         _json({"release": record.to_dict(), "smoke": smoke.to_dict(), "ok": True})
         return
@@ -170,11 +215,48 @@ def down(
     volumes: Annotated[
         bool, typer.Option("--volumes", help="Also remove volumes (the data is lost).")
     ] = False,
+    context: KubeContext = None,
+    kubeconfig: Kubeconfig = None,
     sets: Sets = None,
     project_dir: ProjectDir = None,
 ) -> None:
     """Remove everything the environment runs (volumes only with --volumes)."""
     from autodevhub_cli.core.operate import down as run_down
 
-    run_down(env, project_dir, volumes, sets or ())
+    run_down(env, project_dir, volumes, sets or (), _options(context, kubeconfig))
     sys.stdout.write(f"{env}: removed" + (" with its volumes" if volumes else "") + ".\n")
+
+
+def promote(
+    env: Env,
+    timeout: Timeout = 300.0,
+    output: Output = OutputFormat.text,
+    context: KubeContext = None,
+    kubeconfig: Kubeconfig = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Blue-green: promote the checked preview to active, then smoke-check the active version."""
+    from autodevhub_cli.core.deploy import promote as run_promote
+
+    progress = Progress(verbose=False)
+    with progress.live():
+        release = run_promote(env, project_dir, timeout, _options(context, kubeconfig), progress)
+    if output is OutputFormat.json:
+        _json({"release": release.to_dict(), "ok": True})
+        return
+    sys.stdout.write(f"Release {release.id} of {env} promoted and checked.\n")
+
+
+def diff(
+    env: Env,
+    context: KubeContext = None,
+    kubeconfig: Kubeconfig = None,
+    prune: Prune = True,
+    sets: Sets = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """Show what a deploy would change (Kubernetes: server-side dry-run against the cluster)."""
+    from autodevhub_cli.core.operate import diff as run_diff
+
+    text = run_diff(env, project_dir, sets or (), _options(context, kubeconfig, prune=prune))
+    sys.stdout.write(text or "No changes.\n")

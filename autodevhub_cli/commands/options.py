@@ -48,3 +48,31 @@ KubeVersion = Annotated[
         show_default=False,
     ),
 ]
+KubeContext = Annotated[
+    str | None,
+    typer.Option(
+        "--context",
+        help="Kube context (default: the environment's kubernetes.context, else the current).",
+        show_default=False,
+    ),
+]
+Kubeconfig = Annotated[
+    str | None,
+    typer.Option(
+        "--kubeconfig",
+        help="Kubeconfig file (default: kubernetes.kubeconfig, $KUBECONFIG, ~/.kube/config; "
+        "in a pod, the service account).",
+        show_default=False,
+    ),
+]
+ForceConflicts = Annotated[
+    bool,
+    typer.Option("--force-conflicts", help="Take ownership of fields another field manager owns."),
+]
+Prune = Annotated[
+    bool,
+    typer.Option(
+        "--prune/--no-prune",
+        help="Delete this environment's labelled objects that are no longer rendered.",
+    ),
+]

@@ -23,12 +23,11 @@ from autodevhub_cli.core.errors import (
     RolloutError,
     SmokeCheckError,
 )
-from autodevhub_cli.core.lock import DeployLock
 from autodevhub_cli.core.pipeline import RenderRequest, render_environment
 from autodevhub_cli.core.project import Project, find_project
 from autodevhub_cli.core.releases import Release, ReleaseStore
 from autodevhub_cli.core.smoke import SmokeResult, run_smoke_checks
-from autodevhub_cli.core.targets import Target, target_for
+from autodevhub_cli.core.targets import Target, TargetOptions, target_for
 
 log = logging.getLogger("autodevhub.deploy")
 Reporter = Callable[[str, str], None]
@@ -44,6 +43,8 @@ class DeployRequest:
     skip_build: bool = False
     dry_run: bool = False
     timeout: float = 300.0
+    promote: bool = False
+    options: TargetOptions = field(default_factory=TargetOptions)
 
 
 @dataclass
@@ -89,26 +90,31 @@ class _Context:
     say: Reporter
 
 
-def _context(name: str, project_dir: Any, sets: Sequence[str], report: Reporter | None) -> _Context:
+def _context(
+    name: str,
+    project_dir: Any,
+    sets: Sequence[str],
+    report: Reporter | None,
+    options: TargetOptions | None = None,
+) -> _Context:
     project = find_project(project_dir)
     environment = load_environment(project, name, sets)
+    say = report or (lambda _step, _message: None)
     return _Context(
         project,
         environment,
-        target_for(environment),
+        target_for(environment, options, say),
         ReleaseStore(project, environment.name),
-        report or (lambda _step, _message: None),
+        say,
     )
 
 
 def deploy(request: DeployRequest, report: Reporter | None = None) -> DeployOutcome:
     """Deploy an environment end to end, rolling back when the new release is not healthy."""
-    ctx = _context(request.environment, request.project_dir, request.sets, report)
+    ctx = _context(request.environment, request.project_dir, request.sets, report, request.options)
     if request.dry_run:
         return _dry_run(ctx, request)
-    with DeployLock(
-        ctx.project.state_dir / "locks" / f"{ctx.environment.name}.lock", ctx.environment.name
-    ):
+    with ctx.target.lock(ctx.project, "deploy"):
         for old in ctx.store.recover():
             ctx.say("recover", f"release {old.id} was left unfinished; marked aborted")
         previous = ctx.store.current()
@@ -183,12 +189,27 @@ def _run(
         _timed(release, "migrate", lambda: ctx.target.migrate(path, request.timeout))
         ctx.say("apply", "applying and waiting until healthy")
         _timed(release, "apply", lambda: ctx.target.apply(path, request.timeout))
-        ctx.say("smoke", "running smoke checks")
-        smoke = _timed(release, "smoke", lambda: _smoke(ctx, rendered.environment))
+        blue_green = _is_blue_green(ctx)
+        ctx.say("smoke", "running smoke checks" + (" against the preview" if blue_green else ""))
+        smoke = _timed(
+            release, "smoke", lambda: _smoke(ctx, rendered.environment, preview=blue_green)
+        )
         outcome.smoke = smoke
         release.smoke = smoke.to_dict()
         if not smoke.ok:
             raise SmokeCheckError(f"smoke checks failed: {smoke.summary()}")
+        if blue_green and not request.promote:
+            release.status = states.PREVIEW
+            ctx.store.save(release)
+            ctx.say(
+                "done",
+                f"release {release.id} is up as the preview; promote it with "
+                f"`autodevhub promote --env {name}`",
+            )
+            return outcome
+        if blue_green:
+            _timed(release, "promote", lambda: _promote(ctx, path, request.timeout))
+            release.smoke = _smoke(ctx, rendered.environment).to_dict()
     except (RolloutError, SmokeCheckError) as exc:
         return _roll_back(ctx, release, previous, exc, outcome, request.timeout)
     except AutodevhubError as exc:
@@ -228,6 +249,11 @@ def _roll_back(
             exit_code=code,
             outcome=outcome,
         )
+    if _is_blue_green(ctx):
+        rendered = ctx.store.rendered_path(release, ctx.target.rendered_filename)
+        if rendered.exists():
+            ctx.say("rollback", "aborting the rollout: the active version keeps serving")
+            _abort(ctx, rendered)
     ctx.say("rollback", f"rolling back to release {previous.id}")
     try:
         restored_smoke = _reapply(ctx, previous, timeout)
@@ -258,10 +284,67 @@ def _reapply(ctx: _Context, release: Release, timeout: float) -> SmokeResult:
     return _smoke(ctx, ctx.environment)
 
 
-def _smoke(ctx: _Context, environment: Environment) -> SmokeResult:
+def _smoke(ctx: _Context, environment: Environment, preview: bool = False) -> SmokeResult:
+    backend = api = None
+    if preview and environment.smoke.preview_backend_url:
+        backend = api = environment.smoke.preview_backend_url
     return run_smoke_checks(
-        environment, report=lambda check, message: ctx.say("smoke", f"{check}: {message}")
+        environment,
+        backend_url=backend,
+        api_url=api,
+        report=lambda check, message: ctx.say("smoke", f"{check}: {message}"),
     )
+
+
+def _is_blue_green(ctx: _Context) -> bool:
+    return ctx.target.name == "kubernetes" and ctx.environment.rollout.strategy == "blue-green"
+
+
+def _promote(ctx: _Context, rendered: Path, timeout: float) -> None:
+    promote = getattr(ctx.target, "promote", None)
+    if promote is None:
+        raise ConfigError(f"The {ctx.target.name} target has no blue-green promotion.")
+    ctx.say("promote", "promoting the preview to active")
+    promote(rendered, timeout)
+
+
+def _abort(ctx: _Context, rendered: Path) -> None:
+    abort = getattr(ctx.target, "abort", None)
+    if abort is not None:
+        abort(rendered)
+
+
+def promote(
+    environment: str,
+    project_dir: Any = None,
+    timeout: float = 300.0,
+    options: TargetOptions | None = None,
+    report: Reporter | None = None,
+) -> Release:
+    """Promote the release waiting as the blue-green preview, then check the active version."""
+    ctx = _context(environment, project_dir, (), report, options)
+    with ctx.target.lock(ctx.project, "promote"):
+        waiting = [r for r in ctx.store.all() if r.status == states.PREVIEW]
+        if not waiting:
+            raise ConfigError(
+                f"Environment {ctx.environment.name!r} has no release waiting as a preview.",
+                hint=f"Deploy first: `autodevhub deploy --env {ctx.environment.name}`.",
+            )
+        release = waiting[-1]
+        path = ctx.store.rendered_path(release, ctx.target.rendered_filename)
+        _timed(release, "promote", lambda: _promote(ctx, path, timeout))
+        smoke = _smoke(ctx, ctx.environment)
+        release.smoke = smoke.to_dict()
+        release.status = states.DEPLOYED if smoke.ok else states.FAILED
+        if not smoke.ok:
+            release.error = f"after promotion: {smoke.summary()}"
+        ctx.store.save(release)
+        if not smoke.ok:
+            raise SmokeCheckError(
+                f"Release {release.id} was promoted but its smoke checks fail: {smoke.summary()}",
+                hint=f"Roll back with `autodevhub rollback --env {ctx.environment.name}`.",
+            )
+        return release
 
 
 def _rendered_text(outcome: Any) -> str:
@@ -277,6 +360,15 @@ def _dry_run(ctx: _Context, request: DeployRequest) -> DeployOutcome:
         )
     )
     new_text = _rendered_text(rendered)
+    server_diff = getattr(ctx.target, "diff", None)
+    if server_diff is not None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            staged = Path(folder) / ctx.target.rendered_filename
+            staged.write_text(new_text)
+            diff_text = server_diff(staged)
+        return DeployOutcome(name, None, dry_run=True, diff=diff_text, plan=_plan(ctx, request))
     current = ctx.store.current()
     old_text = ""
     if current is not None:
@@ -290,12 +382,17 @@ def _dry_run(ctx: _Context, request: DeployRequest) -> DeployOutcome:
             tofile="new",
         )
     )
-    plan = [
+    return DeployOutcome(name, None, dry_run=True, diff=diff, plan=_plan(ctx, request))
+
+
+def _plan(ctx: _Context, request: DeployRequest) -> list[str]:
+    migrations = ctx.environment.migrations
+    steps = [
         "build and push images" if not request.skip_build else "reuse the recorded build",
-        f"migrate with {' '.join(ctx.environment.migrations.command)}"
-        if ctx.environment.migrations.enabled
-        else "no migration step",
+        f"migrate with {' '.join(migrations.command)}" if migrations.enabled else "no migration",
         f"apply to {ctx.target.name} and wait up to {request.timeout:.0f}s",
         "run smoke checks; roll back on failure",
     ]
-    return DeployOutcome(name, None, dry_run=True, diff=diff, plan=plan)
+    if _is_blue_green(ctx):
+        steps.append("promote the preview" if request.promote else "leave it as the preview")
+    return steps

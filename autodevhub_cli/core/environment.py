@@ -345,6 +345,11 @@ class Smoke(Model):
     api_key_env: str | None = Field(
         "SMOKE_API_KEY", description="Environment variable with a bearer key for write calls."
     )
+    preview_backend_url: str | None = Field(
+        None,
+        description="Blue-green: the preview backend (backend-preview Service) as the runner "
+        "reaches it; API checks run there before promotion.",
+    )
     checks: list[HttpCheck] = []
 
 
@@ -392,6 +397,9 @@ class Environment(Model):
     def smoke_urls(self) -> tuple[str | None, str | None]:
         """The frontend and backend URLs smoke checks use (Compose: the published ports)."""
         base, backend = self.smoke.base_url, self.smoke.backend_url
+        if self.target == "kubernetes" and base is None and self.ingress.enabled:
+            scheme = "https" if self.ingress.tls.enabled else "http"
+            base = f"{scheme}://{self.ingress.hosts[0]}"
         if self.target == "compose":
             host = self.compose.bind_address
             host = f"[{host}]" if ":" in host else host

@@ -12,10 +12,10 @@ from autodevhub_cli.core import releases as states
 from autodevhub_cli.core.build import git_commit
 from autodevhub_cli.core.deploy import Reporter, _context, _reapply
 from autodevhub_cli.core.errors import ConfigError, SmokeCheckError
-from autodevhub_cli.core.lock import DeployLock
 from autodevhub_cli.core.pipeline import RenderRequest, render_environment
 from autodevhub_cli.core.releases import Release
 from autodevhub_cli.core.smoke import SmokeResult, run_smoke_checks
+from autodevhub_cli.core.targets import TargetOptions
 
 
 def smoke_test(
@@ -53,9 +53,14 @@ class Status:
         }
 
 
-def status(environment: str, project_dir: Any = None, sets: Sequence[str] = ()) -> Status:
+def status(
+    environment: str,
+    project_dir: Any = None,
+    sets: Sequence[str] = (),
+    options: TargetOptions | None = None,
+) -> Status:
     """Current release, images, workload health and last smoke result."""
-    ctx = _context(environment, project_dir, sets, None)
+    ctx = _context(environment, project_dir, sets, None, options)
     releases = ctx.store.all()
     current = ctx.store.current()
     workloads: list[dict[str, Any]] = []
@@ -78,11 +83,11 @@ def rollback(
     project_dir: Any = None,
     timeout: float = 300.0,
     report: Reporter | None = None,
+    options: TargetOptions | None = None,
 ) -> tuple[Release, SmokeResult]:
     """Re-apply a recorded good release (default: the one before the current) and verify it."""
-    ctx = _context(environment, project_dir, (), report)
-    lock = ctx.project.state_dir / "locks" / f"{ctx.environment.name}.lock"
-    with DeployLock(lock, ctx.environment.name, command="rollback"):
+    ctx = _context(environment, project_dir, (), report, options)
+    with ctx.target.lock(ctx.project, "rollback"):
         good = [r for r in ctx.store.all() if r.status == states.DEPLOYED]
         if to is not None:
             target_release = ctx.store.get(to)
@@ -134,12 +139,15 @@ def _rendered(ctx: Any, release: Release) -> str:
 
 
 def down(
-    environment: str, project_dir: Any = None, volumes: bool = False, sets: Sequence[str] = ()
+    environment: str,
+    project_dir: Any = None,
+    volumes: bool = False,
+    sets: Sequence[str] = (),
+    options: TargetOptions | None = None,
 ) -> None:
     """Remove everything the environment runs (its volumes only when asked)."""
-    ctx = _context(environment, project_dir, sets, None)
-    lock = ctx.project.state_dir / "locks" / f"{ctx.environment.name}.lock"
-    with DeployLock(lock, ctx.environment.name, command="down"):
+    ctx = _context(environment, project_dir, sets, None, options)
+    with ctx.target.lock(ctx.project, "down"):
         current = ctx.store.current()
         if current is None:
             every = ctx.store.all()
@@ -156,3 +164,17 @@ def down(
             temp = Path(folder) / ctx.target.rendered_filename
             temp.write_text(rendered.result.to_yaml())
             ctx.target.remove(temp, volumes)
+
+
+def diff(
+    environment: str,
+    project_dir: Any = None,
+    sets: Sequence[str] = (),
+    options: TargetOptions | None = None,
+) -> str:
+    """What a deploy would change, as a unified diff (Kubernetes: server-side dry-run)."""
+    from autodevhub_cli.core.deploy import DeployRequest, _dry_run
+
+    ctx = _context(environment, project_dir, sets, None, options)
+    request = DeployRequest(environment, project_dir, sets, skip_build=True, dry_run=True)
+    return _dry_run(ctx, request).diff

@@ -18,6 +18,7 @@ from autodevhub_cli.core.records import read_json, write_json, write_text_atomic
 
 PENDING = "pending"  # being deployed
 DEPLOYED = "deployed"  # passed its checks: a good release
+PREVIEW = "preview"  # blue-green: up and checked as the preview, waiting for promotion
 FAILED = "failed"  # failed, and the previous release was restored (or there was none)
 INTERRUPTED = "interrupted"  # stopped by a signal mid-deploy
 ABORTED = "aborted"  # found pending/interrupted by a later deploy (its process is gone)

@@ -73,8 +73,14 @@ def run_smoke_checks(
     backend_url: str | None = None,
     report: Reporter | None = None,
     timeout: float | None = None,
+    api_url: str | None = None,
 ) -> SmokeResult:
-    """Run every smoke check of `environment`; never raises for a failed check."""
+    """Run every smoke check of `environment`; never raises for a failed check.
+
+    Page checks go to `base_url` (the frontend); API checks (story round trip, latency) to
+    `api_url`, which defaults to the frontend too (it proxies /api), and is the preview backend
+    when a blue-green release is checked before promotion.
+    """
     import httpx
 
     default_base, default_backend = environment.smoke_urls()
@@ -85,6 +91,7 @@ def run_smoke_checks(
             f"Environment {environment.name!r} has no smoke.base_url.",
             hint="Pass --base-url, or set smoke.base_url in the environment file.",
         )
+    api = (api_url or base).rstrip("/")
     say = report or (lambda _n, _m: None)
     spec = environment.smoke
     deadline = time.monotonic() + (timeout if timeout is not None else spec.timeout_seconds)
@@ -103,8 +110,8 @@ def run_smoke_checks(
                 ("backend readyz", lambda: _ok(client, f"{backend}/readyz")),
             ]
         if spec.round_trip:
-            checks.append(("story round trip", lambda: _round_trip(client, base, spec)))
-        checks.append(("latency p95", lambda: _latency(client, base, spec)))
+            checks.append(("story round trip", lambda: _round_trip(client, api, spec)))
+        checks.append(("latency p95", lambda: _latency(client, api, spec)))
         for check in spec.checks:
             target = backend if check.target == "backend" else base
             if target:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from autodevhub_cli.core.environment import Environment
-from autodevhub_cli.core.errors import ConfigError
+from autodevhub_cli.core.project import Project
 
 
 class Target(Protocol):
@@ -15,6 +18,9 @@ class Target(Protocol):
     name: str
     rendered_filename: str
 
+    def lock(self, project: Project, command: str) -> AbstractContextManager[None]:
+        """Hold the environment's deploy lock for a block."""
+
     def migrate(self, rendered: Path, timeout: float) -> None:
         """Run the database migration step with the new images, before switching."""
 
@@ -22,21 +28,40 @@ class Target(Protocol):
         """Apply the rendered output and wait until it is healthy, or raise RolloutError."""
 
     def workloads(self, rendered: Path) -> list[dict[str, Any]]:
-        """What runs now: one entry per container or pod, with state and health."""
+        """What runs now: one entry per container or workload, with state and health."""
 
     def remove(self, rendered: Path, volumes: bool) -> None:
         """Remove everything the environment runs."""
 
 
-def target_for(environment: Environment) -> Target:
+@dataclass
+class TargetOptions:
+    """Flags that reach the target: the kube context and how apply treats other managers."""
+
+    context: str | None = None
+    kubeconfig: str | None = None
+    force_conflicts: bool = False
+    prune: bool = True
+
+
+def target_for(
+    environment: Environment,
+    options: TargetOptions | None = None,
+    say: Callable[[str, str], None] | None = None,
+) -> Target:
     """The deploy target of an environment."""
+    chosen = options or TargetOptions()
     if environment.target == "compose":
         from autodevhub_cli.core.targets.compose import ComposeTarget
 
         return ComposeTarget(environment)
-    raise ConfigError(
-        f"Environment {environment.name!r} targets Kubernetes, which `deploy` does not drive "
-        "yet in this version.",
-        hint=f"Render it with `autodevhub render --env {environment.name} --out DIR` and apply "
-        "with `kubectl apply --server-side -f DIR`, or deploy a Compose environment.",
+    from autodevhub_cli.core.targets.kubernetes import KubernetesTarget
+
+    return KubernetesTarget(
+        environment,
+        context=chosen.context,
+        kubeconfig=chosen.kubeconfig,
+        force_conflicts=chosen.force_conflicts,
+        prune=chosen.prune,
+        say=say,
     )

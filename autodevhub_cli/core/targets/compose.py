@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from autodevhub_cli.core.adapters import compose
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import ApplyError, RolloutError, ToolError
+from autodevhub_cli.core.lock import DeployLock
+from autodevhub_cli.core.project import Project
 
 
 class ComposeTarget:
@@ -18,6 +22,13 @@ class ComposeTarget:
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
+
+    @contextmanager
+    def lock(self, project: Project, command: str) -> Iterator[None]:
+        """An exclusive flock on `.autodevhub/locks/<env>.lock` (this machine's engine)."""
+        path = project.state_dir / "locks" / f"{self.environment.name}.lock"
+        with DeployLock(path, self.environment.name, command=command):
+            yield
 
     def migrate(self, rendered: Path, timeout: float) -> None:
         """`compose run --rm` the migration command in the new image, before anything switches."""

@@ -1,0 +1,301 @@
+"""The Kubernetes API through the official client's DynamicClient. Imported lazily.
+
+Every call goes through `_call`, which logs it and turns API errors into autodevhub errors
+that name the object, the HTTP status and the server's reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from autodevhub_cli.core.errors import ApplyError, ConfigError
+
+log = logging.getLogger("autodevhub.kube")
+FIELD_MANAGER = "autodevhub"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """Which object: apiVersion, kind, namespace (empty when cluster-scoped), name."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> ObjectRef:
+        """The reference of a manifest or a live object."""
+        meta = doc.get("metadata") or {}
+        return cls(doc["apiVersion"], doc["kind"], meta.get("namespace") or "", meta["name"])
+
+    def __str__(self) -> str:
+        where = f" in {self.namespace}" if self.namespace else ""
+        return f"{self.kind} {self.name}{where}"
+
+
+class ApplyConflict(ApplyError):
+    """Server-side apply found fields owned by another field manager."""
+
+    def __init__(self, ref: ObjectRef, conflicts: list[tuple[str, str]]) -> None:
+        listed = "; ".join(f"{field} (owned by {manager})" for field, manager in conflicts)
+        super().__init__(
+            f"Applying {ref} conflicts with other field managers: {listed}.",
+            hint="Another tool changed these fields. Stop it from managing them, or take "
+            "ownership with --force-conflicts.",
+        )
+        self.ref = ref
+        self.conflicts = conflicts
+
+
+class Kube:
+    """A connection to one cluster: discovery, apply, get, list, delete, patch, pods and logs."""
+
+    def __init__(self, api_client: Any) -> None:
+        from kubernetes.dynamic import DynamicClient
+
+        self.api_client = api_client
+        self.dynamic = _call("discovery", lambda: DynamicClient(api_client))
+
+    @classmethod
+    def connect(cls, context: str | None = None, kubeconfig: str | None = None) -> Kube:
+        """Kubeconfig (file and context) or, inside a pod, the in-cluster service account."""
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+
+        configuration = client.Configuration()
+        in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and not (
+            kubeconfig or context or os.environ.get("KUBECONFIG")
+        )
+        try:
+            if in_cluster:
+                config.load_incluster_config(client_configuration=configuration)
+            else:
+                config.load_kube_config(
+                    config_file=kubeconfig, context=context, client_configuration=configuration
+                )
+        except (ConfigException, OSError, TypeError) as exc:
+            where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+            raise ConfigError(
+                f"Cannot load the Kubernetes configuration from {where}"
+                + (f" (context {context!r})" if context else "")
+                + f": {exc}.",
+                hint="Pass --kubeconfig/--context, set kubernetes.kubeconfig/context in the "
+                "environment file, or run inside a pod with a service account.",
+            ) from None
+        log.info("kube: connect %s", configuration.host)
+        return cls(client.ApiClient(configuration))
+
+    def resource(self, api_version: str, kind: str) -> Any:
+        """The API resource serving `kind` in `api_version`."""
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        try:
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            raise ApplyError(
+                f"The cluster does not serve {kind} in {api_version}.",
+                hint="Install the CRD or controller that provides it (Argo Rollouts for "
+                "Rollout, the Prometheus operator for ServiceMonitor), or disable that "
+                "feature in the environment file.",
+            ) from None
+
+    def has(self, api_version: str, kind: str) -> bool:
+        """Whether the cluster serves `kind` in `api_version`."""
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        try:
+            self.dynamic.resources.get(api_version=api_version, kind=kind)
+            return True
+        except ResourceNotFoundError:
+            return False
+
+    def apply(
+        self, doc: dict[str, Any], *, force: bool = False, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Server-side apply `doc` with the autodevhub field manager; return the live object."""
+        ref = ObjectRef.of(doc)
+        resource = self.resource(ref.api_version, ref.kind)
+        extra = {"dry_run": "All"} if dry_run else {}
+        result = _call(
+            f"apply {ref}{' (dry run)' if dry_run else ''}",
+            lambda: resource.server_side_apply(
+                body=doc,
+                name=ref.name,
+                namespace=ref.namespace or None,
+                field_manager=FIELD_MANAGER,
+                force_conflicts=force,
+                **extra,
+            ),
+            ref,
+        )
+        return dict(result.to_dict())
+
+    def get(self, ref: ObjectRef) -> dict[str, Any] | None:
+        """The live object, or None when it does not exist."""
+        resource = self.resource(ref.api_version, ref.kind)
+        try:
+            result = _call(
+                f"get {ref}",
+                lambda: resource.get(name=ref.name, namespace=ref.namespace or None),
+                ref,
+            )
+        except NotFound:
+            return None
+        return dict(result.to_dict())
+
+    def list_objects(
+        self, api_version: str, kind: str, namespace: str | None, selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Objects of a kind (in a namespace), filtered by a label selector."""
+        resource = self.resource(api_version, kind)
+        kwargs: dict[str, Any] = {"label_selector": selector} if selector else {}
+        if resource.namespaced and namespace:
+            kwargs["namespace"] = namespace
+        result = _call(f"list {kind} {selector or ''}", lambda: resource.get(**kwargs))
+        items = result.to_dict().get("items") or []
+        for item in items:
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        return list(items)
+
+    def delete(self, ref: ObjectRef, dry_run: bool = False) -> None:
+        """Delete an object (a missing one is not an error)."""
+        resource = self.resource(ref.api_version, ref.kind)
+        extra = {"dry_run": "All"} if dry_run else {}
+        with contextlib.suppress(NotFound):
+            _call(
+                f"delete {ref}",
+                lambda: resource.delete(
+                    name=ref.name,
+                    namespace=ref.namespace or None,
+                    propagation_policy="Background",
+                    **extra,
+                ),
+                ref,
+            )
+
+    def merge_patch(
+        self, ref: ObjectRef, patch: dict[str, Any], subresource: str | None = None
+    ) -> dict[str, Any]:
+        """A JSON merge patch on an object or its status subresource."""
+        resource = self.resource(ref.api_version, ref.kind)
+        if subresource:
+            resource = resource.subresources[subresource]
+        result = _call(
+            f"patch {ref}{'/' + subresource if subresource else ''}",
+            lambda: resource.patch(
+                body=patch,
+                name=ref.name,
+                namespace=ref.namespace or None,
+                content_type="application/merge-patch+json",
+            ),
+            ref,
+        )
+        return dict(result.to_dict())
+
+    def replace(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """PUT an object (optimistic concurrency through metadata.resourceVersion)."""
+        ref = ObjectRef.of(doc)
+        resource = self.resource(ref.api_version, ref.kind)
+        result = _call(
+            f"replace {ref}",
+            lambda: resource.replace(body=doc, namespace=ref.namespace or None),
+            ref,
+        )
+        return dict(result.to_dict())
+
+    def create(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """POST a new object."""
+        ref = ObjectRef.of(doc)
+        resource = self.resource(ref.api_version, ref.kind)
+        result = _call(
+            f"create {ref}",
+            lambda: resource.create(body=doc, namespace=ref.namespace or None),
+            ref,
+        )
+        return dict(result.to_dict())
+
+    def pod_log(self, namespace: str, pod: str, container: str | None, tail: int = 20) -> str:
+        """The last lines a pod's container printed ('' when unavailable)."""
+        from kubernetes import client
+
+        api = client.CoreV1Api(self.api_client)
+        try:
+            return str(
+                api.read_namespaced_pod_log(
+                    pod, namespace, container=container, tail_lines=tail, _preload_content=True
+                )
+            )
+        except Exception:  # logs are a diagnosis aid; never fail the diagnosis itself
+            return ""
+
+    def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        """Events about an object, newest last."""
+        items = self.list_objects("v1", "Event", namespace)
+        found = [e for e in items if (e.get("involvedObject") or {}).get("name") == name]
+        return sorted(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+
+
+class NotFound(ApplyError):
+    """The object (or its namespace) does not exist."""
+
+
+class Conflict(ApplyError):
+    """A write lost a race (stale resourceVersion) or the object already exists."""
+
+
+def _call(what: str, action: Callable[[], T], ref: ObjectRef | None = None) -> T:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    log.info("kube: %s", what)
+    try:
+        return action()
+    except ApiException as exc:
+        status = _status_body(exc)
+        reason = status.get("message") or exc.reason or "no message"
+        if exc.status == 404:
+            raise NotFound(f"{what}: not found") from None
+        if exc.status == 409 and ref is not None:
+            causes = (status.get("details") or {}).get("causes") or []
+            conflicts = [
+                (str(c.get("field", "?")), _manager_of(str(c.get("message", ""))))
+                for c in causes
+                if c.get("reason") == "FieldManagerConflict"
+                or c.get("type") == "FieldManagerConflict"
+            ]
+            if conflicts:
+                raise ApplyConflict(ref, conflicts) from None
+            raise Conflict(f"{what}: conflict: {reason}") from None
+        hint = None
+        if exc.status in (401, 403):
+            hint = "Check the kube context's credentials and RBAC permissions for this namespace."
+        raise ApplyError(f"{what} failed: HTTP {exc.status}: {reason}", hint=hint) from None
+    except HTTPError as exc:
+        raise ApplyError(
+            f"{what} failed: the Kubernetes API is unreachable ({exc}).",
+            hint="Check the kube context (`--context`) and that the cluster is up.",
+        ) from None
+
+
+def _status_body(exc: Any) -> dict[str, Any]:
+    try:
+        data = json.loads(exc.body or "{}")
+        return data if isinstance(data, dict) else {}
+    except (TypeError, ValueError):
+        return {}
+
+
+def _manager_of(message: str) -> str:
+    # The API server says: conflict with "kubectl-edit" using apps/v1: .spec.replicas
+    if '"' in message:
+        return message.split('"')[1]
+    return message or "another manager"
