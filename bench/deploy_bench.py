@@ -1,0 +1,173 @@
+"""Benchmark: `autodevhub deploy --env dev` on Docker Compose.
+
+Usage: python bench/deploy_bench.py   (needs the Docker engine, the registry on 127.0.0.1:5000
+and the stand-in base images from scripts/ci/provision-docker.sh)
+
+Measures, on a throwaway copy of the project deployed as its own Compose project:
+- cold deploy after one backend source change (build, push, migrate, up --wait, smoke), against
+  `docker compose up --build --wait` by hand on the same Dockerfiles after the same kind of
+  change (the same engine and layer cache; no push, no migration step, no smoke checks);
+- a deploy when nothing changed (build skipped by content tag, Compose has nothing to do);
+- a deploy whose smoke check fails, back to a healthy previous release (the whole command).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BASES = {
+    "PYTHON": "autodevhub-ci/python:3.11-bookworm",
+    "NODE": "autodevhub-ci/node:18-bookworm",
+    "NGINX": "autodevhub-ci/nginx:1.22-bookworm",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def timed(cmd: list[str], env: dict[str, str], cwd: Path, expect: int = 0) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != expect:
+        sys.exit(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return elapsed
+
+
+def touch_backend(work: Path, note: str) -> None:
+    source = work / "service" / "logs.py"
+    source.write_text(source.read_text() + f"\n# {note}\n")
+
+
+def baseline_compose(work: Path, name: str, env: dict[str, str]) -> Path:
+    """The dev Compose file with `build:` sections instead of pushed images."""
+    import yaml
+
+    script = Path(sysconfig.get_path("scripts")) / "autodevhub"
+    rendered = subprocess.run(
+        [str(script), "render", "--env", "dev", "--no-validate"],
+        env=env,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    compose = yaml.safe_load(rendered)
+    compose["name"] = f"{name}-byhand"
+    from autodevhub_cli.core import wheelhouse
+
+    wheels = wheelhouse.prepare(work / "service" / "requirements.lock", wheelhouse.cache_root())
+    context = work / "byhand-context"
+    shutil.rmtree(context, ignore_errors=True)
+    shutil.copytree(
+        work / "service", context / "service", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(wheels, context / "wheelhouse")
+    args = {f"{k}_IMAGE": v for k, v in BASES.items()}
+    for service, dockerfile in (
+        ("backend", "service/Dockerfile"),
+        ("frontend", "service/web/Dockerfile"),
+    ):
+        compose["services"][service]["image"] = f"{name}-byhand-{service}:latest"
+        compose["services"][service]["build"] = {
+            "context": str(context),
+            "dockerfile": dockerfile,
+            "args": args,
+        }
+    compose["services"]["frontend"]["ports"] = [f"127.0.0.1:{free_port()}:80"]
+    compose["services"]["backend"]["ports"] = [f"127.0.0.1:{free_port()}:8000"]
+    path = work / "byhand-compose.yaml"
+    path.write_text(yaml.safe_dump(compose, sort_keys=False))
+    return path
+
+
+def main() -> None:
+    from autodevhub_cli.core.adapters.compose import compose_binary
+
+    work = Path(tempfile.mkdtemp(prefix="autodevhub-deploy-bench-"))
+    for folder in ("environments", "templates", "service"):
+        shutil.copytree(
+            REPO / folder,
+            work / folder,
+            ignore=shutil.ignore_patterns("__pycache__", "dist", "var", "node_modules"),
+        )
+    name = f"bench{uuid.uuid4().hex[:6]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODEVHUB__")}
+    env.update({f"AUTODEVHUB__BUILD__BASE_IMAGES__{k}": v for k, v in BASES.items()})
+    env.update(
+        {
+            "AUTODEVHUB__REGISTRY__URL": f"127.0.0.1:5000/{name}",
+            "AUTODEVHUB__COMPOSE__PROJECT_NAME": name,
+            "AUTODEVHUB__COMPOSE__FRONTEND_PORT": str(free_port()),
+            "AUTODEVHUB__COMPOSE__BACKEND_PORT": str(free_port()),
+        }
+    )
+    cli = [str(Path(sysconfig.get_path("scripts")) / "autodevhub")]
+    compose = compose_binary()
+    try:
+        timed([*cli, "deploy", "--env", "dev"], env, work)  # first deploy: everything built
+        byhand = baseline_compose(work, name, env)
+        timed([compose, "-f", str(byhand), "up", "--build", "-d", "--wait"], env, work)
+        # The comparison: one backend change, then each way of bringing it up.
+        for_hand, for_tool = [], []
+        for round_ in range(3):
+            touch_backend(work / "byhand-context", f"by hand {round_}")
+            for_hand.append(
+                timed([compose, "-f", str(byhand), "up", "--build", "-d", "--wait"], env, work)
+            )
+            touch_backend(work, f"tool {round_}")
+            for_tool.append(timed([*cli, "deploy", "--env", "dev"], env, work))
+        timed([compose, "-f", str(byhand), "down", "--volumes"], env, work)
+        noop = [timed([*cli, "deploy", "--env", "dev"], env, work) for _ in range(5)]
+        failing = timed(
+            [
+                *cli,
+                "deploy",
+                "--env",
+                "dev",
+                "--skip-build",
+                "--set",
+                "components.backend.env.LOG_LEVEL=warning",
+                "--set",
+                "smoke.checks=[{name: broken, path: /api/nope, status: 200}]",
+                "--set",
+                "smoke.timeout_seconds=2",
+            ],
+            env,
+            work,
+            expect=3,
+        )
+    finally:
+        subprocess.run(
+            [*cli, "down", "--env", "dev", "--volumes"], env=env, cwd=work, capture_output=True
+        )
+        shutil.rmtree(work, ignore_errors=True)
+    hand, tool = statistics.median(for_hand), statistics.median(for_tool)
+    print(f"one backend change: docker compose up --build --wait   {hand:6.2f} s (median of 3)")
+    print(
+        f"one backend change: autodevhub deploy --env dev        {tool:6.2f} s "
+        f"(median of 3, {tool / hand:.2f}x; adds push, migration step, smoke checks)"
+    )
+    print(
+        f"nothing changed: autodevhub deploy --env dev           "
+        f"{statistics.median(noop):6.2f} s (median of 5)"
+    )
+    print(f"failed smoke check -> previous release healthy again   {failing:6.2f} s")
+
+
+if __name__ == "__main__":
+    main()
