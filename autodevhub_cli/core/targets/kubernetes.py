@@ -384,7 +384,7 @@ def _readiness(live: dict[str, Any], phase: str) -> str:
     if kind == "Rollout":
         if str(status.get("observedGeneration", "")) != str(generation):
             return "waiting: not observed"
-        if status.get("abort") or status.get("phase") == "Degraded":
+        if status.get("phase") == "Degraded":
             return f"failed: is degraded ({status.get('message', 'aborted')})"
         current = status.get("currentPodHash")
         blue_green = status.get("blueGreen") or {}

@@ -1,0 +1,381 @@
+"""`autodevhub deploy` on Kubernetes, over real HTTP against the KubeFake API server double.
+
+The real `kubernetes` client talks to tests/kubefake; the smoke checks hit the real backend and
+nginx (with the image's config) on 127.0.0.1, standing in for the Ingress and the preview Service.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import REPO, run_cli
+from tests.kubefake import controllers
+from tests.kubefake.cluster import WriteOptions
+from tests.kubefake.server import KubeFake
+
+sys.path.insert(0, str(REPO / "tests" / "web"))
+from web_servers import build_dist, missing_browser_tools, run_backend, run_nginx
+
+pytestmark = [pytest.mark.k8s, pytest.mark.browser]
+DIGEST = "sha256:" + "1" * 64
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The real backend and nginx: what the Ingress and the preview Service would reach."""
+    missing = missing_browser_tools()
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (run bash scripts/ci/provision-browser.sh)")
+    work = tmp_path_factory.mktemp("k8s-app")
+    dist = work / "dist"
+    assert build_dist(dist).returncode == 0
+    with (
+        run_backend(work, {"RATE_LIMIT_PER_MINUTE": "100000"}) as backend,
+        run_nginx(dist, f"127.0.0.1:{backend.port}", work) as nginx,
+    ):
+        yield {"base": nginx.url, "backend": backend.url}
+
+
+class Cluster:
+    """A project copy wired to a KubeFake through a kubeconfig and environment overrides."""
+
+    def __init__(self, root: Path, fake: KubeFake, app: dict[str, str]) -> None:
+        self.root = root
+        self.fake = fake
+        kubeconfig = fake.kubeconfig(root / "kubeconfig")
+        self.env = {
+            "AUTODEVHUB__KUBERNETES__KUBECONFIG": str(kubeconfig),
+            "AUTODEVHUB__SMOKE__BASE_URL": app["base"],
+            "AUTODEVHUB__SMOKE__BACKEND_URL": app["backend"],
+            "AUTODEVHUB__SMOKE__PREVIEW_BACKEND_URL": app["backend"],
+            "AUTODEVHUB__SMOKE__TIMEOUT_SECONDS": "10",
+            "AUTODEVHUB__SMOKE__LATENCY_BUDGET_MS": "2000",
+        }
+
+    def record_build(self, env: str, tag: str) -> None:
+        builds = self.root / ".autodevhub" / "builds"
+        builds.mkdir(parents=True, exist_ok=True)
+        images = [{"name": name, "tag": tag, "digest": DIGEST} for name in ("backend", "frontend")]
+        (builds / f"{env}.json").write_text(json.dumps({"environment": env, "images": images}))
+
+    def cli(self, *args: str) -> tuple[int, str, str]:
+        return run_cli(*args, "--project-dir", str(self.root), env=self.env)
+
+    def deploy(self, env: str, *args: str) -> tuple[int, str, str]:
+        return self.cli("deploy", "--env", env, "--skip-build", "--timeout", "20", *args)
+
+    def releases(self, env: str) -> list[dict[str, Any]]:
+        folder = self.root / ".autodevhub" / "releases" / env
+        return [json.loads(p.read_text()) for p in sorted(folder.glob("*/release.json"))]
+
+    def obj(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        found = [
+            o
+            for o in self.fake.objects(kind=kind, namespace=namespace)
+            if o["metadata"]["name"] == name
+        ]
+        return found[0] if found else None
+
+
+@pytest.fixture()
+def cluster(tmp_path: Path, app: dict[str, str]) -> Iterator[Cluster]:
+    root = tmp_path / "project"
+    for folder in ("environments", "templates"):
+        shutil.copytree(REPO / folder, root / folder)
+    with KubeFake(auto_ready=True) as fake:
+        yield Cluster(root, fake, app)
+
+
+def test_apply_creates_then_updates(cluster: Cluster) -> None:
+    cluster.record_build("staging", "c-00000000000000a1")
+    code, _, err = cluster.deploy("staging")
+    assert code == 0, err
+    ns = "autodevhub-staging"
+    deployment = cluster.obj("Deployment", "backend", ns)
+    assert deployment is not None
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image.endswith(f":c-00000000000000a1@{DIGEST}")
+    for kind, name in [
+        ("Namespace", ns),
+        ("Service", "frontend"),
+        ("Ingress", "autodevhub"),
+        ("HorizontalPodAutoscaler", "backend"),
+        ("NetworkPolicy", "backend"),
+    ]:
+        namespace = "" if kind == "Namespace" else ns
+        assert cluster.obj(kind, name, namespace) is not None, f"{kind} {name} missing"
+    applies = cluster.fake.requests_to("PATCH")
+    assert applies and all(r.query.get("fieldManager") == "autodevhub" for r in applies)
+    assert all(r.content_type == "application/apply-patch+yaml" for r in applies)
+    # The migration Job is applied and complete before the workloads.
+    paths = [r.path for r in applies]
+    job = next(i for i, p in enumerate(paths) if "/jobs/" in p)
+    assert job < next(i for i, p in enumerate(paths) if "/deployments/" in p)
+    assert cluster.releases("staging")[-1]["status"] == "deployed"
+    generation = deployment["metadata"]["generation"]
+    # A second release changes the image: the same objects are updated in place.
+    cluster.record_build("staging", "c-00000000000000a2")
+    code, _, err = cluster.deploy("staging")
+    assert code == 0, err
+    updated = cluster.obj("Deployment", "backend", ns)
+    assert updated is not None and updated["metadata"]["generation"] == generation + 1
+    assert updated["metadata"]["uid"] == deployment["metadata"]["uid"]
+
+
+def test_hpa_owns_replicas_of_an_existing_deployment(cluster: Cluster) -> None:
+    cluster.record_build("staging", "c-00000000000000b1")
+    assert cluster.deploy("staging")[0] == 0
+    ns = "autodevhub-staging"
+    # The HPA scaled the backend to 3; the next deploy must not set it back to 1.
+    cluster.fake.cluster.patch(
+        cluster.fake.resource("apps", "v1", "deployments"),
+        ns,
+        "backend",
+        "application/merge-patch+json",
+        {"spec": {"replicas": 3}},
+        WriteOptions(manager="horizontal-pod-autoscaler"),
+    )
+    cluster.record_build("staging", "c-00000000000000b2")
+    code, _, err = cluster.deploy("staging")
+    assert code == 0, err
+    deployment = cluster.obj("Deployment", "backend", ns)
+    assert deployment is not None and deployment["spec"]["replicas"] == 3
+
+
+def test_prune_removes_a_dropped_object(cluster: Cluster) -> None:
+    cluster.record_build("staging", "c-00000000000000c1")
+    assert cluster.deploy("staging")[0] == 0
+    ns = "autodevhub-staging"
+    assert cluster.obj("ServiceMonitor", "backend", ns) is not None
+    code, out, err = cluster.cli(
+        "deploy",
+        "--env",
+        "staging",
+        "--skip-build",
+        "--dry-run",
+        "--set",
+        "monitoring.enabled=false",
+    )
+    assert code == 0, err
+    assert "ServiceMonitor backend" in out and "pruned" in out
+    assert cluster.obj("ServiceMonitor", "backend", ns) is not None, "dry run touches nothing"
+    code, _, err = cluster.deploy("staging", "--set", "monitoring.enabled=false")
+    assert code == 0, err
+    assert cluster.obj("ServiceMonitor", "backend", ns) is None
+    assert cluster.obj("Service", "backend-metrics", ns) is None
+    assert cluster.obj("Service", "backend", ns) is not None
+
+
+def test_deployment_that_never_becomes_ready_is_diagnosed_and_rolled_back(
+    cluster: Cluster,
+) -> None:
+    cluster.record_build("staging", "c-00000000000000d1")
+    assert cluster.deploy("staging")[0] == 0
+    good = cluster.releases("staging")[-1]
+    ns = "autodevhub-staging"
+    fake = cluster.fake
+    fake.auto_ready = False
+
+    def controller(event: Any) -> None:
+        obj = event.object
+        image = json.dumps(obj.get("spec", {}).get("template", {}))
+        if obj.get("kind") == "Deployment" and "c-00000000000000d2" in image:
+            labels = obj["spec"]["selector"]["matchLabels"]
+            if not fake.objects(kind="Pod", namespace=ns):
+                fake.add_pod(
+                    ns,
+                    "backend-7d9f-x2x",
+                    labels,
+                    phase="Running",
+                    containers=["backend"],
+                    container_statuses=[
+                        {
+                            "name": "backend",
+                            "ready": False,
+                            "restartCount": 5,
+                            "image": "x",
+                            "imageID": "",
+                            "state": {
+                                "waiting": {
+                                    "reason": "CrashLoopBackOff",
+                                    "message": "back-off 5m0s restarting failed container",
+                                }
+                            },
+                        }
+                    ],
+                )
+                fake.add_event(
+                    ns,
+                    "Pod",
+                    "backend-7d9f-x2x",
+                    "BackOff",
+                    "Back-off restarting failed container backend",
+                )
+                fake.set_pod_log(
+                    ns,
+                    "backend-7d9f-x2x",
+                    "starting\nsqlalchemy.exc.OperationalError: could not connect\n",
+                )
+            return
+        controllers.settle(fake.cluster, event)
+
+    fake.on_write(controller)
+    cluster.record_build("staging", "c-00000000000000d2")
+    code, _, err = cluster.deploy("staging")
+    assert code == 1, err
+    assert "Deployment backend in autodevhub-staging cannot start" in err
+    assert "pod backend-7d9f-x2x: CrashLoopBackOff" in err
+    assert "Back-off restarting failed container" in err
+    assert "could not connect" in err
+    assert f"Rolled back to release {good['id']}" in err
+    deployment = cluster.obj("Deployment", "backend", ns)
+    assert deployment is not None
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert "c-00000000000000d1" in image
+    assert cluster.releases("staging")[-1]["status"] == "failed"
+
+
+def test_blue_green_preview_is_checked_then_promoted(cluster: Cluster) -> None:
+    cluster.record_build("prod", "c-00000000000000e1")
+    code, _, err = cluster.deploy("prod", "--promote")
+    assert code == 0, err
+    ns = "autodevhub"
+    first = cluster.obj("Rollout", "backend", ns)
+    assert first is not None
+    stable = first["status"]["blueGreen"]["activeSelector"]
+    cluster.record_build("prod", "c-00000000000000e2")
+    code, out, err = cluster.deploy("prod")
+    assert code == 0, err
+    assert "is up as the preview" in out
+    assert cluster.releases("prod")[-1]["status"] == "preview"
+    rollout = cluster.obj("Rollout", "backend", ns)
+    assert rollout is not None and rollout["status"]["phase"] == "Paused"
+    active = cluster.obj("Service", "backend", ns)
+    assert active is not None
+    assert active["spec"]["selector"]["rollouts-pod-template-hash"] == stable
+    code, out, err = cluster.cli("promote", "--env", "prod", "--timeout", "20")
+    assert code == 0, err
+    rollout = cluster.obj("Rollout", "backend", ns)
+    assert rollout is not None and rollout["status"]["phase"] == "Healthy"
+    assert rollout["status"]["blueGreen"]["activeSelector"] == rollout["status"]["currentPodHash"]
+    assert cluster.releases("prod")[-1]["status"] == "deployed"
+
+
+def test_blue_green_failed_check_aborts_and_leaves_the_active_service(cluster: Cluster) -> None:
+    cluster.record_build("prod", "c-00000000000000f1")
+    assert cluster.deploy("prod", "--promote")[0] == 0
+    ns = "autodevhub"
+    active = cluster.obj("Service", "backend", ns)
+    assert active is not None
+    stable = active["spec"]["selector"]["rollouts-pod-template-hash"]
+    cluster.record_build("prod", "c-00000000000000f2")
+    code, _, err = cluster.deploy(
+        "prod",
+        "--promote",
+        "--set",
+        "smoke.checks=[{name: preview api, target: backend, path: /api/nope, status: 200}]",
+        "--set",
+        "smoke.timeout_seconds=2",
+    )
+    assert code == 3, err
+    assert "preview api" in err and "Rolled back" in err
+    aborts = [
+        r
+        for r in cluster.fake.requests_to("PATCH", "/rollouts/backend/status")
+        if b'"abort"' in r.raw
+    ]
+    assert aborts, "the rollout was aborted"
+    active = cluster.obj("Service", "backend", ns)
+    assert active is not None
+    assert active["spec"]["selector"]["rollouts-pod-template-hash"] == stable
+    assert cluster.releases("prod")[-1]["status"] == "failed"
+
+
+def test_lease_blocks_a_second_deploy(cluster: Cluster) -> None:
+    cluster.record_build("staging", "c-0000000000000101")
+    assert cluster.deploy("staging")[0] == 0
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    cluster.fake.create(
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": "autodevhub-staging",
+                "namespace": "autodevhub-staging",
+                "annotations": {"autodevhub.io/command": "deploy"},
+            },
+            "spec": {
+                "holderIdentity": "ci@runner-7 pid 4242",
+                "leaseDurationSeconds": 60,
+                "acquireTime": now,
+                "renewTime": now,
+            },
+        }
+    )
+    code, _, err = cluster.deploy("staging")
+    assert code == 1
+    assert "holds Lease autodevhub-staging/autodevhub-staging: ci@runner-7 pid 4242" in err
+
+
+def test_a_stale_lease_is_taken_over(cluster: Cluster) -> None:
+    cluster.record_build("staging", "c-0000000000000102")
+    assert cluster.deploy("staging")[0] == 0
+    cluster.fake.create(
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "autodevhub-staging", "namespace": "autodevhub-staging"},
+            "spec": {
+                "holderIdentity": "ci@gone pid 1",
+                "leaseDurationSeconds": 60,
+                "acquireTime": "2026-01-01T00:00:00.000000Z",
+                "renewTime": "2026-01-01T00:00:00.000000Z",
+            },
+        }
+    )
+    code, _, err = cluster.deploy("staging")
+    assert code == 0, err
+    assert cluster.obj("Lease", "autodevhub-staging", "autodevhub-staging") is None
+
+
+def test_conflicts_are_reported_and_force_takes_ownership(cluster: Cluster) -> None:
+    cluster.record_build("staging", "c-0000000000000111")
+    assert cluster.deploy("staging")[0] == 0
+    ns = "autodevhub-staging"
+    cluster.fake.cluster.patch(
+        cluster.fake.resource("", "v1", "services"),
+        ns,
+        "frontend",
+        "application/merge-patch+json",
+        {"spec": {"type": "NodePort"}},
+        WriteOptions(manager="kubectl-edit"),
+    )
+    code, _, err = cluster.deploy("staging")
+    assert code == 1
+    assert "Applying Service frontend in autodevhub-staging conflicts" in err
+    assert ".spec.type" in err and "kubectl-edit" in err and "--force-conflicts" in err
+    code, _, err = cluster.deploy("staging", "--force-conflicts")
+    assert code == 0, err
+    service = cluster.obj("Service", "frontend", ns)
+    assert service is not None and service["spec"]["type"] == "ClusterIP"
+
+
+def test_diff_shows_what_apply_would_change(cluster: Cluster) -> None:
+    cluster.record_build("staging", "c-0000000000000121")
+    assert cluster.deploy("staging")[0] == 0
+    code, out, err = cluster.cli(
+        "diff", "--env", "staging", "--set", "components.frontend.replicas=4"
+    )
+    assert code == 0, err
+    assert "Deployment frontend" in out
+    assert "-  replicas: 1" in out and "+  replicas: 4" in out
+    frontend = cluster.obj("Deployment", "frontend", "autodevhub-staging")
+    assert frontend is not None and frontend["spec"]["replicas"] == 1
