@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from autodevhub_cli.commands import summary
 from autodevhub_cli.commands.options import Env, Output, OutputFormat, ProjectDir, Sets
 from autodevhub_cli.commands.progress import Progress
 
@@ -39,8 +40,13 @@ def build(
         result = build_images(
             BuildRequest(env, project_dir, sets or (), push, only or (), no_cache), report=progress
         )
+    data = result.to_dict()
+    summary.append(
+        f"### autodevhub build --env {env}\n\n{summary.images_table(data['images'])}\n\n"
+        f"{len(result.images)} image(s) in {result.seconds:.1f} s"
+    )
     if output is OutputFormat.json:
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
     for image in result.images:
         size = f"{image.size_bytes / 1e6:.0f} MB" if image.size_bytes else "-"

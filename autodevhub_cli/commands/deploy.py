@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from autodevhub_cli.commands import summary
 from autodevhub_cli.commands.options import (
     Env,
     ForceConflicts,
@@ -78,9 +79,12 @@ def deploy(
         with progress.live():
             outcome = run_deploy(request, report=progress)
     except DeployFailed as exc:
+        _summarise(env, exc.outcome.to_dict(), exc.message)
         if output is OutputFormat.json:
             _json({**exc.outcome.to_dict(), "ok": False, "error": exc.message})
         raise
+    if not outcome.dry_run:
+        _summarise(env, outcome.to_dict(), None)
     if output is OutputFormat.json:
         _json({**outcome.to_dict(), "ok": True})
         return
@@ -101,6 +105,22 @@ def deploy(
         sys.stdout.write(f"  {image['name']:9} {image['ref']}\n")
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in release.timings.items())
     sys.stdout.write(f"  timings: {timings}\n")
+
+
+def _summarise(env: str, outcome: dict[str, Any], error: str | None) -> None:
+    release = outcome.get("release") or {}
+    title = f"### autodevhub deploy --env {env}: " + (
+        "failed" if error else release.get("status", "")
+    )
+    parts = [title, f"Release `{release.get('id')}` (commit `{str(release.get('commit'))[:12]}`)"]
+    if error:
+        parts.append(f"> {error}")
+    if outcome.get("restored"):
+        parts.append(f"Rolled back to release `{outcome['restored']}`.")
+    parts.append(summary.images_table(release.get("images") or []))
+    parts.append(summary.smoke_table(outcome.get("smoke")))
+    parts.append(f"Timings: {summary.timings_line(release.get('timings') or {})}")
+    summary.append("\n\n".join(parts))
 
 
 def smoke_test(
@@ -124,6 +144,10 @@ def smoke_test(
 
     progress = Progress(verbose=False)
     result = run_smoke(env, project_dir, sets or (), base_url, backend_url, timeout, progress)
+    summary.append(
+        f"### autodevhub smoke-test --env {env}: {'passed' if result.ok else 'FAILED'}\n\n"
+        + summary.smoke_table(result.to_dict())
+    )
     if output is OutputFormat.json:
         _json(result.to_dict())
     else:
