@@ -266,6 +266,15 @@ class Monitoring(Model):
     interval: Duration = "30s"
     prometheus_namespace: DnsLabel = "monitoring"
     service_monitor_labels: dict[str, str] = {}
+    dashboards: bool = True
+    dashboard_labels: dict[str, str] = Field(
+        default_factory=lambda: {"grafana_dashboard": "1"},
+        description="Labels the Grafana sidecar looks for on dashboard ConfigMaps.",
+    )
+    alerts: bool = True
+    rule_labels: dict[str, str] = {}
+    availability_objective: float = Field(0.999, gt=0.9, lt=1)
+    latency_objective_ms: float = Field(200, gt=0)
 
 
 class Backups(Model):

@@ -33,6 +33,14 @@ def to_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+def from_json(text: str) -> Any:
+    """Parse JSON a template produced (a dashboard model), failing with the parser's position."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise RenderError(f"a template produced invalid JSON: {exc}.") from None
+
+
 def compose_cpus(quantity: str) -> str:
     """A Kubernetes CPU quantity (`500m`) as a Compose `cpus` value (`0.5`)."""
     from autodevhub_cli.core.environment import cpu_millis
@@ -82,6 +90,7 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
     env.filters["compose_cpus"] = compose_cpus
     env.filters["compose_memory"] = compose_memory
     env.filters["short_hash"] = short_hash
+    env.filters["from_json"] = from_json
     return env
 
 
@@ -106,6 +115,8 @@ def render_template(env: jinja2.Environment, name: str, context: dict[str, Any])
         ) from None
     except jinja2.TemplateError as exc:
         raise RenderError(f"templates/{name}: {exc}.") from None
+    except RenderError as exc:
+        raise RenderError(f"templates/{name}: {exc.message}", hint=exc.hint) from None
 
 
 def _template_location(tb: TracebackType | None, fallback: str) -> str:

@@ -26,6 +26,7 @@ SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring-v1.json",
     ("argoproj.io/v1alpha1", "Rollout"): "rollout-argoproj-v1alpha1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring-v1.json",
 }
 _CACHE_FORMAT = "1"
 

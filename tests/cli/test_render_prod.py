@@ -179,7 +179,7 @@ def test_apply_order(prod: list[dict]) -> None:
     kinds = [d["kind"] for d in prod]
     assert kinds.index("Namespace") < kinds.index("Service") < kinds.index("Rollout")
     assert kinds.index("Rollout") < kinds.index("HorizontalPodAutoscaler") < kinds.index("Ingress")
-    assert kinds[-1] == "ServiceMonitor"
+    assert kinds[-2:] == ["ServiceMonitor", "PrometheusRule"]
 
 
 def test_output_is_deterministic() -> None:
@@ -211,3 +211,38 @@ def test_migration_job_runs_before_the_workloads(prod: list[dict]) -> None:
     assert container["image"] == rollout["spec"]["template"]["spec"]["containers"][0]["image"]
     kinds = [d["kind"] for d in prod]
     assert kinds.index("Job") < kinds.index("Rollout")
+
+
+def test_dashboard_and_alerts(prod: list[dict]) -> None:
+    import json
+
+    dashboard = find(prod, "ConfigMap", "autodevhub-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    model = json.loads(dashboard["data"]["autodevhub-prod.json"])
+    titles = {p["title"] for p in model["panels"]}
+    for wanted in (
+        "Request rate by route",
+        "Latency percentiles",
+        "CPU by pod",
+        "Memory by pod",
+        "Network by pod",
+        "Container restarts (1h)",
+        "Stories generated per hour",
+        "AI calls by outcome",
+        "AI latency",
+        "AI failures by reason",
+        "Active clients (5 min)",
+    ):
+        assert wanted in titles
+    rules = find(prod, "PrometheusRule", "autodevhub-alerts")
+    alerts = {r["alert"]: r for g in rules["spec"]["groups"] for r in g["rules"]}
+    assert {
+        "ErrorBudgetBurnFast",
+        "ErrorBudgetBurnSlow",
+        "LatencyHigh",
+        "StoryGenerationFailing",
+        "PodRestarting",
+    } <= set(alerts)
+    # 99.9 %: a 0.1 % budget, 14.4x burn over 1 h.
+    assert "> 0.0144 and" in alerts["ErrorBudgetBurnFast"]["expr"]
+    assert "> 0.2" in alerts["LatencyHigh"]["expr"]
