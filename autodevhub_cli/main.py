@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 
 from autodevhub_cli import __version__
 from autodevhub_cli.commands import build as build_commands
+from autodevhub_cli.commands import db as db_commands
 from autodevhub_cli.commands import deploy as deploy_commands
 from autodevhub_cli.commands import render as render_commands
 from autodevhub_cli.core.errors import AutodevhubError
@@ -105,6 +106,7 @@ app.command("rollback")(deploy_commands.rollback)
 app.command("down")(deploy_commands.down)
 app.command("promote")(deploy_commands.promote)
 app.command("diff")(deploy_commands.diff)
+app.add_typer(db_commands.app, name="db")
 
 
 def main() -> None:

@@ -1,0 +1,330 @@
+"""Database backups and restores: pg_dump/pg_restore for PostgreSQL, the SQLite online backup
+API for SQLite. Each backup gets a SHA-256 sidecar; restores verify it and refuse to overwrite a
+database that holds data unless forced. Retention deletes backups older than N days, judged by the
+timestamp in their name (not file times, which copies change).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+import sqlite3
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from autodevhub_cli.core.errors import AutodevhubError, ConfigError, ToolError
+
+STAMP = "%Y%m%dT%H%M%SZ"
+_NAME = re.compile(r"^(?P<prefix>.+)-(?P<stamp>\d{8}T\d{6}Z)\.(?P<ext>dump|sqlite3)$")
+
+
+class BackupError(AutodevhubError):
+    """A backup or restore could not be done."""
+
+
+@dataclass
+class Backup:
+    """One backup file and what is known about it."""
+
+    path: str
+    engine: str
+    database: str
+    size_bytes: int
+    sha256: str
+    created_at: str
+    seconds: float = 0.0
+    deleted: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and records."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def engine_of(url: str) -> str:
+    """`postgresql` or `sqlite`, from a SQLAlchemy-style URL."""
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql"
+    if scheme == "sqlite":
+        return "sqlite"
+    raise ConfigError(
+        f"Unsupported database URL {redact(url)!r}: backups handle postgresql:// and sqlite:///.",
+    )
+
+
+def libpq_url(url: str) -> str:
+    """A URL pg_dump and psql accept (no SQLAlchemy driver suffix)."""
+    scheme, rest = url.split("://", 1)
+    return f"postgresql://{rest}" if scheme.split("+")[0] in ("postgresql", "postgres") else url
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a `sqlite:///relative` or `sqlite:////absolute` URL."""
+    path = url.split("://", 1)[1]
+    if not path.startswith("/") or path in ("/", "/:memory:"):
+        raise ConfigError(f"{url!r} is not a SQLite file URL.")
+    return Path(path[1:])  # sqlite:///rel/x.db -> rel/x.db; sqlite:////abs/x.db -> /abs/x.db
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def backup(
+    database_url: str,
+    dest: Path,
+    *,
+    prefix: str = "autodevhub",
+    retention_days: int = 30,
+    now: dt.datetime | None = None,
+) -> Backup:
+    """Back up the database into `dest`, write its checksum, then apply retention."""
+    started = time.perf_counter()
+    moment = now or dt.datetime.now(dt.UTC)
+    engine = engine_of(database_url)
+    dest.mkdir(parents=True, exist_ok=True)
+    ext = "dump" if engine == "postgresql" else "sqlite3"
+    final = dest / f"{prefix}-{moment.strftime(STAMP)}.{ext}"
+    partial = final.with_name(final.name + ".partial")
+    try:
+        if engine == "postgresql":
+            _run(
+                [
+                    "pg_dump",
+                    "--format=custom",
+                    "--no-owner",
+                    f"--file={partial}",
+                    f"--dbname={libpq_url(database_url)}",
+                ],
+                "pg_dump",
+                database_url,
+            )
+        else:
+            source_path = sqlite_path(database_url)
+            if not source_path.is_file():
+                raise BackupError(f"The SQLite database {source_path} does not exist.")
+            source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
+            target = sqlite3.connect(partial)
+            try:
+                source.backup(target)
+            finally:
+                target.close()
+                source.close()
+        checksum = sha256_of(partial)
+        os.replace(partial, final)
+        final.with_name(final.name + ".sha256").write_text(f"{checksum}  {final.name}\n")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    deleted = prune(dest, retention_days, prefix=prefix, now=moment)
+    return Backup(
+        path=str(final),
+        engine=engine,
+        database=redact(database_url),
+        size_bytes=final.stat().st_size,
+        sha256=checksum,
+        created_at=moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        seconds=round(time.perf_counter() - started, 3),
+        deleted=deleted,
+    )
+
+
+def prune(
+    dest: Path, retention_days: int, *, prefix: str = "autodevhub", now: dt.datetime | None = None
+) -> list[str]:
+    """Delete backups (and their checksums) older than `retention_days`; return their names."""
+    cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=retention_days)
+    deleted = []
+    for path in sorted(dest.iterdir()) if dest.is_dir() else []:
+        match = _NAME.match(path.name)
+        if not match or match.group("prefix") != prefix:
+            continue
+        stamp = dt.datetime.strptime(match.group("stamp"), STAMP).replace(tzinfo=dt.UTC)
+        if stamp < cutoff:
+            path.unlink()
+            path.with_name(path.name + ".sha256").unlink(missing_ok=True)
+            deleted.append(path.name)
+    return deleted
+
+
+def verify(path: Path) -> str:
+    """Check a backup against its `.sha256` sidecar; return the checksum."""
+    sidecar = path.with_name(path.name + ".sha256")
+    if not path.is_file():
+        raise ConfigError(f"Backup {path} does not exist.")
+    if not sidecar.is_file():
+        raise BackupError(
+            f"Backup {path.name} has no checksum file ({sidecar.name}); it cannot be verified.",
+            hint="Restore only backups made by `autodevhub db backup`, or recreate the sidecar "
+            "with `sha256sum` if you trust the file.",
+        )
+    expected = sidecar.read_text().split()[0]
+    actual = sha256_of(path)
+    if actual != expected:
+        raise BackupError(
+            f"Backup {path.name} is corrupt: its SHA-256 is {actual[:16]}..., the checksum file "
+            f"says {expected[:16]}....",
+            hint="Use another backup.",
+        )
+    return actual
+
+
+def restore(database_url: str, source: Path, *, force: bool = False) -> dict[str, Any]:
+    """Restore `source` into the database; refuse a database that holds data unless forced."""
+    engine = engine_of(database_url)
+    checksum = verify(source)
+    if engine == "postgresql" and source.suffix != ".dump":
+        raise ConfigError(f"{source.name} is not a PostgreSQL backup (.dump).")
+    if engine == "sqlite" and source.suffix != ".sqlite3":
+        raise ConfigError(f"{source.name} is not a SQLite backup (.sqlite3).")
+    rows = row_counts(database_url)
+    if any(rows.values()) and not force:
+        holding = ", ".join(f"{t} ({n})" for t, n in sorted(rows.items()) if n)
+        raise BackupError(
+            f"The database {redact(database_url)} is not empty (rows in {holding}); restoring "
+            "would overwrite them.",
+            hint="Pass --force to replace its contents with the backup.",
+        )
+    started = time.perf_counter()
+    if engine == "postgresql":
+        _run(
+            [
+                "pg_restore",
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--single-transaction",
+                f"--dbname={libpq_url(database_url)}",
+                str(source),
+            ],
+            "pg_restore",
+            database_url,
+        )
+    else:
+        target_path = sqlite_path(database_url)
+        target_path.parent.mkdir(parents=True, exist_ok=True)
+        backup_db = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        target = sqlite3.connect(target_path)
+        try:
+            backup_db.backup(target)
+        finally:
+            target.close()
+            backup_db.close()
+    return {
+        "database": redact(database_url),
+        "from": str(source),
+        "sha256": checksum,
+        "seconds": round(time.perf_counter() - started, 3),
+        "replaced_rows": rows,
+    }
+
+
+def row_counts(database_url: str) -> dict[str, int]:
+    """Rows per table of the database (an empty dict for a database without tables)."""
+    if engine_of(database_url) == "sqlite":
+        path = sqlite_path(database_url)
+        if not path.exists():
+            return {}
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = [
+                r[0]
+                for r in connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+                )
+            ]
+            return {
+                t: connection.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables
+            }
+        finally:
+            connection.close()
+    import psycopg
+
+    try:
+        with psycopg.connect(libpq_url(database_url), connect_timeout=10) as pg:
+            names = [
+                r[0]
+                for r in pg.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                )
+            ]
+            counts = {}
+            for table in names:
+                row = pg.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+                counts[table] = int(row[0]) if row else 0
+            return counts
+    except psycopg.Error as exc:
+        raise BackupError(f"Cannot read {redact(database_url)}: {exc}".strip()) from None
+
+
+def _run(command: list[str], what: str, database_url: str) -> None:
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    except FileNotFoundError:
+        raise ToolError(
+            f"{what} is not installed.",
+            command=[command[0]],
+            returncode=None,
+            hint="Install the PostgreSQL client tools (Debian: postgresql-client).",
+        ) from None
+    if proc.returncode != 0:
+        shown = [redact(part) if "://" in part else part for part in command]
+        raise ToolError(
+            f"{what} failed for {redact(database_url)}.",
+            command=[part.replace(libpq_url(database_url), redact(database_url)) for part in shown],
+            returncode=proc.returncode,
+            output=proc.stderr.replace(database_url, redact(database_url)),
+        )
+
+
+def database_url_for(environment: Any, explicit: str | None) -> str:
+    """The database to back up: --database-url, $DATABASE_URL, or a Compose env's SQLite volume."""
+    if explicit:
+        return explicit
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    if environment.target == "compose" and environment.compose.database_url.startswith("sqlite"):
+        inside = sqlite_path(environment.compose.database_url)
+        project = environment.compose.project_name or f"{environment.app}-{environment.name}"
+        volume = f"{project}_{environment.compose.data_volume}"
+        proc = subprocess.run(
+            ["docker", "volume", "inspect", "--format", "{{.Mountpoint}}", volume],
+            capture_output=True,
+            text=True,
+        )
+        mountpoint = proc.stdout.strip()
+        if proc.returncode != 0 or not mountpoint or not os.access(mountpoint, os.R_OK):
+            raise ConfigError(
+                f"The {environment.name} database lives in the Docker volume {volume}, which "
+                "cannot be read from here (not deployed, or not on this host's engine).",
+                hint="Deploy it first, run this as a user who can read Docker volumes, or pass "
+                "--database-url.",
+            )
+        return f"sqlite:///{Path(mountpoint) / inside.relative_to('/data')}"
+    secret = environment.backups.database_url
+    raise ConfigError(
+        f"No database URL for environment {environment.name!r}.",
+        hint=f"Pass --database-url or set DATABASE_URL (the value of Secret {secret.secret}, "
+        f"key {secret.key}).",
+    )
