@@ -20,6 +20,7 @@ from autodevhub_cli import __version__
 from autodevhub_cli.commands import build as build_commands
 from autodevhub_cli.commands import db as db_commands
 from autodevhub_cli.commands import deploy as deploy_commands
+from autodevhub_cli.commands import doctor as doctor_commands
 from autodevhub_cli.commands import render as render_commands
 from autodevhub_cli.core.errors import AutodevhubError
 
@@ -107,6 +108,7 @@ app.command("down")(deploy_commands.down)
 app.command("promote")(deploy_commands.promote)
 app.command("diff")(deploy_commands.diff)
 app.add_typer(db_commands.app, name="db")
+app.command("doctor")(doctor_commands.doctor)
 
 
 def main() -> None:

@@ -200,6 +200,21 @@ def test_registry_down_fails_clearly_and_records_no_good_release(stack: Stack) -
     assert [r["id"] for r in stack.releases() if r["status"] == "deployed"] == good_before
 
 
+def test_backup_of_the_compose_volume(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import sqlite3
+
+    folder = tmp_path_factory.mktemp("backups")
+    code, out, err = stack.cli("db", "backup", "--env", "dev", "--to", str(folder), "-o", "json")
+    assert code == 0, err
+    made = json.loads(out)
+    assert made["engine"] == "sqlite" and "/_data/" in made["database"]
+    with sqlite3.connect(made["path"]) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "story_sets" in tables
+
+
 def test_rollback_command(stack: Stack) -> None:
     good = [r for r in stack.releases() if r["status"] == "deployed"]
     code, out, err = stack.cli(

