@@ -22,6 +22,7 @@ from autodevhub_cli.commands import db as db_commands
 from autodevhub_cli.commands import deploy as deploy_commands
 from autodevhub_cli.commands import doctor as doctor_commands
 from autodevhub_cli.commands import render as render_commands
+from autodevhub_cli.commands import secrets as secrets_commands
 from autodevhub_cli.core.errors import AutodevhubError
 
 EXIT_UNEXPECTED = 1
@@ -109,6 +110,7 @@ app.command("promote")(deploy_commands.promote)
 app.command("diff")(deploy_commands.diff)
 app.add_typer(db_commands.app, name="db")
 app.command("doctor")(doctor_commands.doctor)
+app.add_typer(secrets_commands.app, name="secrets")
 
 
 def main() -> None:

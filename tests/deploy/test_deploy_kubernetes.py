@@ -379,3 +379,68 @@ def test_diff_shows_what_apply_would_change(cluster: Cluster) -> None:
     assert "-  replicas: 1" in out and "+  replicas: 4" in out
     frontend = cluster.obj("Deployment", "frontend", "autodevhub-staging")
     assert frontend is not None and frontend["spec"]["replicas"] == 1
+
+
+def test_secrets_set_restarts_users_and_never_leaks(cluster: Cluster, tmp_path: Path) -> None:
+    import base64
+
+    cluster.record_build("staging", "c-0000000000000131")
+    assert cluster.deploy("staging")[0] == 0
+    ns = "autodevhub-staging"
+    before = cluster.obj("Deployment", "backend", ns)
+    assert before is not None
+    planted = "sk-planted-" + "7f3a9c" * 4
+    values = tmp_path / "values.env"
+    values.write_text(
+        f"anthropic-api-key={planted}\ndatabase-url=postgresql://app:pw-{planted}@db/x\n"
+    )
+    code, out, err = cluster.cli("secrets", "set", "--env", "staging", "--from-file", str(values))
+    assert code == 0, err
+    secret = cluster.obj("Secret", "autodevhub-secrets", ns)
+    assert secret is not None
+    assert base64.b64decode(secret["data"]["anthropic-api-key"]).decode() == planted
+    after = cluster.obj("Deployment", "backend", ns)
+    assert (
+        after is not None
+        and after["metadata"]["generation"] == before["metadata"]["generation"] + 1
+    )
+    notes = after["spec"]["template"]["metadata"]["annotations"]
+    assert "autodevhub.io/secret-checksum-autodevhub-secrets" in notes
+    assert "restarted Deployment backend" in out and "smoke checks passed" in out
+    # Rotation of one key, value on stdin.
+    rotated = tmp_path / "new-key"
+    rotated.write_text(planted.replace("7f", "8e") + "\n")
+    code, out2, err2 = cluster.cli(
+        "secrets", "rotate", "--env", "staging", "anthropic-api-key", "--from-file", str(rotated)
+    )
+    assert code == 0, err2
+    # A later deploy keeps the restart annotation (another field manager owns it) and works.
+    code, out3, err3 = cluster.deploy("staging")
+    assert code == 0, err3
+    # The planted value (plain or base64) appears in no output, record, rendered file or log.
+    encoded = base64.b64encode(planted.encode()).decode()
+    texts = [out, err, out2, err2, out3, err3, cluster.cli("render", "--env", "staging")[1]]
+    texts += [
+        p.read_text(errors="replace")
+        for p in (cluster.root / ".autodevhub").rglob("*")
+        if p.is_file()
+    ]
+    debug_log = Path("/tmp/autodevhub-debug.log")
+    if debug_log.exists():
+        texts.append(debug_log.read_text(errors="replace"))
+    for text in texts:
+        assert planted not in text and encoded not in text
+
+
+def test_secret_values_on_the_command_line_are_refused(cluster: Cluster) -> None:
+    code, _, err = cluster.cli("secrets", "set", "--env", "staging", "anthropic-api-key=sk-x")
+    assert code == 2
+    assert "shell history" in err and "sk-x" not in err
+
+
+def test_unreferenced_secret_key_is_refused(cluster: Cluster, tmp_path: Path) -> None:
+    values = tmp_path / "v.env"
+    values.write_text("anthropic-api-kee=sk-typo\n")
+    code, _, err = cluster.cli("secrets", "set", "--env", "staging", "--from-file", str(values))
+    assert code == 2
+    assert "anthropic-api-kee" in err and "not referenced" in err and "sk-typo" not in err

@@ -1,0 +1,199 @@
+"""Secrets: write values into the environment's Kubernetes Secret through the API, restart the
+workloads that use it (a checksum annotation on their pod template), and verify them.
+
+Values are taken from stdin or a file, never echoed: messages, records and logs name only the
+Secret and its keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from autodevhub_cli.core.errors import ConfigError, SmokeCheckError
+
+Reporter = Callable[[str, str], None]
+FIELD_MANAGER = "autodevhub-secrets"
+ANNOTATION = "autodevhub.io/secret-checksum-{}"
+
+
+def parse_pairs(text: str, source: str) -> dict[str, str]:
+    """`key=value` lines (blank lines and `#` comments skipped); the value is kept verbatim."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(
+                f"{source} line {number}: expected KEY=VALUE (the value itself is not shown).",
+            )
+        values[key] = value
+    if not values:
+        raise ConfigError(f"{source} holds no KEY=VALUE line.")
+    return values
+
+
+@dataclass
+class SecretChange:
+    """What `secrets set` changed (never the values)."""
+
+    secret: str
+    namespace: str
+    keys: list[str]
+    created: bool
+    restarted: list[str] = field(default_factory=list)
+    smoke_ok: bool | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dict(self.__dict__)
+
+
+def referenced_keys(environment: Any) -> dict[str, set[str]]:
+    """Secret name -> keys the environment's workloads and jobs reference."""
+    found: dict[str, set[str]] = {}
+    for name in ("backend", "frontend"):
+        for ref in getattr(environment.components, name).secret_env.values():
+            found.setdefault(ref.secret, set()).add(ref.key)
+    if environment.backups.enabled:
+        ref = environment.backups.database_url
+        found.setdefault(ref.secret, set()).add(ref.key)
+    return found
+
+
+def set_secret(
+    environment: Any,
+    values: dict[str, str],
+    *,
+    target: Any,
+    secret: str | None = None,
+    allow_unreferenced: bool = False,
+    verify: bool = True,
+    timeout: float = 300.0,
+    report: Reporter | None = None,
+) -> SecretChange:
+    """Write `values` into the Secret, restart what uses it, wait, and run the smoke checks."""
+    from autodevhub_cli.core.adapters.kube import ObjectRef
+    from autodevhub_cli.core.smoke import run_smoke_checks
+
+    say = report or (lambda _s, _m: None)
+    started = time.perf_counter()
+    if environment.target != "kubernetes":
+        raise ConfigError(
+            f"Environment {environment.name!r} targets Compose: its secrets are the shell "
+            "environment Compose reads (DATABASE_URL, ANTHROPIC_API_KEY).",
+            hint="Export them before `autodevhub deploy`, or keep them in an .env file outside "
+            "the repository with 0600 permissions.",
+        )
+    references = referenced_keys(environment)
+    name = secret or (next(iter(references)) if len(references) == 1 else None)
+    if name is None:
+        raise ConfigError(
+            f"Which Secret? The environment references {', '.join(sorted(references)) or 'none'}.",
+            hint="Pass --secret NAME.",
+        )
+    unknown = sorted(set(values) - references.get(name, set()))
+    if unknown and not allow_unreferenced:
+        raise ConfigError(
+            f"Secret {name} key(s) {', '.join(unknown)} are not referenced by environment "
+            f"{environment.name!r} (it uses {', '.join(sorted(references.get(name, set())))}).",
+            hint="Check the key names, or pass --allow-unreferenced to store them anyway.",
+        )
+    kube = target.kube
+    namespace = environment.namespace
+    ref = ObjectRef("v1", "Secret", namespace, name)
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
+    live = kube.get(ref)
+    if live is None:
+        say("secret", f"creating {namespace}/{name} with {', '.join(sorted(values))}")
+        kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER},
+                },
+                "data": encoded,
+            }
+        )
+        data = encoded
+    else:
+        say("secret", f"updating {', '.join(sorted(values))} in {namespace}/{name}")
+        data = {**(live.get("data") or {}), **encoded}
+        kube.replace({**_without_status(live), "data": data})
+    change = SecretChange(name, namespace, sorted(values), live is None)
+    checksum = hashlib.sha256(
+        "\n".join(f"{k}={data[k]}" for k in sorted(data)).encode()
+    ).hexdigest()[:16]
+    for workload in _users(kube, environment, name):
+        workload_ref = ObjectRef.of(workload)
+        patch = {
+            "spec": {"template": {"metadata": {"annotations": {ANNOTATION.format(name): checksum}}}}
+        }
+        say("restart", str(workload_ref))
+        kube.merge_patch(workload_ref, patch)
+        change.restarted.append(str(workload_ref))
+    deadline = time.monotonic() + timeout
+    for workload in _users(kube, environment, name):
+        target._wait_for(workload, deadline)
+    if verify and change.restarted:
+        smoke = run_smoke_checks(environment, report=lambda c, m: say("smoke", f"{c}: {m}"))
+        change.smoke_ok = smoke.ok
+        if not smoke.ok:
+            raise SmokeCheckError(
+                f"Secret {name} was updated and {', '.join(change.restarted)} restarted, but "
+                f"the smoke checks fail: {smoke.summary()}",
+                hint="Put the previous value back with `autodevhub secrets set` if the new one "
+                "is wrong.",
+            )
+    change.seconds = round(time.perf_counter() - started, 3)
+    return change
+
+
+def _users(kube: Any, environment: Any, secret: str) -> list[dict[str, Any]]:
+    """Deployments and Rollouts of the environment whose pods read the Secret."""
+    selector = (
+        "app.kubernetes.io/managed-by=autodevhub,"
+        f"app.kubernetes.io/instance={environment.app}-{environment.name}"
+    )
+    kinds = [("apps/v1", "Deployment")]
+    if kube.has("argoproj.io/v1alpha1", "Rollout"):
+        kinds.append(("argoproj.io/v1alpha1", "Rollout"))
+    found = []
+    for api_version, kind in kinds:
+        for item in kube.list_objects(api_version, kind, environment.namespace, selector):
+            pod = ((item.get("spec") or {}).get("template") or {}).get("spec") or {}
+            names = (
+                {
+                    ((env.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name")
+                    for container in pod.get("containers") or []
+                    for env in container.get("env") or []
+                }
+                | {
+                    (source.get("secretRef") or {}).get("name")
+                    for container in pod.get("containers") or []
+                    for source in container.get("envFrom") or []
+                }
+                | {(v.get("secret") or {}).get("secretName") for v in pod.get("volumes") or []}
+            )
+            if secret in names:
+                found.append({**item, "apiVersion": api_version, "kind": kind})
+    return found
+
+
+def _without_status(obj: dict[str, Any]) -> dict[str, Any]:
+    cleaned = {k: v for k, v in obj.items() if k != "status"}
+    meta = dict(cleaned.get("metadata") or {})
+    meta.pop("managedFields", None)
+    cleaned["metadata"] = meta
+    return cleaned
