@@ -1,12 +1,24 @@
-"""`autodevhub deploy` on Kubernetes, over real HTTP against the KubeFake API server double.
+"""`autodevhub deploy` on Kubernetes, over real HTTP.
 
-The real `kubernetes` client talks to tests/kubefake; the smoke checks hit the real backend and
-nginx (with the image's config) on 127.0.0.1, standing in for the Ingress and the preview Service.
+By default against tests/kubefake, the API server double (the real `kubernetes` client talks to
+it; it plays the Deployment, Job and Argo Rollouts controllers), with the smoke checks hitting
+the real backend and nginx (the image's config) on 127.0.0.1 in place of the Ingress and the
+preview Service.
+
+The same suite runs against a real cluster (kind, k3d) with one switch:
+`AUTODEVHUB_K8S_KUBECONFIG=~/.kube/config`. It then needs `AUTODEVHUB_K8S_IMAGES` (the JSON of
+`autodevhub build --env staging --push --output json`, images the cluster can pull), Argo Rollouts
+and the Prometheus operator CRDs installed, and the smoke URLs the cluster exposes
+(`AUTODEVHUB__SMOKE__BASE_URL`, `..._BACKEND_URL`, `..._PREVIEW_BACKEND_URL`); each test uses
+its own namespace, and tests that drive the double's controls (crash-looping pods, recorded
+requests) are skipped with that reason.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
 import sys
 import time
@@ -16,9 +28,9 @@ from typing import Any
 
 import pytest
 
+from autodevhub_cli.core.adapters.kube import Kube, ObjectRef
 from tests.helpers import REPO, run_cli
 from tests.kubefake import controllers
-from tests.kubefake.cluster import WriteOptions
 from tests.kubefake.server import KubeFake
 
 sys.path.insert(0, str(REPO / "tests" / "web"))
@@ -26,11 +38,31 @@ from web_servers import build_dist, missing_browser_tools, run_backend, run_ngin
 
 pytestmark = [pytest.mark.k8s, pytest.mark.browser]
 DIGEST = "sha256:" + "1" * 64
+REAL = os.environ.get("AUTODEVHUB_K8S_KUBECONFIG")
+needs_fake = pytest.mark.skipif(
+    REAL is not None, reason="drives the API test double's own controls (pods, requests)"
+)
+API_VERSIONS = {
+    "Namespace": "v1",
+    "Service": "v1",
+    "Secret": "v1",
+    "ConfigMap": "v1",
+    "Deployment": "apps/v1",
+    "Rollout": "argoproj.io/v1alpha1",
+    "Ingress": "networking.k8s.io/v1",
+    "NetworkPolicy": "networking.k8s.io/v1",
+    "HorizontalPodAutoscaler": "autoscaling/v2",
+    "ServiceMonitor": "monitoring.coreos.com/v1",
+    "Lease": "coordination.k8s.io/v1",
+}
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str] | None]:
     """The real backend and nginx: what the Ingress and the preview Service would reach."""
+    if REAL is not None:
+        yield None  # the cluster serves the app; smoke URLs come from the environment
+        return
     missing = missing_browser_tools()
     if missing:
         pytest.skip(f"needs {', '.join(missing)} (run bash scripts/ci/provision-browser.sh)")
@@ -45,64 +77,96 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 
 
 class Cluster:
-    """A project copy wired to a KubeFake through a kubeconfig and environment overrides."""
+    """A project copy wired to a cluster (the double, or a real one) through a kubeconfig."""
 
-    def __init__(self, root: Path, fake: KubeFake, app: dict[str, str]) -> None:
+    def __init__(
+        self, root: Path, kubeconfig: Path, fake: KubeFake | None, app: dict[str, str] | None
+    ) -> None:
         self.root = root
         self.fake = fake
-        kubeconfig = fake.kubeconfig(root / "kubeconfig")
+        self.ns = f"adh-{secrets.token_hex(3)}"
+        self.kube = Kube.connect(kubeconfig=str(kubeconfig))
+        self.mark = ""
         self.env = {
             "AUTODEVHUB__KUBERNETES__KUBECONFIG": str(kubeconfig),
-            "AUTODEVHUB__SMOKE__BASE_URL": app["base"],
-            "AUTODEVHUB__SMOKE__BACKEND_URL": app["backend"],
-            "AUTODEVHUB__SMOKE__PREVIEW_BACKEND_URL": app["backend"],
+            "AUTODEVHUB__NAMESPACE": self.ns,
             "AUTODEVHUB__SMOKE__TIMEOUT_SECONDS": "10",
             "AUTODEVHUB__SMOKE__LATENCY_BUDGET_MS": "2000",
         }
+        if app is not None:
+            self.env.update(
+                {
+                    "AUTODEVHUB__SMOKE__BASE_URL": app["base"],
+                    "AUTODEVHUB__SMOKE__BACKEND_URL": app["backend"],
+                    "AUTODEVHUB__SMOKE__PREVIEW_BACKEND_URL": app["backend"],
+                }
+            )
 
     def record_build(self, env: str, tag: str) -> None:
+        """A recorded build; every new one changes the pod template (image, or a marker)."""
         builds = self.root / ".autodevhub" / "builds"
         builds.mkdir(parents=True, exist_ok=True)
-        images = [{"name": name, "tag": tag, "digest": DIGEST} for name in ("backend", "frontend")]
-        (builds / f"{env}.json").write_text(json.dumps({"environment": env, "images": images}))
+        self.mark = tag
+        if REAL is not None:
+            data = json.loads(Path(os.environ["AUTODEVHUB_K8S_IMAGES"]).read_text())
+        else:
+            images = [{"name": n, "tag": tag, "digest": DIGEST} for n in ("backend", "frontend")]
+            data = {"images": images}
+        (builds / f"{env}.json").write_text(json.dumps({**data, "environment": env}))
 
     def cli(self, *args: str) -> tuple[int, str, str]:
         return run_cli(*args, "--project-dir", str(self.root), env=self.env)
 
     def deploy(self, env: str, *args: str) -> tuple[int, str, str]:
-        return self.cli("deploy", "--env", env, "--skip-build", "--timeout", "20", *args)
+        mark = f"components.backend.env.RELEASE_MARK={self.mark or 'none'}"
+        return self.cli(
+            "deploy", "--env", env, "--skip-build", "--timeout", "20", "--set", mark, *args
+        )
 
     def releases(self, env: str) -> list[dict[str, Any]]:
         folder = self.root / ".autodevhub" / "releases" / env
         return [json.loads(p.read_text()) for p in sorted(folder.glob("*/release.json"))]
 
-    def obj(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
-        found = [
-            o
-            for o in self.fake.objects(kind=kind, namespace=namespace)
-            if o["metadata"]["name"] == name
-        ]
-        return found[0] if found else None
+    def obj(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        scope = "" if kind == "Namespace" else (namespace or self.ns)
+        return self.kube.get(ObjectRef(API_VERSIONS[kind], kind, scope, name))
+
+    def patch_as(self, manager: str, kind: str, name: str, patch: dict[str, Any]) -> None:
+        """A merge patch by another field manager (a person with kubectl, an HPA)."""
+        resource = self.kube.resource(API_VERSIONS[kind], kind)
+        resource.patch(
+            body=patch,
+            name=name,
+            namespace=self.ns,
+            content_type="application/merge-patch+json",
+            field_manager=manager,
+        )
 
 
 @pytest.fixture()
-def cluster(tmp_path: Path, app: dict[str, str]) -> Iterator[Cluster]:
+def cluster(tmp_path: Path, app: dict[str, str] | None) -> Iterator[Cluster]:
     root = tmp_path / "project"
     for folder in ("environments", "templates"):
         shutil.copytree(REPO / folder, root / folder)
+    if REAL is not None:
+        made = Cluster(root, Path(REAL).expanduser(), None, app)
+        yield made
+        made.kube.delete(ObjectRef("v1", "Namespace", "", made.ns))
+        return
     with KubeFake(auto_ready=True) as fake:
-        yield Cluster(root, fake, app)
+        yield Cluster(root, fake.kubeconfig(tmp_path / "kubeconfig"), fake, app)
 
 
 def test_apply_creates_then_updates(cluster: Cluster) -> None:
     cluster.record_build("staging", "c-00000000000000a1")
     code, _, err = cluster.deploy("staging")
     assert code == 0, err
-    ns = "autodevhub-staging"
+    ns = cluster.ns
     deployment = cluster.obj("Deployment", "backend", ns)
     assert deployment is not None
-    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert image.endswith(f":c-00000000000000a1@{DIGEST}")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "@sha256:" in container["image"]
+    assert {"name": "RELEASE_MARK", "value": "c-00000000000000a1"} in container["env"]
     for kind, name in [
         ("Namespace", ns),
         ("Service", "frontend"),
@@ -112,13 +176,6 @@ def test_apply_creates_then_updates(cluster: Cluster) -> None:
     ]:
         namespace = "" if kind == "Namespace" else ns
         assert cluster.obj(kind, name, namespace) is not None, f"{kind} {name} missing"
-    applies = cluster.fake.requests_to("PATCH")
-    assert applies and all(r.query.get("fieldManager") == "autodevhub" for r in applies)
-    assert all(r.content_type == "application/apply-patch+yaml" for r in applies)
-    # The migration Job is applied and complete before the workloads.
-    paths = [r.path for r in applies]
-    job = next(i for i, p in enumerate(paths) if "/jobs/" in p)
-    assert job < next(i for i, p in enumerate(paths) if "/deployments/" in p)
     assert cluster.releases("staging")[-1]["status"] == "deployed"
     generation = deployment["metadata"]["generation"]
     # A second release changes the image: the same objects are updated in place.
@@ -130,18 +187,28 @@ def test_apply_creates_then_updates(cluster: Cluster) -> None:
     assert updated["metadata"]["uid"] == deployment["metadata"]["uid"]
 
 
+@needs_fake
+def test_apply_is_server_side_in_dependency_order(cluster: Cluster) -> None:
+    cluster.record_build("staging", "c-00000000000000a3")
+    assert cluster.deploy("staging")[0] == 0
+    assert cluster.fake is not None
+    applies = cluster.fake.requests_to("PATCH")
+    assert applies and all(r.query.get("fieldManager") == "autodevhub" for r in applies)
+    assert all(r.content_type == "application/apply-patch+yaml" for r in applies)
+    # The Namespace first, the migration Job complete before the workloads.
+    paths = [r.path for r in applies]
+    assert "/namespaces/" + cluster.ns in paths[0]
+    job = next(i for i, p in enumerate(paths) if "/jobs/" in p)
+    assert job < next(i for i, p in enumerate(paths) if "/deployments/" in p)
+
+
 def test_hpa_owns_replicas_of_an_existing_deployment(cluster: Cluster) -> None:
     cluster.record_build("staging", "c-00000000000000b1")
     assert cluster.deploy("staging")[0] == 0
-    ns = "autodevhub-staging"
+    ns = cluster.ns
     # The HPA scaled the backend to 3; the next deploy must not set it back to 1.
-    cluster.fake.cluster.patch(
-        cluster.fake.resource("apps", "v1", "deployments"),
-        ns,
-        "backend",
-        "application/merge-patch+json",
-        {"spec": {"replicas": 3}},
-        WriteOptions(manager="horizontal-pod-autoscaler"),
+    cluster.patch_as(
+        "horizontal-pod-autoscaler", "Deployment", "backend", {"spec": {"replicas": 3}}
     )
     cluster.record_build("staging", "c-00000000000000b2")
     code, _, err = cluster.deploy("staging")
@@ -153,7 +220,7 @@ def test_hpa_owns_replicas_of_an_existing_deployment(cluster: Cluster) -> None:
 def test_prune_removes_a_dropped_object(cluster: Cluster) -> None:
     cluster.record_build("staging", "c-00000000000000c1")
     assert cluster.deploy("staging")[0] == 0
-    ns = "autodevhub-staging"
+    ns = cluster.ns
     assert cluster.obj("ServiceMonitor", "backend", ns) is not None
     code, out, err = cluster.cli(
         "deploy",
@@ -174,14 +241,16 @@ def test_prune_removes_a_dropped_object(cluster: Cluster) -> None:
     assert cluster.obj("Service", "backend", ns) is not None
 
 
+@needs_fake
 def test_deployment_that_never_becomes_ready_is_diagnosed_and_rolled_back(
     cluster: Cluster,
 ) -> None:
     cluster.record_build("staging", "c-00000000000000d1")
     assert cluster.deploy("staging")[0] == 0
     good = cluster.releases("staging")[-1]
-    ns = "autodevhub-staging"
+    ns = cluster.ns
     fake = cluster.fake
+    assert fake is not None
     fake.auto_ready = False
 
     def controller(event: Any) -> None:
@@ -231,7 +300,7 @@ def test_deployment_that_never_becomes_ready_is_diagnosed_and_rolled_back(
     cluster.record_build("staging", "c-00000000000000d2")
     code, _, err = cluster.deploy("staging")
     assert code == 1, err
-    assert "Deployment backend in autodevhub-staging cannot start" in err
+    assert f"Deployment backend in {ns} cannot start" in err
     assert "pod backend-7d9f-x2x: CrashLoopBackOff" in err
     assert "Back-off restarting failed container" in err
     assert "could not connect" in err
@@ -247,7 +316,7 @@ def test_blue_green_preview_is_checked_then_promoted(cluster: Cluster) -> None:
     cluster.record_build("prod", "c-00000000000000e1")
     code, _, err = cluster.deploy("prod", "--promote")
     assert code == 0, err
-    ns = "autodevhub"
+    ns = cluster.ns
     first = cluster.obj("Rollout", "backend", ns)
     assert first is not None
     stable = first["status"]["blueGreen"]["activeSelector"]
@@ -272,7 +341,7 @@ def test_blue_green_preview_is_checked_then_promoted(cluster: Cluster) -> None:
 def test_blue_green_failed_check_aborts_and_leaves_the_active_service(cluster: Cluster) -> None:
     cluster.record_build("prod", "c-00000000000000f1")
     assert cluster.deploy("prod", "--promote")[0] == 0
-    ns = "autodevhub"
+    ns = cluster.ns
     active = cluster.obj("Service", "backend", ns)
     assert active is not None
     stable = active["spec"]["selector"]["rollouts-pod-template-hash"]
@@ -287,12 +356,16 @@ def test_blue_green_failed_check_aborts_and_leaves_the_active_service(cluster: C
     )
     assert code == 3, err
     assert "preview api" in err and "Rolled back" in err
-    aborts = [
-        r
-        for r in cluster.fake.requests_to("PATCH", "/rollouts/backend/status")
-        if b'"abort"' in r.raw
-    ]
-    assert aborts, "the rollout was aborted"
+    aborts = (
+        []
+        if cluster.fake is None
+        else [
+            r
+            for r in cluster.fake.requests_to("PATCH", "/rollouts/backend/status")
+            if b'"abort"' in r.raw
+        ]
+    )
+    assert aborts or cluster.fake is None, "the rollout was aborted"
     active = cluster.obj("Service", "backend", ns)
     assert active is not None
     assert active["spec"]["selector"]["rollouts-pod-template-hash"] == stable
@@ -303,13 +376,13 @@ def test_lease_blocks_a_second_deploy(cluster: Cluster) -> None:
     cluster.record_build("staging", "c-0000000000000101")
     assert cluster.deploy("staging")[0] == 0
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
-    cluster.fake.create(
+    cluster.kube.create(
         {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": {
                 "name": "autodevhub-staging",
-                "namespace": "autodevhub-staging",
+                "namespace": cluster.ns,
                 "annotations": {"autodevhub.io/command": "deploy"},
             },
             "spec": {
@@ -322,17 +395,17 @@ def test_lease_blocks_a_second_deploy(cluster: Cluster) -> None:
     )
     code, _, err = cluster.deploy("staging")
     assert code == 1
-    assert "holds Lease autodevhub-staging/autodevhub-staging: ci@runner-7 pid 4242" in err
+    assert f"holds Lease {cluster.ns}/autodevhub-staging: ci@runner-7 pid 4242" in err
 
 
 def test_a_stale_lease_is_taken_over(cluster: Cluster) -> None:
     cluster.record_build("staging", "c-0000000000000102")
     assert cluster.deploy("staging")[0] == 0
-    cluster.fake.create(
+    cluster.kube.create(
         {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
-            "metadata": {"name": "autodevhub-staging", "namespace": "autodevhub-staging"},
+            "metadata": {"name": "autodevhub-staging", "namespace": cluster.ns},
             "spec": {
                 "holderIdentity": "ci@gone pid 1",
                 "leaseDurationSeconds": 60,
@@ -343,24 +416,17 @@ def test_a_stale_lease_is_taken_over(cluster: Cluster) -> None:
     )
     code, _, err = cluster.deploy("staging")
     assert code == 0, err
-    assert cluster.obj("Lease", "autodevhub-staging", "autodevhub-staging") is None
+    assert cluster.obj("Lease", "autodevhub-staging") is None
 
 
 def test_conflicts_are_reported_and_force_takes_ownership(cluster: Cluster) -> None:
     cluster.record_build("staging", "c-0000000000000111")
     assert cluster.deploy("staging")[0] == 0
-    ns = "autodevhub-staging"
-    cluster.fake.cluster.patch(
-        cluster.fake.resource("", "v1", "services"),
-        ns,
-        "frontend",
-        "application/merge-patch+json",
-        {"spec": {"type": "NodePort"}},
-        WriteOptions(manager="kubectl-edit"),
-    )
+    ns = cluster.ns
+    cluster.patch_as("kubectl-edit", "Service", "frontend", {"spec": {"type": "NodePort"}})
     code, _, err = cluster.deploy("staging")
     assert code == 1
-    assert "Applying Service frontend in autodevhub-staging conflicts" in err
+    assert f"Applying Service frontend in {ns} conflicts" in err
     assert ".spec.type" in err and "kubectl-edit" in err and "--force-conflicts" in err
     code, _, err = cluster.deploy("staging", "--force-conflicts")
     assert code == 0, err
@@ -377,7 +443,7 @@ def test_diff_shows_what_apply_would_change(cluster: Cluster) -> None:
     assert code == 0, err
     assert "Deployment frontend" in out
     assert "-  replicas: 1" in out and "+  replicas: 4" in out
-    frontend = cluster.obj("Deployment", "frontend", "autodevhub-staging")
+    frontend = cluster.obj("Deployment", "frontend")
     assert frontend is not None and frontend["spec"]["replicas"] == 1
 
 
@@ -386,7 +452,7 @@ def test_secrets_set_restarts_users_and_never_leaks(cluster: Cluster, tmp_path: 
 
     cluster.record_build("staging", "c-0000000000000131")
     assert cluster.deploy("staging")[0] == 0
-    ns = "autodevhub-staging"
+    ns = cluster.ns
     before = cluster.obj("Deployment", "backend", ns)
     assert before is not None
     planted = "sk-planted-" + "7f3a9c" * 4
