@@ -7,6 +7,7 @@ mode (AUTODEVHUB_K8S_KUBECONFIG) against a standalone server. Runs until interru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import threading
 from pathlib import Path
@@ -26,10 +27,8 @@ def main() -> None:
     with KubeFake(auto_ready=args.auto_ready, with_crds=not args.no_crds) as fake:
         fake.kubeconfig(args.kubeconfig)
         print(f"kubefake serving {fake.url}; kubeconfig {args.kubeconfig}", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":
