@@ -8,7 +8,8 @@ from __future__ import annotations
 import difflib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,15 +286,42 @@ def _reapply(ctx: _Context, release: Release, timeout: float) -> SmokeResult:
 
 
 def _smoke(ctx: _Context, environment: Environment, preview: bool = False) -> SmokeResult:
-    backend = api = None
-    if preview and environment.smoke.preview_backend_url:
-        backend = api = environment.smoke.preview_backend_url
-    return run_smoke_checks(
-        environment,
-        backend_url=backend,
-        api_url=api,
-        report=lambda check, message: ctx.say("smoke", f"{check}: {message}"),
-    )
+    with smoke_endpoints(ctx.target, environment, preview) as (base, backend, api):
+        return run_smoke_checks(
+            environment,
+            base_url=base,
+            backend_url=backend,
+            api_url=api,
+            report=lambda check, message: ctx.say("smoke", f"{check}: {message}"),
+        )
+
+
+@contextmanager
+def smoke_endpoints(
+    target: Target, environment: Environment, preview: bool = False
+) -> Iterator[tuple[str | None, str | None, str | None]]:
+    """(frontend, backend, API) URLs for the smoke checks: configured, or port-forwarded."""
+    spec = environment.smoke
+    if not (spec.port_forward and target.name == "kubernetes"):
+        backend = api = spec.preview_backend_url if preview else None
+        yield None, backend, api
+        return
+    from autodevhub_cli.core.adapters.port_forward import forward
+
+    context: str | None = getattr(target, "context", None)
+    kubeconfig: str | None = getattr(target, "kubeconfig", None)
+    ns = environment.namespace
+    components = environment.components
+    backend_service = "backend-preview" if preview else "backend"
+    with (
+        forward(
+            "frontend", components.frontend.port, ns, context=context, kubeconfig=kubeconfig
+        ) as frontend_url,
+        forward(
+            backend_service, components.backend.port, ns, context=context, kubeconfig=kubeconfig
+        ) as backend_url,
+    ):
+        yield frontend_url, backend_url, backend_url if preview else None
 
 
 def _is_blue_green(ctx: _Context) -> bool:

@@ -354,6 +354,11 @@ class Smoke(Model):
     api_key_env: str | None = Field(
         "SMOKE_API_KEY", description="Environment variable with a bearer key for write calls."
     )
+    port_forward: bool = Field(
+        False,
+        description="Kubernetes: reach the Services through `kubectl port-forward` (when the "
+        "runner cannot reach the Ingress).",
+    )
     preview_backend_url: str | None = Field(
         None,
         description="Blue-green: the preview backend (backend-preview Service) as the runner "

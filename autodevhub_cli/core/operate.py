@@ -28,8 +28,13 @@ def smoke_test(
     report: Reporter | None = None,
 ) -> SmokeResult:
     """Run the environment's smoke checks against what is deployed (or `base_url`)."""
+    from autodevhub_cli.core.deploy import smoke_endpoints
+
     ctx = _context(environment, project_dir, sets, None)
-    return run_smoke_checks(ctx.environment, base_url, backend_url, report, timeout)
+    if base_url or backend_url:
+        return run_smoke_checks(ctx.environment, base_url, backend_url, report, timeout)
+    with smoke_endpoints(ctx.target, ctx.environment) as (base, backend, api):
+        return run_smoke_checks(ctx.environment, base, backend, report, timeout, api)
 
 
 @dataclass

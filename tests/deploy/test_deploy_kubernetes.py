@@ -510,3 +510,47 @@ def test_unreferenced_secret_key_is_refused(cluster: Cluster, tmp_path: Path) ->
     code, _, err = cluster.cli("secrets", "set", "--env", "staging", "--from-file", str(values))
     assert code == 2
     assert "anthropic-api-kee" in err and "not referenced" in err and "sk-typo" not in err
+
+
+@needs_fake
+def test_smoke_checks_through_port_forward(
+    cluster: Cluster, app: dict[str, str] | None, tmp_path: Path
+) -> None:
+    assert app is not None
+    standin = tmp_path / "kubectl"
+    standin.write_text(
+        f'#!/bin/sh\nexec {sys.executable} {REPO}/tests/deploy/kubectl_standin.py "$@"\n'
+    )
+    standin.chmod(0o755)
+    log = tmp_path / "kubectl.log"
+    backend = app["backend"].removeprefix("http://")
+    cluster.env.update(
+        {
+            "AUTODEVHUB_KUBECTL": str(standin),
+            "KUBECTL_STANDIN_LOG": str(log),
+            "KUBECTL_STANDIN_TARGETS": json.dumps(
+                {
+                    "frontend": app["base"].removeprefix("http://"),
+                    "backend": backend,
+                    "backend-preview": backend,
+                }
+            ),
+            "AUTODEVHUB__SMOKE__PORT_FORWARD": "true",
+        }
+    )
+    for name in ("BASE_URL", "BACKEND_URL", "PREVIEW_BACKEND_URL"):
+        del cluster.env[f"AUTODEVHUB__SMOKE__{name}"]
+    cluster.record_build("prod", "c-0000000000000141")
+    code, _, err = cluster.deploy("prod", "--promote")
+    assert code == 0, err
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    services = [c[1] for c in calls]
+    assert "svc/frontend" in services and "svc/backend" in services
+    first = calls[0]
+    assert first[:3] == ["port-forward", "svc/frontend", ":80"]
+    assert first[first.index("-n") + 1] == cluster.ns
+    assert "--kubeconfig" in first
+    cluster.record_build("prod", "c-0000000000000142")
+    code, _, err = cluster.deploy("prod")
+    assert code == 0, err
+    assert "svc/backend-preview" in log.read_text(), "the preview is checked through its Service"
