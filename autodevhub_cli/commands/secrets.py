@@ -52,11 +52,14 @@ def _run(env: str, values: dict[str, str], **kwargs: Any) -> None:
     output = kwargs.pop("output")
     project_dir = kwargs.pop("project_dir")
     options = TargetOptions(kwargs.pop("context"), kwargs.pop("kubeconfig"))
-    environment = load_environment(find_project(project_dir), env)
+    project = find_project(project_dir)
+    environment = load_environment(project, env)
     progress = Progress(verbose=False)
     with progress.live():
         target = target_for(environment, options, progress)
-        change = set_secret(environment, values, target=target, report=progress, **kwargs)
+        change = set_secret(
+            environment, values, target=target, report=progress, project=project, **kwargs
+        )
     if output is OutputFormat.json:
         sys.stdout.write(json.dumps(change.to_dict(), indent=2) + "\n")
         return

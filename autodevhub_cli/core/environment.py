@@ -304,6 +304,11 @@ class ComposeSettings(Model):
         description="Failed health checks in this first period do not count; a pass does.",
     )
     database_url: str = "sqlite:////data/autodevhub.db"
+    secrets_dir: str = Field(
+        "~/.config/autodevhub/secrets",
+        description="Where `autodevhub secrets set` keeps Compose secret files (0600), outside "
+        "the repository.",
+    )
 
 
 class KubernetesSettings(Model):
@@ -421,6 +426,23 @@ class Environment(Model):
             if backend is None and self.compose.backend_port:
                 backend = f"http://{host}:{self.compose.backend_port}"
         return base, backend
+
+    def compose_secret_file(self, ref: SecretRef) -> str:
+        """The file a Compose secret is read from: <secrets_dir>/<project>/<secret>/<key>."""
+        import os
+
+        project = self.compose.project_name or f"{self.app}-{self.name}"
+        base = os.path.expanduser(self.compose.secrets_dir)
+        return os.path.join(base, project, ref.secret, ref.key)
+
+    def secret_refs(self) -> list[SecretRef]:
+        """Every Secret key a component uses, once each, sorted."""
+        found = {
+            (ref.secret, ref.key): ref
+            for name in ("backend", "frontend")
+            for ref in getattr(self.components, name).secret_env.values()
+        }
+        return [found[k] for k in sorted(found)]
 
     def image_ref(self, component: str) -> str:
         """The full reference of a component's image: registry/repository:tag[@digest]."""

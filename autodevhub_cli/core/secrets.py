@@ -78,6 +78,7 @@ def set_secret(
     verify: bool = True,
     timeout: float = 300.0,
     report: Reporter | None = None,
+    project: Any = None,
 ) -> SecretChange:
     """Write `values` into the Secret, restart what uses it, wait, and run the smoke checks."""
     from autodevhub_cli.core.adapters.kube import ObjectRef
@@ -85,13 +86,6 @@ def set_secret(
 
     say = report or (lambda _s, _m: None)
     started = time.perf_counter()
-    if environment.target != "kubernetes":
-        raise ConfigError(
-            f"Environment {environment.name!r} targets Compose: its secrets are the shell "
-            "environment Compose reads (DATABASE_URL, ANTHROPIC_API_KEY).",
-            hint="Export them before `autodevhub deploy`, or keep them in an .env file outside "
-            "the repository with 0600 permissions.",
-        )
     references = referenced_keys(environment)
     name = secret or (next(iter(references)) if len(references) == 1 else None)
     if name is None:
@@ -106,6 +100,8 @@ def set_secret(
             f"{environment.name!r} (it uses {', '.join(sorted(references.get(name, set())))}).",
             hint="Check the key names, or pass --allow-unreferenced to store them anyway.",
         )
+    if environment.target == "compose":
+        return _set_compose(environment, name, values, project, verify, timeout, say, started)
     kube = target.kube
     namespace = environment.namespace
     ref = ObjectRef("v1", "Secret", namespace, name)
@@ -197,3 +193,94 @@ def _without_status(obj: dict[str, Any]) -> dict[str, Any]:
     meta.pop("managedFields", None)
     cleaned["metadata"] = meta
     return cleaned
+
+
+def _set_compose(
+    environment: Any,
+    name: str,
+    values: dict[str, str],
+    project: Any,
+    verify: bool,
+    timeout: float,
+    say: Reporter,
+    started: float,
+) -> SecretChange:
+    """Compose: one 0600 file per key outside the repository, owned by the service's user."""
+    import os
+    from pathlib import Path
+
+    from autodevhub_cli.core.environment import SecretRef
+    from autodevhub_cli.core.smoke import run_smoke_checks
+
+    users = [
+        component
+        for component in ("backend", "frontend")
+        if any(
+            ref.secret == name
+            for ref in getattr(environment.components, component).secret_env.values()
+        )
+    ]
+    created = False
+    for key, value in values.items():
+        path = Path(environment.compose_secret_file(SecretRef(secret=name, key=key)))
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        created = created or not path.exists()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(value)
+        uid = getattr(environment.components, users[0]).run_as_user if users else None
+        if uid is not None and os.getuid() != uid:
+            try:
+                os.chown(tmp, uid, uid)
+            except PermissionError:
+                tmp.unlink()
+                raise ConfigError(
+                    f"The {users[0]} container runs as uid {uid}, and a Compose secret file is "
+                    "mounted with its owner on the host, so the file must belong to that uid; "
+                    "this user cannot give it away.",
+                    hint=f"Run this as root, or set components.{users[0]}.run_as_user to your "
+                    f"uid ({os.getuid()}) in environments/{environment.name}.yaml.",
+                ) from None
+        os.replace(tmp, path)
+        say("secret", f"wrote {name}/{key} (0600) under {environment.compose.secrets_dir}")
+    change = SecretChange(name, environment.compose.project_name or "", sorted(values), created)
+    current = _current_compose_file(environment, project)
+    if current is not None and users:
+        from autodevhub_cli.core.adapters import compose
+
+        say("restart", ", ".join(users))
+        compose.run(
+            current,
+            "up",
+            "--detach",
+            "--wait",
+            "--no-deps",
+            "--force-recreate",
+            *users,
+            timeout=timeout,
+            what="docker compose up (restart)",
+        )
+        change.restarted = users
+        if verify:
+            smoke = run_smoke_checks(environment, report=lambda c, m: say("smoke", f"{c}: {m}"))
+            change.smoke_ok = smoke.ok
+            if not smoke.ok:
+                raise SmokeCheckError(
+                    f"Secret {name} was written and {', '.join(users)} restarted, but the smoke "
+                    f"checks fail: {smoke.summary()}",
+                )
+    change.seconds = round(time.perf_counter() - started, 3)
+    return change
+
+
+def _current_compose_file(environment: Any, project: Any) -> Any:
+    from autodevhub_cli.core.project import find_project
+    from autodevhub_cli.core.releases import ReleaseStore
+
+    store = ReleaseStore(project or find_project(), environment.name)
+    current = store.current()
+    if current is None:
+        return None
+    path = store.rendered_path(current, "compose.yaml")
+    return path if path.exists() else None

@@ -215,6 +215,61 @@ def test_backup_of_the_compose_volume(
     assert "story_sets" in tables
 
 
+def test_compose_secrets_are_files_the_service_reads(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import os
+    import stat
+
+    work = tmp_path_factory.mktemp("secrets")
+    planted = "key-planted-" + "5b1e" * 6
+    extra = {
+        "AUTODEVHUB__COMPOSE__SECRETS_DIR": str(work / "store"),
+        "AUTODEVHUB__COMPONENTS__BACKEND__SECRET_ENV__API_KEYS__SECRET": "autodevhub-secrets",
+        "AUTODEVHUB__COMPONENTS__BACKEND__SECRET_ENV__API_KEYS__KEY": "api-keys",
+        "SMOKE_API_KEY": planted,
+    }
+    values = work / "values.env"
+    values.write_text(f"api-keys={planted}\n")
+    code, out, err = stack.cli(
+        "secrets", "set", "--env", "dev", "--from-file", str(values), env=extra
+    )
+    assert code == 0, err
+    secret_file = work / "store" / stack.name / "autodevhub-secrets" / "api-keys"
+    info = secret_file.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o600 and info.st_uid == 10001
+    assert not str(secret_file).startswith(str(stack.root))
+    # The deploy mounts it; the service now requires the key on writes, and the smoke checks send it.
+    code, out2, err2 = stack.cli("deploy", "--env", "dev", "--skip-build", env=extra)
+    assert code == 0, err2
+    base = f"http://127.0.0.1:{stack.frontend_port}"
+    refused = httpx.post(f"{base}/api/stories", json={"feature": "Export invoices as PDF"})
+    assert refused.status_code == 401
+    # Rotation: a new key, the backend restarted, the old key refused.
+    new = work / "new"
+    new.write_text("key-rotated-" + "9c2d" * 6 + "\n")
+    rotated = {**extra, "SMOKE_API_KEY": "key-rotated-" + "9c2d" * 6}
+    code, out3, err3 = stack.cli(
+        "secrets", "rotate", "--env", "dev", "api-keys", "--from-file", str(new), env=rotated
+    )
+    assert code == 0, err3
+    assert "restarted backend" in out3 and "smoke checks passed" in out3
+    old = httpx.post(
+        f"{base}/api/stories",
+        json={"feature": "Export invoices as PDF"},
+        headers={"Authorization": f"Bearer {planted}"},
+    )
+    assert old.status_code == 401
+    texts = [out, err, out2, err2, out3, err3]
+    texts += [
+        p.read_text(errors="replace")
+        for p in (stack.root / ".autodevhub").rglob("*")
+        if p.is_file()
+    ]
+    assert all(planted not in text for text in texts)
+    assert os.access(secret_file, os.R_OK)
+
+
 def test_rollback_command(stack: Stack) -> None:
     good = [r for r in stack.releases() if r["status"] == "deployed"]
     code, out, err = stack.cli(

@@ -1,0 +1,170 @@
+"""Typed service settings read from the environment, resolved lazily through a cached getter."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./var/autodevhub.db"
+PLACEHOLDER_MARKERS = ("changeme", "change-me", "change_me", "placeholder", "replace-me", "xxx")
+
+
+def hash_api_key(key: str) -> str:
+    """Return the sha256 hex digest under which an API key is kept."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _is_placeholder(value: str) -> bool:
+    """True for values that look like a template default rather than a real secret."""
+    lowered = value.strip().lower()
+    return lowered in {"", "secret", "password", "test", "dummy"} or any(
+        marker in lowered for marker in PLACEHOLDER_MARKERS
+    )
+
+
+def _split_csv(value: object) -> object:
+    """Accept a comma-separated string (or JSON-ish list) for list settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            text = text.strip("[]").replace('"', "").replace("'", "")
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment (see docs/service.md)."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    app_env: Literal["dev", "staging", "prod"] = "dev"
+    database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=20, ge=0, le=200)
+
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    anthropic_model: str = "claude-sonnet-5-5"
+    anthropic_max_tokens: int = Field(default=4096, ge=256, le=64000)
+    anthropic_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    anthropic_max_attempts: int = Field(default=4, ge=1, le=10)
+    anthropic_backoff_seconds: float = Field(default=1.0, ge=0, le=60)
+    anthropic_backoff_max_seconds: float = Field(default=30.0, ge=0, le=600)
+
+    max_concurrent_generations: int = Field(default=16, ge=1, le=1000)
+    generation_lease_seconds: float = Field(default=300.0, ge=1)
+    generation_max_claims: int = Field(default=3, ge=1, le=20)
+    worker_poll_seconds: float = Field(default=2.0, gt=0, le=300)
+
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rate_limit_per_minute: int = Field(default=60, ge=0)
+    read_rate_limit_per_minute: int = Field(default=1200, ge=0)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    list_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    access_log: bool = True
+    migrate_on_start: bool | None = None
+    forwarded_allow_ips: str = "127.0.0.1"
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("anthropic_api_key", "anthropic_base_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _hash_keys(cls, keys: list[str]) -> list[str]:
+        """Keep only digests: `sha256:<hex>` entries as given, plain keys hashed at load."""
+        hashed = []
+        for key in keys:
+            if key.startswith("sha256:"):
+                digest = key.removeprefix("sha256:").lower()
+                if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                    raise ValueError("API_KEYS entry with sha256: prefix must be 64 hex digits")
+                hashed.append(digest)
+            else:
+                hashed.append(hash_api_key(key))
+        return hashed
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        """Outside dev, refuse placeholder secrets (an open write API is only warned about)."""
+        if self.app_env == "dev":
+            return self
+        key = self.anthropic_api_key
+        if key is not None and _is_placeholder(key.get_secret_value()):
+            raise ValueError(
+                f"ANTHROPIC_API_KEY looks like a placeholder; set a real key for {self.app_env}"
+            )
+        if _is_placeholder(self.database_url.get_secret_value()) or any(
+            marker in self.database_url.get_secret_value().lower() for marker in PLACEHOLDER_MARKERS
+        ):
+            raise ValueError(
+                f"DATABASE_URL contains a placeholder; set the real URL for {self.app_env}"
+            )
+        if any(digest in _PLACEHOLDER_DIGESTS for digest in self.api_keys):
+            raise ValueError(
+                f"API_KEYS contains a placeholder key; set real keys for {self.app_env}"
+            )
+        return self
+
+    @property
+    def generator_name(self) -> Literal["anthropic", "offline"]:
+        """Which generator this configuration selects."""
+        return "anthropic" if self.anthropic_api_key is not None else "offline"
+
+    @property
+    def should_migrate_on_start(self) -> bool:
+        """Dev migrates on start unless told not to; other envs run `migrate` explicitly."""
+        return self.app_env == "dev" if self.migrate_on_start is None else self.migrate_on_start
+
+    def sqlite_parent(self) -> Path | None:
+        """The directory of a SQLite database file, if that is what DATABASE_URL names."""
+        url = self.database_url.get_secret_value()
+        if not url.startswith("sqlite") or ":memory:" in url:
+            return None
+        path = url.split("///", 1)[1] if "///" in url else ""
+        return Path(path).parent if path else None
+
+
+_PLACEHOLDER_DIGESTS = {
+    hash_api_key(word)
+    for word in ("changeme", "change-me", "placeholder", "secret", "password", "test", "dummy")
+}
+
+
+SECRETS_DIR = "/run/secrets"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, read once per process on first use.
+
+    Docker/Compose secrets mounted as files in /run/secrets (named after the setting, e.g.
+    /run/secrets/database_url) are read too; an environment variable of the same name wins.
+    """
+    secrets_dir = os.environ.get("SECRETS_DIR", SECRETS_DIR)
+    if os.path.isdir(secrets_dir):
+        return Settings(_secrets_dir=secrets_dir)
+    return Settings()
