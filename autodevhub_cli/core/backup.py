@@ -124,13 +124,7 @@ def backup(
             source_path = sqlite_path(database_url)
             if not source_path.is_file():
                 raise BackupError(f"The SQLite database {source_path} does not exist.")
-            source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
-            target = sqlite3.connect(partial)
-            try:
-                source.backup(target)
-            finally:
-                target.close()
-                source.close()
+            _sqlite_copy(source_path, partial)
         checksum = sha256_of(partial)
         os.replace(partial, final)
         final.with_name(final.name + ".sha256").write_text(f"{checksum}  {final.name}\n")
@@ -224,13 +218,7 @@ def restore(database_url: str, source: Path, *, force: bool = False) -> dict[str
     else:
         target_path = sqlite_path(database_url)
         target_path.parent.mkdir(parents=True, exist_ok=True)
-        backup_db = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-        target = sqlite3.connect(target_path)
-        try:
-            backup_db.backup(target)
-        finally:
-            target.close()
-            backup_db.close()
+        _sqlite_copy(source, target_path)
     return {
         "database": redact(database_url),
         "from": str(source),
@@ -238,6 +226,17 @@ def restore(database_url: str, source: Path, *, force: bool = False) -> dict[str
         "seconds": round(time.perf_counter() - started, 3),
         "replaced_rows": rows,
     }
+
+
+def _sqlite_copy(source: Path, target: Path) -> None:
+    """Copy a SQLite database page by page with the online backup API (safe while in use)."""
+    reader = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    writer = sqlite3.connect(target)
+    try:
+        reader.backup(writer)
+    finally:
+        writer.close()
+        reader.close()
 
 
 def row_counts(database_url: str) -> dict[str, int]:

@@ -200,14 +200,9 @@ def _kube_checks(environment: Environment, kube: Any) -> list[Finding]:
 
     findings.append(_probe("Permissions", permissions, "Fix the RBAC of the kube identity."))
 
-    needed_secrets: dict[str, set[str]] = {}
-    for name in ("backend", "frontend"):
-        for ref in getattr(environment.components, name).secret_env.values():
-            needed_secrets.setdefault(ref.secret, set()).add(ref.key)
-    if environment.backups.enabled:
-        ref = environment.backups.database_url
-        needed_secrets.setdefault(ref.secret, set()).add(ref.key)
-    for secret, keys in sorted(needed_secrets.items()):
+    from autodevhub_cli.core.secrets import referenced_keys
+
+    for secret, keys in sorted(referenced_keys(environment).items()):
 
         def present(secret: str = secret, keys: set[str] = keys) -> str:
             live = k.get(ObjectRef("v1", "Secret", namespace, secret))
