@@ -83,6 +83,24 @@ app = typer.Typer(
 )
 
 
+def _configure_logging() -> None:
+    """autodevhub's own log (every engine, registry, Compose and API call) goes to stderr with
+    AUTODEVHUB_DEBUG=1 and nowhere else: never into stdout, whatever the host process set up."""
+    import logging
+
+    logger = logging.getLogger("autodevhub")
+    logger.propagate = False
+    if logger.handlers:
+        return
+    if os.environ.get("AUTODEVHUB_DEBUG") == "1":
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        logger.setLevel(logging.INFO)
+    else:
+        handler = logging.NullHandler()
+    logger.addHandler(handler)
+
+
 def _version(value: bool) -> None:
     if value:
         sys.stdout.write(f"autodevhub {__version__}\n")
@@ -96,6 +114,7 @@ def _root(
     ),
 ) -> None:
     """Deployment as code for the autodevhub story service."""
+    _configure_logging()
 
 
 app.command("render")(render_commands.render)
