@@ -200,6 +200,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--seed", type=int, default=2000)
     parser.add_argument("--list-rate", type=float, default=1000)
+    parser.add_argument("--nocache-rate", type=float, default=300)
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--post-rate", type=float, default=100)
     parser.add_argument("--post-connections", type=int, default=100)
@@ -233,7 +234,7 @@ def main() -> None:
         if "list-nocache" in wanted:
             with service(database_url, LIST_CACHE_SECONDS="0", **quiet) as base:
                 results["list_nocache"] = load(
-                    base, "/api/stories", args.list_rate, args.connections, args.duration
+                    base, "/api/stories", args.nocache_rate, args.connections, args.duration
                 )
         if "generate" in wanted:
             results["generate"] = generation_throughput(database_url, args.generate_sets, 2.0)

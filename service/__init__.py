@@ -1,0 +1,1 @@
+"""autodevhub story service: turns feature descriptions into user stories."""

@@ -1,0 +1,74 @@
+"""Database engine and session factory; URL normalisation for SQLite and PostgreSQL (psycopg 3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.settings import Settings
+
+
+def normalize_url(url: str) -> str:
+    """Map `postgresql://` and `postgres://` to the psycopg 3 driver; leave others as given."""
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password hidden, fit for logs."""
+    return make_url(normalize_url(url)).render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL lets readers proceed while the worker writes; busy_timeout waits instead of failing."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(settings: Settings, durable: bool = True) -> Engine:
+    """Build the engine for DATABASE_URL, creating a SQLite file's directory if needed.
+
+    `durable=False` turns off PostgreSQL's synchronous commit for work that may safely be
+    redone after a database crash; the API's own writes always wait for the WAL flush.
+    """
+    url = normalize_url(settings.database_url.get_secret_value())
+    if url.startswith("sqlite"):
+        parent = settings.sqlite_parent()
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    # Every statement the service runs stands alone, so autocommit saves the BEGIN/ROLLBACK
+    # round trips; a dropped connection invalidates the pool instead of a ping per checkout.
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    if not durable:
+        connect_args["options"] = "-c synchronous_commit=off"
+    return create_engine(
+        url,
+        # The worker's engine needs few connections: its statements are short and bounded.
+        pool_size=settings.db_pool_size if durable else 2,
+        max_overflow=settings.db_max_overflow if durable else 4,
+        pool_recycle=1800,
+        isolation_level="AUTOCOMMIT",
+        connect_args=connect_args,
+    )
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded objects usable after commit."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def ping(engine: Engine) -> None:
+    """Run a trivial query; raises when the database is unreachable."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

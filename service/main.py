@@ -1,0 +1,47 @@
+"""The ASGI app: `create_app()` factory and the module-level `app` for uvicorn."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.logs import configure_logging
+from service.middleware import BodySizeLimitMiddleware, LazyCORSMiddleware, RequestContextMiddleware
+from service.routes import ops, stories
+from service.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; settings are read at startup, from `settings` or the environment."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from service.runtime import start_runtime
+
+        resolved = settings or get_settings()
+        configure_logging(resolved.log_level)
+        app.state.runtime = await start_runtime(resolved)
+        try:
+            yield
+        finally:
+            await app.state.runtime.stop()
+            del app.state.runtime
+
+    app = FastAPI(
+        title="autodevhub story service",
+        version="0.1.0",
+        description="Turns feature descriptions into user stories with acceptance criteria.",
+        lifespan=lifespan,
+    )
+    app.include_router(stories.router)
+    app.include_router(ops.router)
+    # Added innermost first: request context wraps CORS, which wraps the body limit.
+    app.add_middleware(BodySizeLimitMiddleware)
+    app.add_middleware(LazyCORSMiddleware)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,308 @@
+"""Story-set persistence: the only module that writes SQL for the API and the worker."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.models import StorySetRecord
+from service.schemas import Story, StoryRequest
+
+T = StorySetRecord.__table__.c
+SUMMARY_COLUMNS = (
+    T.id,
+    T.status,
+    T.feature,
+    T.context,
+    T.persona,
+    T.generator,
+    T.model,
+    T.error,
+    T.created_at,
+    T.updated_at,
+    T.story_count,
+)
+
+
+_TEXT_FILTER = or_(
+    T.feature.ilike(bindparam("pattern"), escape="\\"),
+    T.context.ilike(bindparam("pattern"), escape="\\"),
+    T.persona.ilike(bindparam("pattern"), escape="\\"),
+)
+# Built once: the hot list endpoint then skips statement construction and cache-key work.
+# The total rides along as an uncorrelated scalar subquery, which PostgreSQL evaluates once;
+# count(*) OVER () would read every row with all its columns instead.
+_COUNT = select(func.count()).select_from(StorySetRecord.__table__)
+_COUNT_FILTERED = _COUNT.where(_TEXT_FILTER)
+
+
+def _page(count: Any, *where: Any) -> Any:
+    """The page statement, newest first, with the matching total in every row."""
+    total = count.correlate(None).scalar_subquery().label("total")
+    return (
+        select(*SUMMARY_COLUMNS, total)
+        .where(*where)
+        .order_by(T.created_at.desc(), T.id.desc())
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+
+
+_PAGE = _page(_COUNT)
+_PAGE_FILTERED = _page(_COUNT_FILTERED, _TEXT_FILTER)
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, with its wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime) -> str:
+    """ISO-8601 in UTC; SQLite hands back naive datetimes that were stored as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat()
+
+
+def summary_dict(row: Any) -> dict[str, Any]:
+    """A list entry in API shape from a row holding SUMMARY_COLUMNS."""
+    return {
+        "id": row.id,
+        "status": row.status,
+        "feature": row.feature,
+        "context": row.context,
+        "persona": row.persona,
+        "generator": row.generator,
+        "model": row.model,
+        "error": row.error,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+        "story_count": row.story_count,
+    }
+
+
+def story_set_dict(record: StorySetRecord) -> dict[str, Any]:
+    """A full story set in API shape."""
+    data = summary_dict(record)
+    del data["story_count"]
+    data["stories"] = list(record.stories or [])
+    return data
+
+
+def _columns(record: StorySetRecord) -> dict[str, Any]:
+    """The record's column values, for a Core insert without the ORM unit of work."""
+    return {column.key: getattr(record, column.key) for column in StorySetRecord.__table__.c}
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A story set this process has claimed for generation."""
+
+    id: str
+    feature: str
+    context: str | None
+    persona: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What start-up recovery did with abandoned work."""
+
+    requeued: int
+    failed: int
+
+
+class StoryRepository:
+    """Reads and writes story sets with short, self-contained transactions."""
+
+    def __init__(
+        self, engine: Engine, sessions: sessionmaker[Session], background: Engine | None = None
+    ) -> None:
+        self.engine = engine
+        self.sessions = sessions
+        # The worker's bookkeeping may use an engine without synchronous commit: losing its last
+        # writes in a database crash only means a set is generated again.
+        self.background = background or engine
+
+    def create(self, request: StoryRequest) -> dict[str, Any]:
+        """Store a new request as `queued` before any generation starts."""
+        now = utcnow()
+        record = StorySetRecord(
+            id=uuid.uuid4().hex,
+            status="queued",
+            feature=request.feature,
+            context=request.context,
+            persona=request.persona,
+            story_count=0,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        with self.engine.begin() as conn:
+            conn.execute(insert(StorySetRecord).values(**_columns(record)))
+        return story_set_dict(record)
+
+    def get(self, story_set_id: str) -> dict[str, Any] | None:
+        """One story set with its stories, or None."""
+        with self.sessions() as session:
+            record = session.get(StorySetRecord, story_set_id)
+            return story_set_dict(record) if record is not None else None
+
+    def list_page(self, limit: int, offset: int, q: str | None) -> tuple[list[dict[str, Any]], int]:
+        """A page of story sets, newest first, optionally filtered by a case-insensitive text."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if q:
+            params["pattern"] = like_pattern(q)
+        with self.engine.connect() as conn:
+            rows = conn.execute(_PAGE_FILTERED if q else _PAGE, params).all()
+            if rows:
+                total = int(rows[0].total)
+            else:
+                # Past the last page there is no row to carry the total.
+                total = int(conn.execute(_COUNT_FILTERED if q else _COUNT, params).scalar_one())
+        return [summary_dict(row) for row in rows], total
+
+    def delete(self, story_set_id: str) -> bool:
+        """Remove a story set; False when there was none."""
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(StorySetRecord).where(T.id == story_set_id))
+        return result.rowcount == 1
+
+    def claim(self, limit: int, lease_seconds: float) -> list[ClaimedJob]:
+        """Move up to `limit` queued sets to `running` under a lease, in one statement.
+
+        Safe across processes: PostgreSQL skips rows another claimer has locked, SQLite runs
+        one writer at a time, and the `status = 'queued'` guard makes a lost race a no-op.
+        """
+        now = utcnow()
+        oldest = select(T.id).where(T.status == "queued").order_by(T.created_at).limit(limit)
+        if self.background.dialect.name == "postgresql":
+            # A CTE runs once; as an IN (...) subquery PostgreSQL may re-run it per row and
+            # claim more than `limit` rows.
+            claimable = oldest.with_for_update(skip_locked=True).cte("claimable")
+            chosen: Any = T.id == claimable.c.id
+        else:
+            chosen = T.id.in_(oldest.scalar_subquery())
+        statement = (
+            update(StorySetRecord)
+            .where(chosen, T.status == "queued")
+            .values(
+                status="running",
+                attempts=T.attempts + 1,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                updated_at=now,
+            )
+            .returning(T.id, T.feature, T.context, T.persona, T.attempts)
+        )
+        with self.background.begin() as conn:
+            rows = conn.execute(statement).all()
+        return [ClaimedJob(r.id, r.feature, r.context, r.persona, r.attempts) for r in rows]
+
+    def renew_leases(self, ids: list[str], lease_seconds: float) -> None:
+        """Extend the lease on sets this process is still generating."""
+        if not ids:
+            return
+        now = utcnow()
+        with self.background.begin() as conn:
+            conn.execute(
+                update(StorySetRecord)
+                .where(T.id.in_(ids), T.status == "running")
+                .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+            )
+
+    def complete(
+        self, story_set_id: str, generator: str, model: str | None, stories: list[Story]
+    ) -> bool:
+        """Store the parsed stories and mark the set done, all in one transaction."""
+        with self.background.begin() as conn:
+            result = conn.execute(
+                update(StorySetRecord)
+                .where(T.id == story_set_id, T.status == "running")
+                .values(
+                    status="done",
+                    generator=generator,
+                    model=model,
+                    error=None,
+                    stories=[story.model_dump(mode="json") for story in stories],
+                    story_count=len(stories),
+                    lease_expires_at=None,
+                    updated_at=utcnow(),
+                )
+            )
+        return result.rowcount == 1
+
+    def fail(
+        self, story_set_id: str, reason: str, generator: str | None, model: str | None
+    ) -> bool:
+        """Mark a set failed with a reason; no stories are kept."""
+        with self.background.begin() as conn:
+            result = conn.execute(
+                update(StorySetRecord)
+                .where(T.id == story_set_id, T.status.in_(("queued", "running")))
+                .values(
+                    status="failed",
+                    generator=generator,
+                    model=model,
+                    error=reason[:2000],
+                    stories=None,
+                    story_count=0,
+                    lease_expires_at=None,
+                    updated_at=utcnow(),
+                )
+            )
+        return result.rowcount == 1
+
+    def release(self, ids: list[str]) -> None:
+        """Hand sets back to the queue on orderly shutdown; the interrupted claim does not count."""
+        if not ids:
+            return
+        with self.background.begin() as conn:
+            conn.execute(
+                update(StorySetRecord)
+                .where(T.id.in_(ids), T.status == "running")
+                .values(
+                    status="queued",
+                    attempts=T.attempts - 1,
+                    lease_expires_at=None,
+                    updated_at=utcnow(),
+                )
+            )
+
+    def recover_abandoned(self, max_claims: int) -> Recovery:
+        """Requeue `running` sets whose lease ran out; fail those interrupted too often."""
+        now = utcnow()
+        expired = (T.status == "running") & (
+            T.lease_expires_at.is_(None) | (T.lease_expires_at < now)
+        )
+        with self.background.begin() as conn:
+            failed = conn.execute(
+                update(StorySetRecord)
+                .where(expired, T.attempts >= max_claims)
+                .values(
+                    status="failed",
+                    error=(
+                        f"generation was interrupted {max_claims} times "
+                        "(the service stopped while it ran); giving up"
+                    ),
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+            ).rowcount
+            requeued = conn.execute(
+                update(StorySetRecord)
+                .where(expired)
+                .values(status="queued", lease_expires_at=None, updated_at=now)
+            ).rowcount
+        return Recovery(requeued=requeued, failed=failed)

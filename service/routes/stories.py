@@ -1,0 +1,110 @@
+"""`/api/stories`: submit a feature, read, list and delete story sets."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from service.deps import RuntimeDep, limit_reader, require_writer, runtime_of
+from service.schemas import ErrorDetail, StoryRequest, StorySet, StorySetPage
+
+router = APIRouter(prefix="/api/stories", tags=["stories"])
+
+NOT_FOUND = "story set not found"
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorDetail, "description": "No story set with this id."},
+    429: {"model": ErrorDetail, "description": "Rate limit exceeded; see Retry-After."},
+}
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorDetail, "description": "Missing or invalid API key."},
+    413: {"model": ErrorDetail, "description": "Request body too large."},
+    429: ERRORS[429],
+}
+
+
+def _story_set_id(raw: str) -> str:
+    """Canonical hex id; anything that is not a UUID cannot exist, so it is a 404."""
+    try:
+        return uuid.UUID(raw).hex
+    except ValueError:
+        raise HTTPException(404, NOT_FOUND) from None
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=StorySet,
+    responses={400: {"model": ErrorDetail, "description": "Body is not readable."}, **WRITE_ERRORS},
+    dependencies=[Depends(require_writer)],
+    summary="Queue a feature for story generation",
+)
+async def create_story_set(body: StoryRequest, runtime: RuntimeDep) -> Response:
+    """Store the request, queue generation, answer 202 with the queued story set."""
+    created = await run_in_threadpool(runtime.repository.create, body)
+    runtime.list_cache.invalidate()
+    runtime.worker.wake()
+    return JSONResponse(
+        created, status_code=202, headers={"Location": f"/api/stories/{created['id']}"}
+    )
+
+
+@router.get(
+    "",
+    response_model=StorySetPage,
+    responses={429: ERRORS[429]},
+    summary="List story sets, newest first",
+)
+async def list_story_sets(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    q: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")] = None,
+) -> Response:
+    """A page of story sets, optionally filtered by text in feature, context or persona."""
+    runtime = runtime_of(request)
+    limit_reader(request, runtime)
+    q = q or None
+
+    async def load() -> bytes:
+        items, total = await run_in_threadpool(runtime.repository.list_page, limit, offset, q)
+        page = {"items": items, "total": total, "limit": limit, "offset": offset}
+        return bytes(JSONResponse(page).body)
+
+    body = await runtime.list_cache.get((limit, offset, q), load)
+    return Response(body, media_type="application/json")
+
+
+@router.get(
+    "/{story_set_id}",
+    response_model=StorySet,
+    responses=ERRORS,
+    summary="Get a story set with its status and stories",
+)
+async def get_story_set(story_set_id: str, request: Request) -> Response:
+    """Status, stories, and which generator made them."""
+    runtime = runtime_of(request)
+    limit_reader(request, runtime)
+    found = await run_in_threadpool(runtime.repository.get, _story_set_id(story_set_id))
+    if found is None:
+        raise HTTPException(404, NOT_FOUND)
+    return JSONResponse(found)
+
+
+@router.delete(
+    "/{story_set_id}",
+    status_code=204,
+    responses={**WRITE_ERRORS, 404: ERRORS[404]},
+    dependencies=[Depends(require_writer)],
+    summary="Delete a story set",
+)
+async def delete_story_set(story_set_id: str, runtime: RuntimeDep) -> Response:
+    """Remove the set; a generation still running for it has nowhere to store its result."""
+    deleted = await run_in_threadpool(runtime.repository.delete, _story_set_id(story_set_id))
+    runtime.list_cache.invalidate()
+    if not deleted:
+        raise HTTPException(404, NOT_FOUND)
+    return Response(status_code=204)

@@ -1,0 +1,81 @@
+"""API-key checks and the per-client token-bucket rate limiter."""
+
+from __future__ import annotations
+
+import hmac
+import math
+import time
+from dataclasses import dataclass
+
+from service.settings import hash_api_key
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, if present."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def key_is_valid(token: str, digests: list[str]) -> bool:
+    """Compare the token's digest with every configured digest in constant time."""
+    digest = hash_api_key(token)
+    matched = False
+    for known in digests:
+        matched |= hmac.compare_digest(digest, known)
+    return matched
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    """In-memory token buckets per client; `per_minute` is both refill rate and burst size."""
+
+    def __init__(self, per_minute: int, max_clients: int = 100_000) -> None:
+        self.per_minute = per_minute
+        self.rate = per_minute / 60.0
+        self.max_clients = max_clients
+        self._buckets: dict[str, _Bucket] = {}
+
+    @property
+    def enabled(self) -> bool:
+        """A limit of 0 switches limiting off."""
+        return self.per_minute > 0
+
+    def acquire(self, client: str, now: float | None = None) -> float:
+        """Take one token; returns 0 when allowed, else the seconds until a token is available."""
+        if not self.enabled:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            if len(self._buckets) >= self.max_clients:
+                self._evict(now)
+            bucket = self._buckets[client] = _Bucket(float(self.per_minute), now)
+        else:
+            elapsed = now - bucket.updated
+            bucket.tokens = min(float(self.per_minute), bucket.tokens + elapsed * self.rate)
+            bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / self.rate
+
+    def _evict(self, now: float) -> None:
+        """Drop buckets that have refilled completely: forgetting them changes nothing."""
+        full_after = 60.0
+        self._buckets = {key: b for key, b in self._buckets.items() if now - b.updated < full_after}
+        if len(self._buckets) >= self.max_clients:
+            self._buckets.clear()
+
+
+def retry_after_header(wait_seconds: float) -> str:
+    """Whole seconds for the Retry-After header, at least 1."""
+    return str(max(1, math.ceil(wait_seconds)))
