@@ -120,12 +120,15 @@ def render_text(request: RenderRequest) -> str:
         return render_environment(request).result.to_yaml()
     project = find_project(request.project_dir)
     environ = os.environ if request.environ is None else request.environ
-    fields = (
-        ("environment", request.environment),
-        ("target", request.target),
-        ("kube_version", request.kube_version),
+    cache_key = render_cache.request_key(
+        project.root,
+        request.environment,
+        request.target,
+        request.kube_version,
+        request.sets,
+        request.images,
+        environ,
     )
-    cache_key = render_cache.key(project.root, fields, request.sets, request.images, environ)
     cached = render_cache.load(cache_key)
     if cached is not None:
         return cached

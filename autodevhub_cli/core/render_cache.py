@@ -90,6 +90,20 @@ def key(
     return digest.hexdigest()
 
 
+def request_key(
+    project_root: Path,
+    environment: str,
+    target: str | None,
+    kube_version: str | None,
+    sets: Sequence[str],
+    images: Path | None,
+    environ: Mapping[str, str],
+) -> str:
+    """The key of a validated `render` to stdout (shared by the CLI's fast path and the core)."""
+    fields = (("environment", environment), ("target", target), ("kube_version", kube_version))
+    return key(project_root, fields, sets, images, environ)
+
+
 def load(cache_key: str) -> str | None:
     """The cached output for `cache_key`, or None."""
     try:

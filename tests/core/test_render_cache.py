@@ -83,3 +83,47 @@ def test_invalid_output_is_never_cached(project: Path, tmp_path: Path) -> None:
     assert not list((cache / "autodevhub" / "render").rglob("*")) or all(
         p.is_dir() for p in (cache / "autodevhub" / "render").rglob("*")
     )
+
+
+ENTRY = """
+import sys
+from autodevhub_cli.entry import main
+sys.argv = ["autodevhub", "render", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exc:
+    print(f"exit={exc.code}", file=sys.stderr)
+print(f"typer={'typer' in sys.modules}", file=sys.stderr)
+"""
+
+
+def _entry(args: list[str], cache: Path) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    environ.pop("AUTODEVHUB_NO_CACHE", None)
+    return subprocess.run(
+        [sys.executable, "-c", ENTRY, *args], capture_output=True, text=True, env=environ
+    )
+
+
+def test_console_script_answers_a_cached_render_before_typer(project: Path, tmp_path: Path) -> None:
+    args = ["--env", "prod", "-C", str(project), "--set", "components.frontend.replicas=5"]
+    miss = _entry(args, tmp_path / "cache")
+    assert "typer=True" in miss.stderr and miss.stdout
+    hit = _entry(args, tmp_path / "cache")
+    assert "typer=False" in hit.stderr
+    assert hit.stdout == miss.stdout
+    equals_form = _entry(
+        ["--env=prod", f"--project-dir={project}", "--set=components.frontend.replicas=5"],
+        tmp_path / "cache",
+    )
+    assert "typer=False" in equals_form.stderr and equals_form.stdout == miss.stdout
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--no-validate"], ["--help"], ["--out", "x"], ["--target"], ["--bogus", "1"]],
+)
+def test_anything_else_goes_to_typer(project: Path, tmp_path: Path, extra: list[str]) -> None:
+    _entry(["--env", "prod", "-C", str(project)], tmp_path / "cache")  # fill the cache
+    result = _entry(["--env", "prod", "-C", str(project), *extra], tmp_path / "cache")
+    assert "typer=True" in result.stderr
