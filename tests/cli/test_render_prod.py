@@ -74,6 +74,7 @@ def test_backend_is_a_blue_green_rollout(prod: list[dict]) -> None:
     assert secret_env == {
         "ANTHROPIC_API_KEY": {"name": "autodevhub-secrets", "key": "anthropic-api-key"},
         "DATABASE_URL": {"name": "autodevhub-secrets", "key": "database-url"},
+        "API_KEYS": {"name": "autodevhub-secrets", "key": "api-keys"},
     }
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"

@@ -57,7 +57,11 @@ def test_doctor_passes_the_cluster_checks_when_all_is_there(root: Path, tmp_path
                 "apiVersion": "v1",
                 "kind": "Secret",
                 "metadata": {"name": "autodevhub-secrets", "namespace": "autodevhub"},
-                "data": {"database-url": "cG9zdGdyZXM=", "anthropic-api-key": "c2stYW50"},
+                "data": {
+                    "database-url": "cG9zdGdyZXM=",
+                    "anthropic-api-key": "c2stYW50",
+                    "api-keys": "a2V5",
+                },
             }
         )
         _, report, _ = _doctor(root, fake.kubeconfig(tmp_path / "kc"))
