@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.build.conftest import BASE_IMAGES, REGISTRY, _engine_problem
 from tests.helpers import REPO, run_cli
+from tests.images.conftest import BASE_IMAGES, REGISTRY, _engine_problem
 
 
 def free_port() -> int:

@@ -82,7 +82,7 @@ def test_doctor_passes_the_cluster_checks_when_all_is_there(root: Path, tmp_path
 
 @pytest.mark.docker
 def test_doctor_for_compose_on_the_real_engine(root: Path) -> None:
-    from tests.build.conftest import BASE_IMAGES, REGISTRY, _engine_problem
+    from tests.images.conftest import BASE_IMAGES, REGISTRY, _engine_problem
 
     problem = _engine_problem()
     if problem:

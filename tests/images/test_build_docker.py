@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.build.conftest import REGISTRY
 from tests.helpers import run_cli
+from tests.images.conftest import REGISTRY
 
 pytestmark = pytest.mark.docker
 
