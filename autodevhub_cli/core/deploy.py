@@ -136,6 +136,37 @@ def deploy(request: DeployRequest, report: Reporter | None = None) -> DeployOutc
             raise
 
 
+def migrations_fingerprint(root: Path, environment: Environment) -> str | None:
+    """A hash of the migration files (None when the environment names none)."""
+    import hashlib
+
+    from autodevhub_cli.core.images import _expand
+
+    patterns = environment.migrations.inputs
+    if not patterns or not environment.migrations.enabled:
+        return None
+    digest = hashlib.sha256(" ".join(environment.migrations.command).encode())
+    for rel in sorted({f for pattern in patterns for f in _expand(root, pattern)}):
+        digest.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _migration_unchanged(ctx: _Context, release: Release, previous: Release | None) -> str:
+    """Why the migration step can be skipped ('' when it must run)."""
+    if not release.migrations or previous is None or previous.migrations != release.migrations:
+        return ""
+    path = ctx.store.rendered_path(previous, ctx.target.rendered_filename)
+    try:
+        running = path.exists() and any(
+            w.get("state") in ("running", "Healthy", "ready") for w in ctx.target.workloads(path)
+        )
+    except AutodevhubError:
+        running = False
+    if not running:
+        return ""
+    return f"skipped: the migrations are unchanged since release {previous.id}, which is running"
+
+
 def _timed(release: Release, step: str, action: Callable[[], Any]) -> Any:
     started = time.perf_counter()
     try:
@@ -186,8 +217,13 @@ def _run(
         ]
         path = ctx.store.attach(release, ctx.target.rendered_filename, _rendered_text(rendered))
         ctx.store.save(release)
-        ctx.say("migrate", "running the migration step")
-        _timed(release, "migrate", lambda: ctx.target.migrate(path, request.timeout))
+        release.migrations = migrations_fingerprint(ctx.project.root, ctx.environment)
+        skip = _migration_unchanged(ctx, release, previous)
+        if skip:
+            ctx.say("migrate", skip)
+        else:
+            ctx.say("migrate", "running the migration step")
+            _timed(release, "migrate", lambda: ctx.target.migrate(path, request.timeout))
         ctx.say("apply", "applying and waiting until healthy")
         _timed(release, "apply", lambda: ctx.target.apply(path, request.timeout))
         blue_green = _is_blue_green(ctx)

@@ -378,6 +378,11 @@ class Migrations(Model):
     enabled: bool = True
     component: Literal["backend", "frontend"] = "backend"
     command: list[str] = Field(default_factory=lambda: ["python3", "-m", "service", "migrate"])
+    inputs: list[str] = Field(
+        default_factory=list,
+        description="Globs of the migration files. When set, the step is skipped while they are "
+        "unchanged since the serving release and its workloads run (the database is at head).",
+    )
 
 
 class Environment(Model):

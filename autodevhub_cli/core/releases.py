@@ -42,6 +42,7 @@ class Release:
     restored: str | None = None
     rollback_of: str | None = None
     finished_at: str | None = None
+    migrations: str | None = None  # fingerprint of the migration inputs it ran with
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

@@ -69,6 +69,17 @@ def test_status_and_smoke_test(stack: Stack) -> None:
     assert json.loads(out)["ok"] is True
 
 
+def test_unchanged_migrations_are_not_run_again(stack: Stack) -> None:
+    code, _, err = stack.cli(
+        "deploy", "--env", "dev", "--skip-build", "--set", "components.backend.env.RELEASE_NOTE=two"
+    )
+    assert code == 0, err
+    assert "migrate: skipped: the migrations are unchanged since release" in err
+    release = stack.releases()[-1]
+    assert release["status"] == "deployed" and "migrate" not in release["timings"]
+    assert release["migrations"] == stack.releases()[-2]["migrations"]
+
+
 def test_dry_run_touches_nothing(stack: Stack) -> None:
     before = stack.releases()
     code, out, err = stack.cli(
