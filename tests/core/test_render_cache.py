@@ -121,9 +121,10 @@ def test_console_script_answers_a_cached_render_before_typer(project: Path, tmp_
 
 @pytest.mark.parametrize(
     "extra",
-    [["--no-validate"], ["--help"], ["--out", "x"], ["--target"], ["--bogus", "1"]],
+    [["--no-validate"], ["--help"], ["--out", "OUT"], ["--target"], ["--bogus", "1"]],
 )
 def test_anything_else_goes_to_typer(project: Path, tmp_path: Path, extra: list[str]) -> None:
     _entry(["--env", "prod", "-C", str(project)], tmp_path / "cache")  # fill the cache
+    extra = [str(tmp_path / "out") if word == "OUT" else word for word in extra]
     result = _entry(["--env", "prod", "-C", str(project), *extra], tmp_path / "cache")
     assert "typer=True" in result.stderr
