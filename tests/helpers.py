@@ -13,10 +13,17 @@ from autodevhub_cli.main import app
 REPO = Path(__file__).resolve().parent.parent
 
 
-def copy_project(dest: Path) -> Path:
-    """A throwaway copy of this repository's project files (environments/ and templates/)."""
+def copy_project(dest: Path, with_service: bool = False) -> Path:
+    """A throwaway copy of the project files (environments/, templates/ and, for builds,
+    service/ without build outputs)."""
     for folder in ("environments", "templates"):
         shutil.copytree(REPO / folder, dest / folder)
+    if with_service:
+        shutil.copytree(
+            REPO / "service",
+            dest / "service",
+            ignore=shutil.ignore_patterns("__pycache__", "dist", "node_modules", "var", "*.db"),
+        )
     return dest
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,6 +24,17 @@ DatabaseUrl = Annotated[
         show_envvar=False,
     ),
 ]
+
+
+def _target(env: str, database_url: str | None, project_dir: Path | None) -> tuple[Any, Any, str]:
+    """The project, the environment and the database URL a db command works on."""
+    from autodevhub_cli.core import backup as backups
+    from autodevhub_cli.core.config import load_environment
+    from autodevhub_cli.core.project import find_project
+
+    project = find_project(project_dir)
+    environment = load_environment(project, env)
+    return project, environment, backups.database_url_for(environment, database_url)
 
 
 @app.command("backup")
@@ -45,12 +56,8 @@ def backup(
 ) -> None:
     """Back up the database (pg_dump, or SQLite's backup API) with a SHA-256 checksum."""
     from autodevhub_cli.core import backup as backups
-    from autodevhub_cli.core.config import load_environment
-    from autodevhub_cli.core.project import find_project
 
-    project = find_project(project_dir)
-    environment = load_environment(project, env)
-    url = backups.database_url_for(environment, database_url)
+    project, environment, url = _target(env, database_url, project_dir)
     folder = to or project.state_dir / "backups" / env
     days = retention_days if retention_days is not None else environment.backups.retention_days
     made = backups.backup(url, folder, prefix=f"{environment.app}-{env}", retention_days=days)
@@ -80,12 +87,8 @@ def restore(
 ) -> None:
     """Restore a backup after checking its checksum; a non-empty database needs --force."""
     from autodevhub_cli.core import backup as backups
-    from autodevhub_cli.core.config import load_environment
-    from autodevhub_cli.core.project import find_project
 
-    project = find_project(project_dir)
-    environment = load_environment(project, env)
-    url = backups.database_url_for(environment, database_url)
+    _, _, url = _target(env, database_url, project_dir)
     result = backups.restore(url, source, force=force)
     if output is OutputFormat.json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import uuid
 from collections.abc import Iterator
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, run_cli
+from tests.helpers import copy_project, run_cli
 from tests.images.conftest import BASE_IMAGES, REGISTRY, _engine_problem
 
 
@@ -59,14 +58,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     problem = _engine_problem()
     if problem:
         pytest.skip(problem)
-    root = tmp_path_factory.mktemp("deploy-project")
-    for folder in ("environments", "templates"):
-        shutil.copytree(REPO / folder, root / folder)
-    shutil.copytree(
-        REPO / "service",
-        root / "service",
-        ignore=shutil.ignore_patterns("__pycache__", "dist", "node_modules", "var", "*.db"),
-    )
+    root = copy_project(tmp_path_factory.mktemp("deploy-project"), with_service=True)
     created = Stack(root, f"adh{uuid.uuid4().hex[:8]}")
     yield created
     created.cli("down", "--env", "dev", "--volumes")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import copy_project
 
 REGISTRY = "127.0.0.1:5000"
 # Stand-in base images made by scripts/ci/provision-docker.sh (nothing can be pulled here).
@@ -54,15 +53,7 @@ def docker_client() -> object:
 @pytest.fixture(scope="module")
 def build_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of this project (environments, templates, service) that tests may change."""
-    root = tmp_path_factory.mktemp("project")
-    for folder in ("environments", "templates"):
-        shutil.copytree(REPO / folder, root / folder)
-    shutil.copytree(
-        REPO / "service",
-        root / "service",
-        ignore=shutil.ignore_patterns("__pycache__", "dist", "node_modules", "var", "*.db"),
-    )
-    return root
+    return copy_project(tmp_path_factory.mktemp("project"), with_service=True)
 
 
 @pytest.fixture(scope="module")
