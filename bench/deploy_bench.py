@@ -160,7 +160,7 @@ def main() -> None:
     print(f"one backend change: docker compose up --build --wait   {hand:6.2f} s (median of 3)")
     print(
         f"one backend change: autodevhub deploy --env dev        {tool:6.2f} s "
-        f"(median of 3, {tool / hand:.2f}x; adds the push, digest pinning and smoke checks)"
+        f"(median of 3, {tool / hand:.2f}x; adds the push to the registry and smoke checks)"
     )
     print(
         f"nothing changed: autodevhub deploy --env dev           "

@@ -32,6 +32,7 @@ class BuildRequest:
     push: bool = False
     only: Sequence[str] = ()
     no_cache: bool = False
+    record: bool = True
 
 
 @dataclass
@@ -117,7 +118,8 @@ def build_images(request: BuildRequest, report: Reporter | None = None) -> Build
     if errors:
         raise errors[0]
     result = BuildResult(environment.name, commit, results, time.perf_counter() - started)
-    write_json(record_path(project, environment.name), result.to_dict())
+    if request.record:
+        write_json(record_path(project, environment.name), result.to_dict())
     return result
 
 

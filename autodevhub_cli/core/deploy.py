@@ -6,6 +6,7 @@ last good release, check it again, and report what failed and what was restored.
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -180,6 +181,11 @@ def _run(
 ) -> DeployOutcome:
     outcome = DeployOutcome(ctx.environment.name, release)
     name = ctx.environment.name
+    # Compose runs the images from the local engine, so their push to the registry can run
+    # while the release migrates, starts and is checked; it must succeed before it counts.
+    overlap_push = ctx.target.name == "compose" and not request.skip_build
+    pusher: _BackgroundPush | None = None
+    switched = False
     try:
         if request.skip_build:
             images = record_path(ctx.project, name)
@@ -190,20 +196,32 @@ def _run(
                 )
             ctx.say("build", "skipped: using the recorded build")
         else:
-            ctx.say("build", "building and pushing images")
+            ctx.say("build", "building images" + ("" if overlap_push else " and pushing them"))
             built = _timed(
                 release,
                 "build",
                 lambda: build_images(
-                    BuildRequest(name, ctx.project.root, request.sets, push=True),
+                    BuildRequest(
+                        name,
+                        ctx.project.root,
+                        request.sets,
+                        push=not overlap_push,
+                        record=not overlap_push,
+                    ),
                     report=lambda image, message: ctx.say(
                         "build",
                         ("  " if message.startswith("  ") else "") + f"{image}: {message.strip()}",
                     ),
                 ),
             )
-            images = record_path(ctx.project, name)
+            # The release keeps the images it runs; the build record is written once they are
+            # pushed (by the background push when it overlaps), so it only names pushed images.
+            images = ctx.store.attach(
+                release, "images.json", json.dumps(built.to_dict(), indent=2) + "\n"
+            )
             ctx.say("build", ", ".join(f"{i.name} {i.action}" for i in built.images))
+            if overlap_push:
+                pusher = _BackgroundPush(ctx, request.sets)
         ctx.say("render", "rendering and validating")
         rendered = _timed(
             release,
@@ -225,6 +243,7 @@ def _run(
             ctx.say("migrate", "running the migration step")
             _timed(release, "migrate", lambda: ctx.target.migrate(path, request.timeout))
         ctx.say("apply", "applying and waiting until healthy")
+        switched = True
         _timed(release, "apply", lambda: ctx.target.apply(path, request.timeout))
         blue_green = _is_blue_green(ctx)
         ctx.say("smoke", "running smoke checks" + (" against the preview" if blue_green else ""))
@@ -247,9 +266,15 @@ def _run(
         if blue_green:
             _timed(release, "promote", lambda: _promote(ctx, path, request.timeout))
             release.smoke = _smoke(ctx, rendered.environment).to_dict()
+        if pusher is not None:
+            ctx.say("push", "waiting for the push to the registry")
+            pushed = _timed(release, "push", pusher.result)
+            release.images = [{"name": i.name, "ref": i.ref} for i in pushed.images]
     except (RolloutError, SmokeCheckError) as exc:
         return _roll_back(ctx, release, previous, exc, outcome, request.timeout)
     except AutodevhubError as exc:
+        if switched:
+            return _roll_back(ctx, release, previous, exc, outcome, request.timeout)
         release.status = states.FAILED
         release.error = str(exc)
         ctx.store.save(release)
@@ -263,6 +288,37 @@ def _run(
     ctx.store.save(release)
     ctx.say("done", f"release {release.id} deployed")
     return outcome
+
+
+class _BackgroundPush:
+    """`build --push` of the images just built, in a thread (it finds them built and pushes)."""
+
+    def __init__(self, ctx: _Context, sets: Sequence[str]) -> None:
+        import threading
+
+        self._result: Any = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._result = build_images(
+                    BuildRequest(ctx.environment.name, ctx.project.root, sets, push=True),
+                    report=lambda image, message: (
+                        None if message.startswith("  ") else ctx.say("push", f"{image}: {message}")
+                    ),
+                )
+            except BaseException as exc:  # handed to the deploy, which reports it
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="push", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        """The build result with digests, or the push's error."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 def _roll_back(
