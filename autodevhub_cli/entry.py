@@ -55,10 +55,13 @@ def _cached_render(args: list[str]) -> str | None:
     if parsed is None:
         return None
     options, sets = parsed
-    chosen = options.get("project_dir") or os.environ.get("AUTODEVHUB_PROJECT_DIR") or os.getcwd()
-    root = Path(chosen).expanduser().resolve()
-    if not (root / "environments").is_dir() or not (root / "templates").is_dir():
-        return None
+    from autodevhub_cli.core.errors import ConfigError
+    from autodevhub_cli.core.project import find_project
+
+    try:
+        root = find_project(options.get("project_dir")).root
+    except ConfigError:
+        return None  # Typer's path reports it
     images = Path(options["images"]) if "images" in options else None
     if images is not None and not images.is_file():
         return None

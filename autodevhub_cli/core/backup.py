@@ -288,12 +288,17 @@ def _run(command: list[str], what: str, database_url: str) -> None:
             hint="Install the PostgreSQL client tools (Debian: postgresql-client).",
         ) from None
     if proc.returncode != 0:
-        shown = [redact(part) if "://" in part else part for part in command]
+
+        def hide(text: str) -> str:
+            for spelling in (libpq_url(database_url), database_url):
+                text = text.replace(spelling, redact(spelling))
+            return text
+
         raise ToolError(
             f"{what} failed for {redact(database_url)}.",
-            command=[part.replace(libpq_url(database_url), redact(database_url)) for part in shown],
+            command=[hide(part) for part in command],
             returncode=proc.returncode,
-            output=proc.stderr.replace(database_url, redact(database_url)),
+            output=hide(proc.stderr),
         )
 
 
@@ -305,8 +310,7 @@ def database_url_for(environment: Any, explicit: str | None) -> str:
         return os.environ["DATABASE_URL"]
     if environment.target == "compose" and environment.compose.database_url.startswith("sqlite"):
         inside = sqlite_path(environment.compose.database_url)
-        project = environment.compose.project_name or f"{environment.app}-{environment.name}"
-        volume = f"{project}_{environment.compose.data_volume}"
+        volume = f"{environment.compose_project()}_{environment.compose.data_volume}"
         proc = subprocess.run(
             ["docker", "volume", "inspect", "--format", "{{.Mountpoint}}", volume],
             capture_output=True,

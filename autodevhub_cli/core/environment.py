@@ -436,9 +436,12 @@ class Environment(Model):
         """The file a Compose secret is read from: <secrets_dir>/<project>/<secret>/<key>."""
         import os
 
-        project = self.compose.project_name or f"{self.app}-{self.name}"
         base = os.path.expanduser(self.compose.secrets_dir)
-        return os.path.join(base, project, ref.secret, ref.key)
+        return os.path.join(base, self.compose_project(), ref.secret, ref.key)
+
+    def compose_project(self) -> str:
+        """The Compose project name: compose.project_name, else <app>-<environment>."""
+        return self.compose.project_name or f"{self.app}-{self.name}"
 
     def secret_refs(self) -> list[SecretRef]:
         """Every Secret key a component uses, once each, sorted."""

@@ -55,10 +55,13 @@ def _libraries(digest: hashlib._Hash) -> None:
             digest.update(f"{name}:{origin}:{stat.st_size}:{stat.st_mtime_ns}".encode())
         else:
             digest.update(f"{name}:missing".encode())
-    compose = os.environ.get("AUTODEVHUB_COMPOSE_BINARY") or ""
-    spec = importlib.util.find_spec("compose")
-    if not compose and spec and spec.submodule_search_locations:
-        compose = os.path.join(next(iter(spec.submodule_search_locations)), "docker-compose")
+    from autodevhub_cli.core.adapters.compose import compose_binary
+    from autodevhub_cli.core.errors import ToolError
+
+    try:
+        compose = compose_binary()
+    except ToolError:
+        compose = ""
     if compose and os.path.exists(compose):
         stat = os.stat(compose)
         digest.update(f"compose:{stat.st_size}:{stat.st_mtime_ns}".encode())

@@ -59,9 +59,8 @@ class SecretChange:
 def referenced_keys(environment: Any) -> dict[str, set[str]]:
     """Secret name -> keys the environment's workloads and jobs reference."""
     found: dict[str, set[str]] = {}
-    for name in ("backend", "frontend"):
-        for ref in getattr(environment.components, name).secret_env.values():
-            found.setdefault(ref.secret, set()).add(ref.key)
+    for ref in environment.secret_refs():
+        found.setdefault(ref.secret, set()).add(ref.key)
     if environment.backups.enabled:
         ref = environment.backups.database_url
         found.setdefault(ref.secret, set()).add(ref.key)
@@ -244,7 +243,7 @@ def _set_compose(
                 ) from None
         os.replace(tmp, path)
         say("secret", f"wrote {name}/{key} (0600) under {environment.compose.secrets_dir}")
-    change = SecretChange(name, environment.compose.project_name or "", sorted(values), created)
+    change = SecretChange(name, environment.compose_project(), sorted(values), created)
     current = _current_compose_file(environment, project)
     if current is not None and users:
         from autodevhub_cli.core.adapters import compose

@@ -85,7 +85,6 @@ def validate(result: RenderResult, kube_version: str | None = None) -> Validatio
 
 
 def _kubernetes_problems(manifest: RenderedManifest, version: str) -> list[str]:
-    import kubernetes_validate
     from kubernetes_validate.utils import SchemaNotFoundError
 
     doc = manifest.document
@@ -102,11 +101,11 @@ def _kubernetes_problems(manifest: RenderedManifest, version: str) -> list[str]:
             }
             problems += [
                 p.replace("template.", "spec.template.", 1)
-                for p in _core_problems(kubernetes_validate, wrapped, version)
+                for p in _core_problems(wrapped, version)
             ]
         return problems
     try:
-        return _core_problems(kubernetes_validate, doc, version)
+        return _core_problems(doc, version)
     except SchemaNotFoundError:
         return [
             f"no schema for apiVersion {manifest.api_version} kind {manifest.kind} in "
@@ -114,7 +113,7 @@ def _kubernetes_problems(manifest: RenderedManifest, version: str) -> list[str]:
         ]
 
 
-def _core_problems(kubernetes_validate: Any, doc: dict[str, Any], version: str) -> list[str]:
+def _core_problems(doc: dict[str, Any], version: str) -> list[str]:
     validator = _core_validator(doc["apiVersion"], doc["kind"], version)
     from jsonschema.exceptions import best_match
 
