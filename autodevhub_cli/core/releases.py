@@ -6,6 +6,7 @@ at every state change) and the rendered output it applied, so `rollback` can re-
 
 from __future__ import annotations
 
+import calendar
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -53,6 +54,22 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def _stamp_millis(stamp: str) -> int | None:
+    """Milliseconds since the epoch of a release id's stamp (`20261127T053736123Z`)."""
+    try:
+        seconds = calendar.timegm(time.strptime(stamp[:15], "%Y%m%dT%H%M%S"))
+    except ValueError:
+        return None
+    millis = stamp[15:18]
+    return seconds * 1000 + (int(millis) if millis.isdigit() else 0)
+
+
+def _order(path: Path) -> tuple[int, str]:
+    """Sort key of a `<id>/release.json`: its stamp in milliseconds, then the id."""
+    name = path.parent.name
+    return (_stamp_millis(name.split("-", 1)[0]) or 0, name)
+
+
 class ReleaseStore:
     """The release records of one environment."""
 
@@ -62,9 +79,8 @@ class ReleaseStore:
 
     def new(self, target: str, commit: str) -> Release:
         """Record a new pending release."""
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         release = Release(
-            id=f"{stamp}-{secrets.token_hex(3)}",
+            id=f"{self._next_stamp()}-{secrets.token_hex(3)}",
             environment=self.environment,
             target=target,
             commit=commit,
@@ -73,6 +89,21 @@ class ReleaseStore:
         (self.folder / release.id).mkdir(parents=True)
         self.save(release)
         return release
+
+    def _next_stamp(self) -> str:
+        """A millisecond stamp that sorts after every existing release's.
+
+        Ids order the releases (`all`, `current`), so two deploys in one second, or a clock
+        that stepped back, must still give the newest release the greatest id.
+        """
+        now = time.time_ns() // 1_000_000
+        if self.folder.is_dir():
+            for path in self.folder.iterdir():
+                earlier = _stamp_millis(path.name.split("-", 1)[0])
+                if earlier is not None and earlier >= now:
+                    now = earlier + 1
+        seconds, millis = divmod(now, 1000)
+        return time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds)) + f"{millis:03d}Z"
 
     def attach(self, release: Release, filename: str, rendered: str) -> Path:
         """Keep the rendered output a release applies, for rollbacks and diffs."""
@@ -91,7 +122,7 @@ class ReleaseStore:
         if not self.folder.is_dir():
             return []
         found = []
-        for path in sorted(self.folder.glob("*/release.json")):
+        for path in sorted(self.folder.glob("*/release.json"), key=_order):
             data = read_json(path)
             if isinstance(data, dict):
                 known = {k: v for k, v in data.items() if k in Release.__dataclass_fields__}
