@@ -73,11 +73,20 @@ def parse_body(content_type: str, raw: bytes) -> Any:
 def handle(fake: KubeFake, req: Request) -> Response:
     """Answer one request; every failure becomes a `Status` body."""
     try:
-        if fake.token and req.headers.get("authorization") != f"Bearer {fake.token}":
+        if fake.token and _bearer(req) != fake.token:
             raise ApiError(401, "Unauthorized")
         return _route(fake, req)
     except ApiError as exc:
         return Response(exc.code, exc.status())
+
+
+def _bearer(req: Request) -> str | None:
+    """The bearer token; the scheme is case-insensitive (RFC 6750, as kube-apiserver reads it).
+
+    The client sends `Bearer` from a kubeconfig and `bearer` with a pod's service account.
+    """
+    scheme, _, token = (req.headers.get("authorization") or "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
 
 
 def _route(fake: KubeFake, req: Request) -> Response:

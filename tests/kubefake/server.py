@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import secrets
+import ssl
 import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
@@ -21,6 +23,9 @@ from .cluster import Cluster, WriteEvent, WriteOptions, now
 from .errors import ApiError
 from .resources import ResourceType
 from .routes import Request, Response, Target, handle
+
+if TYPE_CHECKING:
+    from .tls import ServerCertificate
 
 
 @dataclass(frozen=True)
@@ -63,10 +68,12 @@ class KubeFake:
         with_crds: bool = True,
         auto_create_namespaces: bool = False,
         token: str | None = None,
+        tls: ServerCertificate | None = None,
     ) -> None:
         self.cluster = Cluster(with_crds=with_crds, auto_create_namespaces=auto_create_namespaces)
         self.auto_ready = auto_ready
         self.token = token if token is not None else secrets.token_hex(16)
+        self.tls = tls  # serve HTTPS with this certificate (as a real API server does)
         self.logs: dict[tuple[str, str, str], str] = {}
         self.requests: list[Request] = []
         self.denied: list[Rule] = []
@@ -83,6 +90,10 @@ class KubeFake:
         handler = type("Handler", (_Handler,), {"fake": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.tls.cert, self.tls.key)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -105,17 +116,25 @@ class KubeFake:
 
     @property
     def url(self) -> str:
-        """`http://127.0.0.1:<port>`."""
+        """`http://127.0.0.1:<port>`, or `https://` when serving TLS."""
         if self._server is None:
             raise RuntimeError("KubeFake is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        if self._server is None:
+            raise RuntimeError("KubeFake is not started")
+        return int(self._server.server_address[1])
 
     def kubeconfig(self, path: str | Path, namespace: str = "default") -> Path:
         """Write a kubeconfig with a `kubefake` context and token user; returns the path."""
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "kubefake", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "kubefake", "cluster": self._cluster_entry()}],
             "users": [{"name": "kubefake", "user": {"token": self.token}}],
             "contexts": [
                 {
@@ -129,6 +148,14 @@ class KubeFake:
         target = Path(path)
         target.write_text(yaml.safe_dump(config, sort_keys=False))
         return target
+
+    def _cluster_entry(self) -> dict[str, str]:
+        entry = {"server": self.url}
+        if self.tls is not None:
+            entry["certificate-authority-data"] = base64.b64encode(
+                self.tls.ca.read_bytes()
+            ).decode()
+        return entry
 
     # -- reading state ---------------------------------------------------------------------
     def resource(self, group: str, version: str, plural: str) -> ResourceType:

@@ -82,6 +82,14 @@ class Kube:
                     config_file=kubeconfig, context=context, client_configuration=configuration
                 )
         except (ConfigException, OSError, TypeError) as exc:
+            if in_cluster:
+                raise ConfigError(
+                    "Cannot use the pod's service account for the Kubernetes API "
+                    "(KUBERNETES_SERVICE_HOST is set, and no kubeconfig or context was given): "
+                    f"{exc}.",
+                    hint="Mount a service account token into the pod "
+                    "(automountServiceAccountToken: true), or pass --kubeconfig/--context.",
+                ) from None
             where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
             raise ConfigError(
                 f"Cannot load the Kubernetes configuration from {where}"
@@ -124,18 +132,27 @@ class Kube:
         ref = ObjectRef.of(doc)
         resource = self.resource(ref.api_version, ref.kind)
         extra = {"dry_run": "All"} if dry_run else {}
-        result = _call(
-            f"apply {ref}{' (dry run)' if dry_run else ''}",
-            lambda: resource.server_side_apply(
-                body=doc,
-                name=ref.name,
-                namespace=ref.namespace or None,
-                field_manager=FIELD_MANAGER,
-                force_conflicts=force,
-                **extra,
-            ),
-            ref,
-        )
+        what = f"apply {ref}{' (dry run)' if dry_run else ''}"
+        try:
+            result = _call(
+                what,
+                lambda: resource.server_side_apply(
+                    body=doc,
+                    name=ref.name,
+                    namespace=ref.namespace or None,
+                    field_manager=FIELD_MANAGER,
+                    force_conflicts=force,
+                    **extra,
+                ),
+                ref,
+            )
+        except NotFound:
+            # An apply creates what is missing; a 404 means the namespace itself is missing.
+            raise ApplyError(
+                f"{what} failed: namespace {ref.namespace!r} does not exist.",
+                hint="Render a Namespace for it (the environment's `namespace` is created by "
+                "the deploy), or create it with `kubectl create namespace`.",
+            ) from None
         return dict(result.to_dict())
 
     def get(self, ref: ObjectRef) -> dict[str, Any] | None:

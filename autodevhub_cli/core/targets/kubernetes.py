@@ -287,10 +287,20 @@ class KubernetesTarget:
         """What applying would change: server-side dry-run against the live objects."""
         docs = load_documents(rendered)
         chunks = []
+        new_namespaces: set[str] = set()  # rendered Namespaces the cluster does not have yet
         for doc in docs:
             ref = ObjectRef.of(doc)
-            live = self.kube.get(ref)
-            after = self.kube.apply(doc, force=self.force_conflicts, dry_run=True)
+            if ref.namespace in new_namespaces:
+                # The server cannot dry-run into a namespace that does not exist yet; show the
+                # object as rendered (its schema was checked at render).
+                live, after = None, doc
+                target = f"new/{ref} (as rendered: its namespace is created by this deploy)"
+            else:
+                live = self.kube.get(ref)
+                after = self.kube.apply(doc, force=self.force_conflicts, dry_run=True)
+                target = f"new/{ref}"
+                if ref.kind == "Namespace" and live is None:
+                    new_namespaces.add(ref.name)
             before_text = _yaml(_clean(live)) if live else ""
             after_text = _yaml(_clean(after))
             if before_text != after_text:
@@ -300,7 +310,7 @@ class KubernetesTarget:
                             before_text.splitlines(keepends=True),
                             after_text.splitlines(keepends=True),
                             fromfile=f"live/{ref}" if live else "/dev/null",
-                            tofile=f"new/{ref}",
+                            tofile=target,
                         )
                     )
                 )
