@@ -1,6 +1,11 @@
-"""The console script. A `render` whose output is in the render cache is answered here, before
-Typer, pydantic and Jinja are imported (they cost ~150 ms of a fresh process); everything else,
-including every option this fast path does not know, goes to the Typer app unchanged.
+"""The console script, with a fast path for the edit loop's `render --env ENV` to stdout.
+
+A plain `render` (only the options below) runs the core directly instead of through the Typer
+app, whose parameter adapters cost ~100 ms of a fresh process; when the render cache holds the
+answer it is printed before pydantic and Jinja are imported as well. Any error on the fast path
+is not reported from here: the same arguments go to the Typer app, which produces the one error
+message and exit code every command uses. Everything else, including every option the fast path
+does not know and `AUTODEVHUB_DEBUG=1`, goes to the Typer app unchanged.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ def _parse_render(args: list[str]) -> tuple[dict[str, str], list[str]] | None:
     sets: list[str] = []
     i = 0
     while i < len(args):
+        if args[i] == "--no-validate":
+            found["no_validate"] = "1"
+            i += 1
+            continue
         name, eq, value = args[i].partition("=")
         if name not in _VALUE_OPTIONS or (eq and not name.startswith("--")):
             return None
@@ -46,26 +55,23 @@ def _parse_render(args: list[str]) -> tuple[dict[str, str], list[str]] | None:
     return (found, sets) if "env" in found else None
 
 
-def _cached_render(args: list[str]) -> str | None:
+def _cache_key(options: dict[str, str], sets: list[str]) -> str | None:
+    """The render cache's key for this request, or None when the cache cannot answer it."""
     from autodevhub_cli.core import render_cache
 
-    if not render_cache.enabled():
-        return None
-    parsed = _parse_render(args)
-    if parsed is None:
-        return None
-    options, sets = parsed
+    if not render_cache.enabled() or "no_validate" in options:
+        return None  # the cache holds validated output only
     from autodevhub_cli.core.errors import ConfigError
     from autodevhub_cli.core.project import find_project
 
     try:
         root = find_project(options.get("project_dir")).root
     except ConfigError:
-        return None  # Typer's path reports it
+        return None  # the render reports it
     images = Path(options["images"]) if "images" in options else None
     if images is not None and not images.is_file():
         return None
-    cache_key = render_cache.request_key(
+    return render_cache.request_key(
         root,
         options["env"],
         options.get("target"),
@@ -74,19 +80,71 @@ def _cached_render(args: list[str]) -> str | None:
         images,
         os.environ,
     )
-    return render_cache.load(cache_key)
+
+
+def _render(options: dict[str, str], sets: list[str]) -> str:
+    """What `render` prints, without the Typer app."""
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # as autodevhub_cli.main does
+    from autodevhub_cli.core.pipeline import RenderRequest, render_environment
+
+    request = RenderRequest(
+        environment=options["env"],
+        project_dir=options.get("project_dir"),
+        target=options.get("target"),
+        sets=sets,
+        kube_version=options.get("kube_version"),
+        images=Path(options["images"]) if "images" in options else None,
+        validate="no_validate" not in options,
+    )
+    return render_environment(request).result.to_yaml()
+
+
+def _fast_render(args: list[str]) -> str | None:
+    """The output of a plain `render`, or None to hand the command to the Typer app."""
+    if os.environ.get("AUTODEVHUB_DEBUG") == "1":
+        return None
+    parsed = _parse_render(args)
+    if parsed is None:
+        return None
+    options, sets = parsed
+    try:
+        from autodevhub_cli.core import render_cache
+
+        cache_key = _cache_key(options, sets)
+        cached = render_cache.load(cache_key) if cache_key is not None else None
+        if cached is not None:
+            return cached
+        _quiet_logging()
+        text = _render(options, sets)
+        if cache_key is not None:
+            render_cache.store(cache_key, text)
+        return text
+    except KeyboardInterrupt:
+        from autodevhub_cli.main import _print_error
+
+        _print_error("Interrupted", "stopped by the user; nothing more was done.")
+        raise SystemExit(130) from None
+    except Exception:  # the Typer app reports it, the same way as for any command
+        return None
+
+
+def _quiet_logging() -> None:
+    """As the Typer app sets it up without AUTODEVHUB_DEBUG: autodevhub's log goes nowhere."""
+    import logging
+
+    logger = logging.getLogger("autodevhub")
+    logger.propagate = False
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
 
 
 def main() -> None:
     """`autodevhub`: the render fast path, else the Typer app."""
     args = sys.argv[1:]
     if args[:1] == ["render"]:
-        try:
-            cached = _cached_render(args[1:])
-        except OSError:
-            cached = None
-        if cached is not None:
-            sys.stdout.write(cached)
+        text = _fast_render(args[1:])
+        if text is not None:
+            sys.stdout.write(text)
             return
     from autodevhub_cli.main import main as full_main
 

@@ -5,7 +5,8 @@ Usage: python bench/render_bench.py [--env prod] [--runs 30]
 Reports:
 - unchanged: the render cache holds this exact render (same files, flags, env vars, versions);
   the console script answers before importing Typer, pydantic or Jinja;
-- one value changed: a different `--set` on every run, so the render cache misses; the Jinja
+- one value changed: a different `--set` on every run, so the render cache misses (the console
+  script renders through the core without the Typer app); the Jinja
   bytecode and the validation verdicts of the unchanged documents are reused (the edit loop);
 - cold: every cache empty (Jinja compiles all templates, every schema engine runs);
 - --no-validate with one value changed.

@@ -94,6 +94,7 @@ try:
 except SystemExit as exc:
     print(f"exit={exc.code}", file=sys.stderr)
 print(f"typer={'typer' in sys.modules}", file=sys.stderr)
+print(f"jinja={'jinja2' in sys.modules}", file=sys.stderr)
 """
 
 
@@ -105,12 +106,19 @@ def _entry(args: list[str], cache: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_console_script_answers_a_cached_render_before_typer(project: Path, tmp_path: Path) -> None:
+def test_console_script_renders_without_typer_and_answers_hits_from_the_cache(
+    project: Path, tmp_path: Path
+) -> None:
     args = ["--env", "prod", "-C", str(project), "--set", "components.frontend.replicas=5"]
     miss = _entry(args, tmp_path / "cache")
-    assert "typer=True" in miss.stderr and miss.stdout
+    assert "typer=False" in miss.stderr and "jinja=True" in miss.stderr
+    # The same bytes as the Typer command prints.
+    typer_out = _render(
+        project, tmp_path / "other-cache", "--set", "components.frontend.replicas=5"
+    )
+    assert miss.stdout == typer_out["out"]
     hit = _entry(args, tmp_path / "cache")
-    assert "typer=False" in hit.stderr
+    assert "typer=False" in hit.stderr and "jinja=False" in hit.stderr
     assert hit.stdout == miss.stdout
     equals_form = _entry(
         ["--env=prod", f"--project-dir={project}", "--set=components.frontend.replicas=5"],
@@ -119,12 +127,63 @@ def test_console_script_answers_a_cached_render_before_typer(project: Path, tmp_
     assert "typer=False" in equals_form.stderr and equals_form.stdout == miss.stdout
 
 
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_console_script_render_matches_the_typer_command(
+    project: Path, tmp_path: Path, env: str
+) -> None:
+    fast = _entry(["--env", env, "-C", str(project), "--no-validate"], tmp_path / "cache")
+    assert "typer=False" in fast.stderr and "exit=" not in fast.stderr
+    environ = {**os.environ, "AUTODEVHUB_NO_CACHE": "1"}
+    typer_app = "import sys; from autodevhub_cli.main import app; app(sys.argv[1:])"
+    proc = subprocess.run(
+        [sys.executable, "-c", typer_app, "render", "--env", env, "-C", str(project)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        check=True,
+    )
+    assert fast.stdout == proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--env", "nope"], "Unknown environment 'nope'"),
+        (["--env", "prod", "--set", "replicas"], "--set"),
+        (["--env", "prod", "--set", "components.frontend.replicas=many"], "replicas"),
+        (["--env", "prod", "--kube-version", "0.1"], "0.1"),
+    ],
+)
+def test_console_script_errors_read_as_every_command_errors(
+    project: Path, tmp_path: Path, args: list[str], words: str
+) -> None:
+    result = _entry([*args, "-C", str(project)], tmp_path / "cache")
+    assert "exit=2" in result.stderr, result.stderr
+    assert "typer=True" in result.stderr  # reported through the one error path
+    assert "Error:" in result.stderr and words in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not list((tmp_path / "cache").rglob("*")) or all(
+        p.is_dir() for p in (tmp_path / "cache").rglob("*")
+    )
+
+
 @pytest.mark.parametrize(
     "extra",
-    [["--no-validate"], ["--help"], ["--out", "OUT"], ["--target"], ["--bogus", "1"]],
+    [["--help"], ["--out", "OUT"], ["--target"], ["--bogus", "1"]],
 )
 def test_anything_else_goes_to_typer(project: Path, tmp_path: Path, extra: list[str]) -> None:
     _entry(["--env", "prod", "-C", str(project)], tmp_path / "cache")  # fill the cache
     extra = [str(tmp_path / "out") if word == "OUT" else word for word in extra]
     result = _entry(["--env", "prod", "-C", str(project), *extra], tmp_path / "cache")
     assert "typer=True" in result.stderr
+
+
+def test_debug_goes_to_typer(project: Path, tmp_path: Path) -> None:
+    environ = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "AUTODEVHUB_DEBUG": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", ENTRY, "--env", "prod", "-C", str(project)],
+        capture_output=True,
+        text=True,
+        env=environ,
+    )
+    assert "typer=True" in result.stderr and result.stdout
