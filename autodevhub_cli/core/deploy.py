@@ -84,7 +84,9 @@ class DeployFailed(AutodevhubError):
 
 
 @dataclass
-class _Context:
+class DeployContext:
+    """What every deploy-side command works with: project, environment, target, releases."""
+
     project: Project
     environment: Environment
     target: Target
@@ -92,17 +94,18 @@ class _Context:
     say: Reporter
 
 
-def _context(
+def open_context(
     name: str,
     project_dir: Any,
     sets: Sequence[str],
     report: Reporter | None,
     options: TargetOptions | None = None,
-) -> _Context:
+) -> DeployContext:
+    """Load the environment and connect its target (deploy, promote, status, rollback, diff)."""
     project = find_project(project_dir)
     environment = load_environment(project, name, sets)
     say = report or (lambda _step, _message: None)
-    return _Context(
+    return DeployContext(
         project,
         environment,
         target_for(environment, options, say),
@@ -113,9 +116,11 @@ def _context(
 
 def deploy(request: DeployRequest, report: Reporter | None = None) -> DeployOutcome:
     """Deploy an environment end to end, rolling back when the new release is not healthy."""
-    ctx = _context(request.environment, request.project_dir, request.sets, report, request.options)
+    ctx = open_context(
+        request.environment, request.project_dir, request.sets, report, request.options
+    )
     if request.dry_run:
-        return _dry_run(ctx, request)
+        return preview_changes(ctx, request)
     with ctx.target.lock(ctx.project, "deploy"):
         for old in ctx.store.recover():
             ctx.say("recover", f"release {old.id} was left unfinished; marked aborted")
@@ -152,7 +157,7 @@ def migrations_fingerprint(root: Path, environment: Environment) -> str | None:
     return digest.hexdigest()
 
 
-def _migration_unchanged(ctx: _Context, release: Release, previous: Release | None) -> str:
+def _migration_unchanged(ctx: DeployContext, release: Release, previous: Release | None) -> str:
     """Why the migration step can be skipped ('' when it must run)."""
     if not release.migrations or previous is None or previous.migrations != release.migrations:
         return ""
@@ -177,7 +182,7 @@ def _timed(release: Release, step: str, action: Callable[[], Any]) -> Any:
 
 
 def _run(
-    ctx: _Context, request: DeployRequest, release: Release, previous: Release | None
+    ctx: DeployContext, request: DeployRequest, release: Release, previous: Release | None
 ) -> DeployOutcome:
     outcome = DeployOutcome(ctx.environment.name, release)
     name = ctx.environment.name
@@ -293,7 +298,7 @@ def _run(
 class _BackgroundPush:
     """`build --push` of the images just built, in a thread (it finds them built and pushes)."""
 
-    def __init__(self, ctx: _Context, sets: Sequence[str]) -> None:
+    def __init__(self, ctx: DeployContext, sets: Sequence[str]) -> None:
         import threading
 
         self._result: Any = None
@@ -322,7 +327,7 @@ class _BackgroundPush:
 
 
 def _roll_back(
-    ctx: _Context,
+    ctx: DeployContext,
     release: Release,
     previous: Release | None,
     cause: AutodevhubError,
@@ -349,7 +354,7 @@ def _roll_back(
             _abort(ctx, rendered)
     ctx.say("rollback", f"rolling back to release {previous.id}")
     try:
-        restored_smoke = _reapply(ctx, previous, timeout)
+        restored_smoke = reapply(ctx, previous, timeout)
     except AutodevhubError as exc:
         raise DeployFailed(
             f"Deploy of {name!r} failed: {cause} The rollback to release {previous.id} failed "
@@ -369,7 +374,8 @@ def _roll_back(
     )
 
 
-def _reapply(ctx: _Context, release: Release, timeout: float) -> SmokeResult:
+def reapply(ctx: DeployContext, release: Release, timeout: float) -> SmokeResult:
+    """Apply a recorded release's exact output again, wait for it and check it (rollback)."""
     path = ctx.store.rendered_path(release, ctx.target.rendered_filename)
     if not path.exists():
         raise ConfigError(f"Release {release.id} has no recorded {path.name} to re-apply.")
@@ -377,7 +383,7 @@ def _reapply(ctx: _Context, release: Release, timeout: float) -> SmokeResult:
     return _smoke(ctx, ctx.environment)
 
 
-def _smoke(ctx: _Context, environment: Environment, preview: bool = False) -> SmokeResult:
+def _smoke(ctx: DeployContext, environment: Environment, preview: bool = False) -> SmokeResult:
     with smoke_endpoints(ctx.target, environment, preview) as (base, backend, api):
         return run_smoke_checks(
             environment,
@@ -416,11 +422,11 @@ def smoke_endpoints(
         yield frontend_url, backend_url, backend_url if preview else None
 
 
-def _is_blue_green(ctx: _Context) -> bool:
+def _is_blue_green(ctx: DeployContext) -> bool:
     return ctx.target.name == "kubernetes" and ctx.environment.rollout.strategy == "blue-green"
 
 
-def _promote(ctx: _Context, rendered: Path, timeout: float) -> None:
+def _promote(ctx: DeployContext, rendered: Path, timeout: float) -> None:
     promote = getattr(ctx.target, "promote", None)
     if promote is None:
         raise ConfigError(f"The {ctx.target.name} target has no blue-green promotion.")
@@ -428,7 +434,7 @@ def _promote(ctx: _Context, rendered: Path, timeout: float) -> None:
     promote(rendered, timeout)
 
 
-def _abort(ctx: _Context, rendered: Path) -> None:
+def _abort(ctx: DeployContext, rendered: Path) -> None:
     abort = getattr(ctx.target, "abort", None)
     if abort is not None:
         abort(rendered)
@@ -442,7 +448,7 @@ def promote(
     report: Reporter | None = None,
 ) -> Release:
     """Promote the release waiting as the blue-green preview, then check the active version."""
-    ctx = _context(environment, project_dir, (), report, options)
+    ctx = open_context(environment, project_dir, (), report, options)
     with ctx.target.lock(ctx.project, "promote"):
         waiting = [r for r in ctx.store.all() if r.status == states.PREVIEW]
         if not waiting:
@@ -471,7 +477,8 @@ def _rendered_text(outcome: Any) -> str:
     return str(outcome.result.to_yaml())
 
 
-def _dry_run(ctx: _Context, request: DeployRequest) -> DeployOutcome:
+def preview_changes(ctx: DeployContext, request: DeployRequest) -> DeployOutcome:
+    """What a deploy would change (`deploy --dry-run`, `diff`); changes nothing."""
     name = ctx.environment.name
     images = record_path(ctx.project, name)
     rendered = render_environment(
@@ -505,7 +512,7 @@ def _dry_run(ctx: _Context, request: DeployRequest) -> DeployOutcome:
     return DeployOutcome(name, None, dry_run=True, diff=diff, plan=_plan(ctx, request))
 
 
-def _plan(ctx: _Context, request: DeployRequest) -> list[str]:
+def _plan(ctx: DeployContext, request: DeployRequest) -> list[str]:
     migrations = ctx.environment.migrations
     steps = [
         "build and push images" if not request.skip_build else "reuse the recorded build",

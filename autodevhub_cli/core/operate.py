@@ -10,7 +10,7 @@ from typing import Any
 
 from autodevhub_cli.core import releases as states
 from autodevhub_cli.core.build import git_commit
-from autodevhub_cli.core.deploy import Reporter, _context, _reapply
+from autodevhub_cli.core.deploy import Reporter, open_context, reapply
 from autodevhub_cli.core.errors import ConfigError, SmokeCheckError
 from autodevhub_cli.core.pipeline import RenderRequest, render_environment
 from autodevhub_cli.core.releases import Release
@@ -30,7 +30,7 @@ def smoke_test(
     """Run the environment's smoke checks against what is deployed (or `base_url`)."""
     from autodevhub_cli.core.deploy import smoke_endpoints
 
-    ctx = _context(environment, project_dir, sets, None)
+    ctx = open_context(environment, project_dir, sets, None)
     if base_url or backend_url:
         return run_smoke_checks(ctx.environment, base_url, backend_url, report, timeout)
     with smoke_endpoints(ctx.target, ctx.environment) as (base, backend, api):
@@ -65,7 +65,7 @@ def status(
     options: TargetOptions | None = None,
 ) -> Status:
     """Current release, images, workload health and last smoke result."""
-    ctx = _context(environment, project_dir, sets, None, options)
+    ctx = open_context(environment, project_dir, sets, None, options)
     releases = ctx.store.all()
     current = ctx.store.current()
     workloads: list[dict[str, Any]] = []
@@ -91,7 +91,7 @@ def rollback(
     options: TargetOptions | None = None,
 ) -> tuple[Release, SmokeResult]:
     """Re-apply a recorded good release (default: the one before the current) and verify it."""
-    ctx = _context(environment, project_dir, (), report, options)
+    ctx = open_context(environment, project_dir, (), report, options)
     with ctx.target.lock(ctx.project, "rollback"):
         good = [r for r in ctx.store.all() if r.status == states.DEPLOYED]
         if to is not None:
@@ -121,7 +121,7 @@ def rollback(
         ctx.store.attach(record, ctx.target.rendered_filename, _rendered(ctx, target_release))
         ctx.say("rollback", f"re-applying release {target_release.id}")
         try:
-            smoke = _reapply(ctx, record, timeout)
+            smoke = reapply(ctx, record, timeout)
         except BaseException as exc:
             record.status = states.FAILED
             record.error = str(exc) or type(exc).__name__
@@ -151,7 +151,7 @@ def down(
     options: TargetOptions | None = None,
 ) -> None:
     """Remove everything the environment runs (its volumes only when asked)."""
-    ctx = _context(environment, project_dir, sets, None, options)
+    ctx = open_context(environment, project_dir, sets, None, options)
     with ctx.target.lock(ctx.project, "down"):
         current = ctx.store.current()
         if current is None:
@@ -178,8 +178,8 @@ def diff(
     options: TargetOptions | None = None,
 ) -> str:
     """What a deploy would change, as a unified diff (Kubernetes: server-side dry-run)."""
-    from autodevhub_cli.core.deploy import DeployRequest, _dry_run
+    from autodevhub_cli.core.deploy import DeployRequest, preview_changes
 
-    ctx = _context(environment, project_dir, sets, None, options)
+    ctx = open_context(environment, project_dir, sets, None, options)
     request = DeployRequest(environment, project_dir, sets, skip_build=True, dry_run=True)
-    return _dry_run(ctx, request).diff
+    return preview_changes(ctx, request).diff
