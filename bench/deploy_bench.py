@@ -4,7 +4,12 @@ Usage: python bench/deploy_bench.py   (needs the Docker engine, the registry on 
 and the stand-in base images from scripts/ci/provision-docker.sh)
 
 Measures, on a throwaway copy of the project deployed as its own Compose project:
-- cold deploy after one backend source change (build, push, migrate, up --wait, smoke), against
+- cold deploy: the engine's build caches emptied (`docker builder prune -af`, and the classic
+  builder's intermediate images removed with the images they built), nothing of this project in
+  the engine or the registry, the stack down; `autodevhub deploy --env dev` against
+  `docker compose up --build --wait` by hand from the same state (both use the host's wheel cache,
+  which the by-hand build context needs too), alternating, `--cold-rounds` of each;
+- deploy after one backend source change (build, push, migrate, up --wait, smoke), against
   `docker compose up --build --wait` by hand on the same Dockerfiles after the same kind of
   change (the same engine and layer cache; no push, no migration step, no smoke checks);
 - a deploy when nothing changed (build skipped by content tag, Compose has nothing to do);
@@ -95,9 +100,52 @@ def baseline_compose(work: Path, name: str, env: dict[str, str]) -> Path:
     return path
 
 
+def empty_build_caches(images: list[str]) -> None:
+    """Forget every layer these images were built from: BuildKit's cache and the classic one."""
+    for image in images:
+        subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
+    subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True, check=True)
+
+
+def project_images(prefix: str) -> list[str]:
+    """Local image references whose repository starts with `prefix`."""
+    listed = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return [ref for ref in listed if ref.startswith(prefix)]
+
+
+def cold_rounds(
+    work: Path, name: str, env: dict[str, str], cli: list[str], compose: str, rounds: int
+) -> tuple[list[float], list[float]]:
+    """(by hand, autodevhub) wall times of cold deploys, each from empty caches."""
+    hand, tool = [], []
+    byhand = baseline_compose(work, name, env)
+    for round_ in range(rounds):
+        empty_build_caches(project_images(f"{name}-byhand-"))
+        hand.append(timed([compose, "-f", str(byhand), "up", "--build", "-d", "--wait"], env, work))
+        timed([compose, "-f", str(byhand), "down", "--volumes"], env, work)
+        empty_build_caches(project_images(f"{name}-byhand-"))
+        # A registry prefix of its own each round, so no content tag is already pushed.
+        cold_env = {**env, "AUTODEVHUB__REGISTRY__URL": f"127.0.0.1:5000/{name}-cold{round_}"}
+        tool.append(timed([*cli, "deploy", "--env", "dev"], cold_env, work))
+        timed([*cli, "down", "--env", "dev", "--volumes"], cold_env, work)
+        shutil.rmtree(work / ".autodevhub", ignore_errors=True)
+        empty_build_caches(project_images(f"127.0.0.1:5000/{name}-cold{round_}/"))
+    return hand, tool
+
+
 def main() -> None:
+    import argparse
+
     from autodevhub_cli.core.adapters.compose import compose_binary
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cold-rounds", type=int, default=2, help="0 skips the cold case")
+    options = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="autodevhub-deploy-bench-"))
     for folder in ("environments", "templates", "service"):
         shutil.copytree(
@@ -118,7 +166,11 @@ def main() -> None:
     )
     cli = [str(Path(sysconfig.get_path("scripts")) / "autodevhub")]
     compose = compose_binary()
+    cold_hand: list[float] = []
+    cold_tool: list[float] = []
     try:
+        if options.cold_rounds:
+            cold_hand, cold_tool = cold_rounds(work, name, env, cli, compose, options.cold_rounds)
         timed([*cli, "deploy", "--env", "dev"], env, work)  # first deploy: everything built
         byhand = baseline_compose(work, name, env)
         timed([compose, "-f", str(byhand), "up", "--build", "-d", "--wait"], env, work)
@@ -156,6 +208,14 @@ def main() -> None:
             [*cli, "down", "--env", "dev", "--volumes"], env=env, cwd=work, capture_output=True
         )
         shutil.rmtree(work, ignore_errors=True)
+    if cold_tool:
+        ch, ct = statistics.median(cold_hand), statistics.median(cold_tool)
+        runs = ", ".join(f"{h:.1f}/{t:.1f}" for h, t in zip(cold_hand, cold_tool, strict=True))
+        print(f"cold: docker compose up --build --wait                 {ch:6.2f} s")
+        print(
+            f"cold: autodevhub deploy --env dev                      {ct:6.2f} s "
+            f"({ct / ch:.2f}x; medians of {len(cold_tool)}; by hand/tool per round: {runs})"
+        )
     hand, tool = statistics.median(for_hand), statistics.median(for_tool)
     print(f"one backend change: docker compose up --build --wait   {hand:6.2f} s (median of 3)")
     print(
