@@ -4,9 +4,10 @@ Usage: python bench/deploy_bench.py   (needs the Docker engine, the registry on 
 and the stand-in base images from scripts/ci/provision-docker.sh)
 
 Measures, on a throwaway copy of the project deployed as its own Compose project:
-- cold deploy: the engine's build caches emptied (`docker builder prune -af`, and the classic
-  builder's intermediate images removed with the images they built), nothing of this project in
-  the engine or the registry, the stack down; `autodevhub deploy --env dev` against
+- cold deploy: the engine's build caches emptied (`docker builder prune -af`, and every image
+  but the stand-in bases removed, since the classic builder reuses any local image with the same
+  parent and instruction: destructive, run it on a bench machine), nothing of this project in
+  the registry, the stack down; `autodevhub deploy --env dev` against
   `docker compose up --build --wait` by hand from the same state (both use the host's wheel cache,
   which the by-hand build context needs too), alternating, `--cold-rounds` of each;
 - deploy after one backend source change (build, push, migrate, up --wait, smoke), against
@@ -100,22 +101,22 @@ def baseline_compose(work: Path, name: str, env: dict[str, str]) -> Path:
     return path
 
 
-def empty_build_caches(images: list[str]) -> None:
-    """Forget every layer these images were built from: BuildKit's cache and the classic one."""
-    for image in images:
-        subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
-    subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True, check=True)
-
-
-def project_images(prefix: str) -> list[str]:
-    """Local image references whose repository starts with `prefix`."""
+def empty_build_caches() -> None:
+    """Forget every layer a build could reuse: BuildKit's cache, and for the classic builder
+    (which reuses any local image with the same parent and instruction) every image but the
+    stand-in base images. Destructive for this engine's images: run it on a bench machine."""
+    keep = set(BASES.values())
     listed = subprocess.run(
-        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+        ["docker", "images", "--no-trunc", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"],
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.split()
-    return [ref for ref in listed if ref.startswith(prefix)]
+    ).stdout.splitlines()
+    kept_ids = {line.split()[0] for line in listed if line.split()[1] in keep}
+    doomed = sorted({line.split()[0] for line in listed} - kept_ids)
+    if doomed:
+        subprocess.run(["docker", "rmi", "-f", *doomed], capture_output=True)
+    subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True, check=True)
 
 
 def cold_rounds(
@@ -125,16 +126,15 @@ def cold_rounds(
     hand, tool = [], []
     byhand = baseline_compose(work, name, env)
     for round_ in range(rounds):
-        empty_build_caches(project_images(f"{name}-byhand-"))
+        empty_build_caches()
         hand.append(timed([compose, "-f", str(byhand), "up", "--build", "-d", "--wait"], env, work))
         timed([compose, "-f", str(byhand), "down", "--volumes"], env, work)
-        empty_build_caches(project_images(f"{name}-byhand-"))
+        empty_build_caches()
         # A registry prefix of its own each round, so no content tag is already pushed.
         cold_env = {**env, "AUTODEVHUB__REGISTRY__URL": f"127.0.0.1:5000/{name}-cold{round_}"}
         tool.append(timed([*cli, "deploy", "--env", "dev"], cold_env, work))
         timed([*cli, "down", "--env", "dev", "--volumes"], cold_env, work)
         shutil.rmtree(work / ".autodevhub", ignore_errors=True)
-        empty_build_caches(project_images(f"127.0.0.1:5000/{name}-cold{round_}/"))
     return hand, tool
 
 

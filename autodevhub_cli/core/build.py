@@ -14,7 +14,7 @@ from typing import Any
 from autodevhub_cli.core.config import load_environment
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import AutodevhubError, BuildError
-from autodevhub_cli.core.images import ImagePlan, context_tar, plan_images
+from autodevhub_cli.core.images import ImagePlan, context_tar, plan_images, stage_context
 from autodevhub_cli.core.project import Project, find_project
 from autodevhub_cli.core.records import read_json, write_json
 
@@ -235,15 +235,32 @@ class _Builder:
             "org.opencontainers.image.title": plan.component,
             "io.autodevhub.content-tag": plan.content_tag,
         }
-        docker_engine.build(
-            client,
-            image=plan.component,
-            context=context_tar(self.project.root, plan, wheels),
-            dockerfile=plan.dockerfile,
-            tag=plan.ref(),
-            buildargs=plan.buildargs,
-            labels=labels,
-            nocache=self.no_cache,
-            on_line=lambda line: self.say(plan.component, "  " + line),
-        )
+        on_line = lambda line: self.say(plan.component, "  " + line)  # noqa: E731
+        if self.environment.build.builder == "buildkit":
+            from autodevhub_cli.core.adapters import buildkit
+
+            buildkit.build(
+                image=plan.component,
+                context_dir=stage_context(
+                    self.project.root, plan, wheels, self.project.state_dir / "build"
+                ),
+                dockerfile=plan.dockerfile,
+                tag=plan.ref(),
+                buildargs=plan.buildargs,
+                labels=labels,
+                nocache=self.no_cache,
+                on_line=on_line,
+            )
+        else:
+            docker_engine.build(
+                client,
+                image=plan.component,
+                context=context_tar(self.project.root, plan, wheels),
+                dockerfile=plan.dockerfile,
+                tag=plan.ref(),
+                buildargs=plan.buildargs,
+                labels=labels,
+                nocache=self.no_cache,
+                on_line=on_line,
+            )
         self.say(plan.component, f"built {plan.ref()}")

@@ -219,6 +219,9 @@ class Build(Model):
     base_images: BaseImages = BaseImages()
     backend_workers: int = Field(2, ge=1)
     push_retries: int = Field(3, ge=1, le=10)
+    # buildkit: the engine's BuildKit through the Compose binary (parallel stages, incremental
+    # context); classic: the engine's legacy builder through the API (engines without BuildKit).
+    builder: Literal["buildkit", "classic"] = "buildkit"
 
 
 class Tls(Model):

@@ -16,7 +16,10 @@ class AutodevhubError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return f"{self.message} {self.hint}" if self.hint else self.message
+        if not self.hint:
+            return self.message
+        # After a message that ends in an indented block (log lines), the hint gets its own line.
+        return f"{self.message}{chr(10) if chr(10) in self.message else ' '}{self.hint}"
 
 
 class ConfigError(AutodevhubError):

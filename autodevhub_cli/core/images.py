@@ -190,6 +190,35 @@ def context_tar(root: Path, plan: ImagePlan, wheelhouse: Path | None) -> io.Byte
     return buffer
 
 
+def stage_context(root: Path, plan: ImagePlan, wheelhouse: Path | None, under: Path) -> Path:
+    """The same context as `context_tar`, as a folder `under/<component>` for BuildKit.
+
+    The folder is rebuilt from scratch every time (so nothing stale is ever sent) out of hard
+    links where the filesystem allows (copies elsewhere), which keep the files' times: BuildKit
+    then sends only what changed since its last build of this folder.
+    """
+    import os
+    import shutil
+
+    dest = under / plan.component
+    shutil.rmtree(dest, ignore_errors=True)
+    pairs = [(root / rel, dest / rel) for rel in plan.files]
+    if wheelhouse is not None:
+        pairs += [
+            (wheel, dest / "wheelhouse" / wheel.name)
+            for wheel in sorted(wheelhouse.iterdir())
+            if wheel.suffix == ".whl"
+        ]
+    for source, target in pairs:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+    dest.mkdir(parents=True, exist_ok=True)
+    return dest
+
+
 def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
     # Same bytes in, same layers out: no owner names or times from the host.
     info.uid = info.gid = 0

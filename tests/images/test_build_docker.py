@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -154,15 +155,38 @@ def test_one_backend_change_rebuilds_only_the_backend_and_reuses_dependency_laye
     build_project: Path, first_build: dict[str, Any]
 ) -> None:
     source = build_project / "service" / "logs.py"
-    source.write_text(source.read_text() + "\n# a change\n")
+    # A change no earlier run made: BuildKit's cache is content-addressed across projects.
+    source.write_text(source.read_text() + f"\n# a change {uuid.uuid4().hex}\n")
     code, out, err = run_cli("build", "--env", "dev", "-v", "--project-dir", str(build_project))
     assert code == 0, err
     lines = out.splitlines()
     assert any(line.startswith("backend") and " built " in line for line in lines), out
     assert any(line.startswith("frontend") and " reused " in line for line in lines), out
-    backend_log = [line for line in err.splitlines() if "backend:" in line]
-    cached = [line for line in backend_log if "Using cache" in line]
-    assert len(cached) >= 3, "the lock file, wheelhouse and venv layers come from the cache"
+    steps, cached = _buildkit_steps(err, "backend")
+    for step in (
+        "COPY service/requirements.lock",
+        "COPY wheelhouse/",
+        "RUN python3 -m venv",
+        "COPY --from=builder /opt/venv",
+    ):
+        assert any(step in text for text in cached), f"{step} not from the cache: {steps}"
+    assert not any("COPY service/ /app/service/" in text for text in cached), steps
+
+
+def _buildkit_steps(log: str, image: str) -> tuple[list[str], list[str]]:
+    """Every step of `image`'s build in a -v log, and those BuildKit took from its cache."""
+    steps: dict[str, str] = {}
+    cached: list[str] = []
+    for line in log.splitlines():
+        match = re.search(rf"\b{image}: +#(\d+) (.*)$", line)
+        if not match:
+            continue
+        number, text = match.groups()
+        if text.startswith("["):
+            steps[number] = text
+        elif text.strip() == "CACHED" and number in steps:
+            cached.append(steps[number])
+    return list(steps.values()), cached
 
 
 def test_unknown_only_name(build_project: Path, build_env: dict[str, str]) -> None:
@@ -178,8 +202,9 @@ def test_no_engine_says_how_to_start_one(build_project: Path, build_env: dict[st
     assert "dockerd" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(("builder", "step"), [("buildkit", "[build "), ("classic", "Step ")])
 def test_failing_dockerfile_step_names_image_step_and_log(
-    build_project: Path, build_env: dict[str, str], tmp_path: Path
+    build_project: Path, build_env: dict[str, str], builder: str, step: str
 ) -> None:
     dockerfile = build_project / "service" / "web" / "Dockerfile"
     original = dockerfile.read_text()
@@ -190,13 +215,37 @@ def test_failing_dockerfile_step_names_image_step_and_log(
         )
     )
     try:
-        code, _, err = _build(build_project, "--only", "frontend")
+        code, _, err = _build(
+            build_project, "--only", "frontend", "--set", f"build.builder={builder}"
+        )
     finally:
         dockerfile.write_text(original)
     assert code == 1
-    assert "The frontend image failed to build at Step" in err
+    assert f"The frontend image failed to build at {step}" in err, err
     assert "RUN echo about to fail && exit 7" in err
     assert "about to fail" in err.split("last log lines", 1)[1]
+    assert "\nFix the Dockerfile step" in err
+
+
+def test_the_classic_builder_builds_the_same_image(
+    build_project: Path, build_env: dict[str, str]
+) -> None:
+    code, out, err = run_cli(
+        "build",
+        "--env",
+        "dev",
+        "-v",
+        "--only",
+        "frontend",
+        "--no-cache",
+        "--set",
+        "build.builder=classic",
+        "--project-dir",
+        str(build_project),
+    )
+    assert code == 0, err
+    assert "Step 1/" in err and "#1 [" not in err
+    assert any(line.startswith("frontend") and " built " in line for line in out.splitlines())
 
 
 def test_missing_base_image(build_project: Path, build_env: dict[str, str]) -> None:

@@ -115,7 +115,7 @@ def build(
         for chunk in stream:
             if "error" in chunk or "errorDetail" in chunk:
                 message = chunk.get("error") or chunk["errorDetail"].get("message", "")
-                raise _build_failure(image, record, str(message))
+                raise build_failure(image, record, str(message))
             text = str(chunk.get("stream", "")).rstrip("\n")
             for line in text.splitlines():
                 record.lines.append(line)
@@ -127,17 +127,18 @@ def build(
                 if on_line is not None and line.strip():
                     on_line(line)
     except APIError as exc:
-        raise _build_failure(image, record, _short(exc)) from None
+        raise build_failure(image, record, _short(exc)) from None
     return record
 
 
-def _build_failure(image: str, record: BuildLog, message: str) -> BuildError:
+def build_failure(image: str, record: BuildLog, message: str) -> BuildError:
+    """The error for a failed build: the image, the step, the message and the last log lines."""
     tail = "\n".join(f"    {line}" for line in record.lines[-12:] if line.strip())
     missing_base = "pull access denied" in message or "not found" in message.lower()
     hint = (
         "The base image is not on this engine and cannot be pulled: build or load it, or set "
         "build.base_images in the environment file."
-        if missing_base and "FROM" in record.step
+        if missing_base and ("FROM" in record.step or "load metadata" in record.step)
         else "Fix the Dockerfile step or the files it uses, then build again (-v shows every "
         "log line)."
     )
