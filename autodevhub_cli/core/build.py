@@ -237,20 +237,26 @@ class _Builder:
         }
         on_line = lambda line: self.say(plan.component, "  " + line)  # noqa: E731
         if self.environment.build.builder == "buildkit":
+            import fcntl
+
             from autodevhub_cli.core.adapters import buildkit
 
-            buildkit.build(
-                image=plan.component,
-                context_dir=stage_context(
-                    self.project.root, plan, wheels, self.project.state_dir / "build"
-                ),
-                dockerfile=plan.dockerfile,
-                tag=plan.ref(),
-                buildargs=plan.buildargs,
-                labels=labels,
-                nocache=self.no_cache,
-                on_line=on_line,
-            )
+            staging = self.project.state_dir / "build"
+            staging.mkdir(parents=True, exist_ok=True)
+            # One staging folder per image, kept between builds so BuildKit sends only what
+            # changed; a second build of the same project waits for it instead of clobbering it.
+            with open(staging / f".{plan.component}.lock", "w") as held:
+                fcntl.flock(held, fcntl.LOCK_EX)
+                buildkit.build(
+                    image=plan.component,
+                    context_dir=stage_context(self.project.root, plan, wheels, staging),
+                    dockerfile=plan.dockerfile,
+                    tag=plan.ref(),
+                    buildargs=plan.buildargs,
+                    labels=labels,
+                    nocache=self.no_cache,
+                    on_line=on_line,
+                )
         else:
             docker_engine.build(
                 client,

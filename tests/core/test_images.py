@@ -15,6 +15,7 @@ from autodevhub_cli.core.images import (
     context_tar,
     glob_match,
     plan_images,
+    stage_context,
 )
 from autodevhub_cli.core.project import find_project
 from tests.helpers import REPO, copy_project
@@ -96,6 +97,26 @@ def test_context_tar_is_reproducible(project: Path) -> None:
     assert first == context_tar(project, plan, None).getvalue()
     with tarfile.open(fileobj=io.BytesIO(first)) as tar:
         assert tar.getnames() == plan.files
+
+
+def test_staged_context_holds_exactly_the_tar_context(project: Path, tmp_path: Path) -> None:
+    plan = _plans(project)["backend"]
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "demo-1.0-py3-none-any.whl").write_bytes(b"wheel")
+    (wheels / "notes.txt").write_text("not a wheel")
+    staging = tmp_path / "staging"
+    stale = staging / "backend" / "service" / "gone.py"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("from an earlier build")
+    folder = stage_context(project, plan, wheels, staging)
+    staged = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    with tarfile.open(fileobj=context_tar(project, plan, wheels)) as tar:
+        assert staged == sorted(tar.getnames())
+    assert "wheelhouse/demo-1.0-py3-none-any.whl" in staged
+    for rel in plan.files:
+        assert (folder / rel).read_bytes() == (project / rel).read_bytes()
+        assert (folder / rel).stat().st_mtime_ns == (project / rel).stat().st_mtime_ns
 
 
 def test_context_pattern_matching_nothing(project: Path) -> None:
