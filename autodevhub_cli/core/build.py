@@ -235,8 +235,19 @@ class _Builder:
             "org.opencontainers.image.title": plan.component,
             "io.autodevhub.content-tag": plan.content_tag,
         }
-        on_line = lambda line: self.say(plan.component, "  " + line)  # noqa: E731
-        if self.environment.build.builder == "buildkit":
+        common: dict[str, Any] = {
+            "image": plan.component,
+            "dockerfile": plan.dockerfile,
+            "tag": plan.ref(),
+            "buildargs": plan.buildargs,
+            "labels": labels,
+            "nocache": self.no_cache,
+            "on_line": lambda line: self.say(plan.component, "  " + line),
+        }
+        if self.environment.build.builder == "classic":
+            context = context_tar(self.project.root, plan, wheels)
+            docker_engine.build(client, context=context, **common)
+        else:
             import fcntl
 
             from autodevhub_cli.core.adapters import buildkit
@@ -247,26 +258,6 @@ class _Builder:
             # changed; a second build of the same project waits for it instead of clobbering it.
             with open(staging / f".{plan.component}.lock", "w") as held:
                 fcntl.flock(held, fcntl.LOCK_EX)
-                buildkit.build(
-                    image=plan.component,
-                    context_dir=stage_context(self.project.root, plan, wheels, staging),
-                    dockerfile=plan.dockerfile,
-                    tag=plan.ref(),
-                    buildargs=plan.buildargs,
-                    labels=labels,
-                    nocache=self.no_cache,
-                    on_line=on_line,
-                )
-        else:
-            docker_engine.build(
-                client,
-                image=plan.component,
-                context=context_tar(self.project.root, plan, wheels),
-                dockerfile=plan.dockerfile,
-                tag=plan.ref(),
-                buildargs=plan.buildargs,
-                labels=labels,
-                nocache=self.no_cache,
-                on_line=on_line,
-            )
+                folder = stage_context(self.project.root, plan, wheels, staging)
+                buildkit.build(context_dir=folder, **common)
         self.say(plan.component, f"built {plan.ref()}")
