@@ -114,28 +114,21 @@ def _fast_render(args: list[str]) -> str | None:
         cached = render_cache.load(cache_key) if cache_key is not None else None
         if cached is not None:
             return cached
-        _quiet_logging()
+        from autodevhub_cli.logs import configure_logging
+
+        configure_logging()
         text = _render(options, sets)
         if cache_key is not None:
             render_cache.store(cache_key, text)
         return text
     except KeyboardInterrupt:
+        from autodevhub_cli.core.errors import INTERRUPTED
         from autodevhub_cli.main import _print_error
 
-        _print_error("Interrupted", "stopped by the user; nothing more was done.")
+        _print_error("Interrupted", INTERRUPTED)
         raise SystemExit(130) from None
     except Exception:  # the Typer app reports it, the same way as for any command
         return None
-
-
-def _quiet_logging() -> None:
-    """As the Typer app sets it up without AUTODEVHUB_DEBUG: autodevhub's log goes nowhere."""
-    import logging
-
-    logger = logging.getLogger("autodevhub")
-    logger.propagate = False
-    if not logger.handlers:
-        logger.addHandler(logging.NullHandler())
 
 
 def main() -> None:

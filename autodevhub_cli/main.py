@@ -23,7 +23,8 @@ from autodevhub_cli.commands import deploy as deploy_commands
 from autodevhub_cli.commands import doctor as doctor_commands
 from autodevhub_cli.commands import render as render_commands
 from autodevhub_cli.commands import secrets as secrets_commands
-from autodevhub_cli.core.errors import AutodevhubError
+from autodevhub_cli.core.errors import INTERRUPTED, AutodevhubError
+from autodevhub_cli.logs import configure_logging
 
 EXIT_UNEXPECTED = 1
 
@@ -53,7 +54,7 @@ class AutodevhubGroup(TyperGroup):
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except KeyboardInterrupt:
-            _print_error("Interrupted", "stopped by the user; nothing more was done.")
+            _print_error("Interrupted", INTERRUPTED)
             raise typer.Exit(130) from None
         except Exception as exc:
             log = _debug_log_path()
@@ -83,24 +84,6 @@ app = typer.Typer(
 )
 
 
-def _configure_logging() -> None:
-    """autodevhub's own log (every engine, registry, Compose and API call) goes to stderr with
-    AUTODEVHUB_DEBUG=1 and nowhere else: never into stdout, whatever the host process set up."""
-    import logging
-
-    logger = logging.getLogger("autodevhub")
-    logger.propagate = False
-    if logger.handlers:
-        return
-    if os.environ.get("AUTODEVHUB_DEBUG") == "1":
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
-        logger.setLevel(logging.INFO)
-    else:
-        handler = logging.NullHandler()
-    logger.addHandler(handler)
-
-
 def _version(value: bool) -> None:
     if value:
         sys.stdout.write(f"autodevhub {__version__}\n")
@@ -114,7 +97,7 @@ def _root(
     ),
 ) -> None:
     """Deployment as code for the autodevhub story service."""
-    _configure_logging()
+    configure_logging()
 
 
 app.command("render")(render_commands.render)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+INTERRUPTED = "stopped by the user; nothing more was done."  # after Ctrl-C, on every path
+
 
 class AutodevhubError(Exception):
     """Root of every error autodevhub reports to a user: a message that says what to do next."""
@@ -19,7 +21,8 @@ class AutodevhubError(Exception):
         if not self.hint:
             return self.message
         # After a message that ends in an indented block (log lines), the hint gets its own line.
-        return f"{self.message}{chr(10) if chr(10) in self.message else ' '}{self.hint}"
+        separator = "\n" if "\n" in self.message else " "
+        return f"{self.message}{separator}{self.hint}"
 
 
 class ConfigError(AutodevhubError):

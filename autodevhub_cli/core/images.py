@@ -180,14 +180,24 @@ def context_tar(root: Path, plan: ImagePlan, wheelhouse: Path | None) -> io.Byte
     """The build context as an uncompressed tar: the plan's files, plus `wheelhouse/` if any."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for rel in plan.files:
-            tar.add(str(root / rel), arcname=rel, recursive=False, filter=_normalise)
-        if wheelhouse is not None:
-            for wheel in sorted(wheelhouse.iterdir()):
-                if wheel.suffix == ".whl":
-                    tar.add(str(wheel), arcname=f"wheelhouse/{wheel.name}", filter=_normalise)
+        for source, name in _context_entries(root, plan, wheelhouse):
+            tar.add(str(source), arcname=name, recursive=False, filter=_normalise)
     buffer.seek(0)
     return buffer
+
+
+def _context_entries(
+    root: Path, plan: ImagePlan, wheelhouse: Path | None
+) -> list[tuple[Path, str]]:
+    """(file, path in the context) of every file an image's build context holds."""
+    entries = [(root / rel, rel) for rel in plan.files]
+    if wheelhouse is not None:
+        entries += [
+            (wheel, f"wheelhouse/{wheel.name}")
+            for wheel in sorted(wheelhouse.iterdir())
+            if wheel.suffix == ".whl"
+        ]
+    return entries
 
 
 def stage_context(root: Path, plan: ImagePlan, wheelhouse: Path | None, under: Path) -> Path:
@@ -202,14 +212,8 @@ def stage_context(root: Path, plan: ImagePlan, wheelhouse: Path | None, under: P
 
     dest = under / plan.component
     shutil.rmtree(dest, ignore_errors=True)
-    pairs = [(root / rel, dest / rel) for rel in plan.files]
-    if wheelhouse is not None:
-        pairs += [
-            (wheel, dest / "wheelhouse" / wheel.name)
-            for wheel in sorted(wheelhouse.iterdir())
-            if wheel.suffix == ".whl"
-        ]
-    for source, target in pairs:
+    for source, name in _context_entries(root, plan, wheelhouse):
+        target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(source, target)

@@ -54,8 +54,9 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _stamp_millis(stamp: str) -> int | None:
-    """Milliseconds since the epoch of a release id's stamp (`20261127T053736123Z`)."""
+def _stamp_millis(release_id: str) -> int | None:
+    """Milliseconds since the epoch of a release id's stamp (`20261127T053736123Z-ab12cd`)."""
+    stamp = release_id.split("-", 1)[0]
     try:
         seconds = calendar.timegm(time.strptime(stamp[:15], "%Y%m%dT%H%M%S"))
     except ValueError:
@@ -67,7 +68,7 @@ def _stamp_millis(stamp: str) -> int | None:
 def _order(path: Path) -> tuple[int, str]:
     """Sort key of a `<id>/release.json`: its stamp in milliseconds, then the id."""
     name = path.parent.name
-    return (_stamp_millis(name.split("-", 1)[0]) or 0, name)
+    return (_stamp_millis(name) or 0, name)
 
 
 class ReleaseStore:
@@ -99,7 +100,7 @@ class ReleaseStore:
         now = time.time_ns() // 1_000_000
         if self.folder.is_dir():
             for path in self.folder.iterdir():
-                earlier = _stamp_millis(path.name.split("-", 1)[0])
+                earlier = _stamp_millis(path.name)
                 if earlier is not None and earlier >= now:
                     now = earlier + 1
         seconds, millis = divmod(now, 1000)
