@@ -24,34 +24,17 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import sysconfig
-import tempfile
-import time
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-BASES = {
-    "PYTHON": "autodevhub-ci/python:3.11-bookworm",
-    "NODE": "autodevhub-ci/node:18-bookworm",
-    "NGINX": "autodevhub-ci/nginx:1.22-bookworm",
-}
+from bench_common import BASES, base_image_env, copy_project, timed
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def timed(cmd: list[str], env: dict[str, str], cwd: Path, expect: int = 0) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != expect:
-        sys.exit(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return elapsed
 
 
 def touch_backend(work: Path, note: str) -> None:
@@ -146,16 +129,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold-rounds", type=int, default=2, help="0 skips the cold case")
     options = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="autodevhub-deploy-bench-"))
-    for folder in ("environments", "templates", "service"):
-        shutil.copytree(
-            REPO / folder,
-            work / folder,
-            ignore=shutil.ignore_patterns("__pycache__", "dist", "var", "node_modules"),
-        )
+    work = copy_project("autodevhub-deploy-bench-")
     name = f"bench{uuid.uuid4().hex[:6]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODEVHUB__")}
-    env.update({f"AUTODEVHUB__BUILD__BASE_IMAGES__{k}": v for k, v in BASES.items()})
+    env.update(base_image_env())
     env.update(
         {
             "AUTODEVHUB__REGISTRY__URL": f"127.0.0.1:5000/{name}",
