@@ -104,3 +104,24 @@ def test_a_server_certificate_the_pods_ca_did_not_sign_is_refused(pod: Pod, tmp_
     assert "unreachable" in err and "CERTIFICATE_VERIFY_FAILED" in err
     assert "Traceback" not in err
     assert not pod.fake.requests_to()
+
+
+def test_an_apply_into_a_namespace_that_does_not_exist_names_it(tmp_path: Path) -> None:
+    from autodevhub_cli.core.adapters.kube import Kube
+    from autodevhub_cli.core.errors import ApplyError
+
+    with KubeFake(auto_create_namespaces=False) as fake:
+        kube = Kube.connect(kubeconfig=str(fake.kubeconfig(tmp_path / "kubeconfig")))
+        config_map = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": "nowhere"},
+            "data": {"a": "1"},
+        }
+        with pytest.raises(ApplyError) as caught:
+            kube.apply(config_map)
+    message = str(caught.value)
+    assert (
+        "apply ConfigMap settings in nowhere failed: namespace 'nowhere' does not exist" in message
+    )
+    assert "kubectl create namespace" in message

@@ -227,6 +227,27 @@ def test_failing_dockerfile_step_names_image_step_and_log(
     assert "\nFix the Dockerfile step" in err
 
 
+def test_a_compose_without_a_usable_builder_points_to_the_classic_one(
+    build_project: Path, build_env: dict[str, str], tmp_path: Path
+) -> None:
+    compose = tmp_path / "docker-compose"
+    compose.write_text(
+        "#!/bin/sh\necho 'Error: compose build requires buildx 0.17 or later' >&2\nexit 1\n"
+    )
+    compose.chmod(0o755)
+    code, _, err = _build(
+        build_project,
+        "--only",
+        "frontend",
+        "--no-cache",
+        env={"AUTODEVHUB_COMPOSE_BINARY": str(compose)},
+    )
+    assert code == 1
+    assert "The frontend image could not be built with BuildKit" in err
+    assert "requires buildx 0.17 or later" in err
+    assert "build.builder: classic" in err and "Traceback" not in err
+
+
 def test_the_classic_builder_builds_the_same_image(
     build_project: Path, build_env: dict[str, str]
 ) -> None:
