@@ -52,7 +52,7 @@ def doctor(
     report = {}
     for name in names:
         environment = load_environment(project, name, sets)
-        report[name] = diagnose(environment)
+        report[name] = diagnose(environment, project=project)
     failed = [f for findings in report.values() for f in findings if not f.ok]
     if output is OutputFormat.json:
         data = {name: [f.to_dict() for f in findings] for name, findings in report.items()}

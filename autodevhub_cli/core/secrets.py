@@ -130,17 +130,14 @@ def set_secret(
     checksum = hashlib.sha256(
         "\n".join(f"{k}={data[k]}" for k in sorted(data)).encode()
     ).hexdigest()[:16]
-    for workload in _users(kube, environment, name):
-        workload_ref = ObjectRef.of(workload)
-        patch = {
-            "spec": {"template": {"metadata": {"annotations": {ANNOTATION.format(name): checksum}}}}
-        }
-        say("restart", str(workload_ref))
-        kube.merge_patch(workload_ref, patch)
-        change.restarted.append(str(workload_ref))
+    restarts = [
+        target.restart(workload, {ANNOTATION.format(name): checksum})
+        for workload in _users(kube, environment, name)
+    ]
+    change.restarted = [str(r.ref) for r in restarts]
     deadline = time.monotonic() + timeout
-    for workload in _users(kube, environment, name):
-        target._wait_for(workload, deadline)
+    for restart in restarts:
+        target.wait_restarted(restart, deadline)
     if verify and change.restarted:
         smoke = run_smoke_checks(environment, report=lambda c, m: say("smoke", f"{c}: {m}"))
         change.smoke_ok = smoke.ok

@@ -119,7 +119,9 @@ def _core_problems(doc: dict[str, Any], version: str) -> list[str]:
 
     error = best_match(validator.iter_errors(doc))
     if error is None:
-        return []
+        from autodevhub_cli.core.list_keys import duplicate_keys
+
+        return duplicate_keys(doc, validator.schema, _core_definitions(version).get("$defs", {}))
     path = ".".join(str(p) for p in error.path) or "(document)"
     return [f"{path}: {error.message}"]
 

@@ -347,3 +347,25 @@ def test_out_refuses_a_folder_with_other_files(project: Path, tmp_path: Path) ->
     (out / "notes.txt").write_text("mine")
     _fails(project, "render", "--env", "prod", "--out", str(out), words=["notes.txt", "refuses"])
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_an_env_name_the_template_sets_too_is_refused_at_render(
+    project: Path, tmp_path: Path
+) -> None:
+    """A real API server refuses two env entries of one name; render says so first, naming it."""
+    out = tmp_path / "out"
+    _fails(
+        project,
+        "render",
+        "--env",
+        "prod",
+        "--out",
+        str(out),
+        "--set",
+        "components.backend.env.PORT=9000",
+        words=[
+            "Rollout backend (templates/kubernetes/backend-rollout.yaml.j2)",
+            'spec.template.spec.containers[0].env[5]: duplicate entries for key [name="PORT"]',
+        ],
+    )
+    assert not out.exists()

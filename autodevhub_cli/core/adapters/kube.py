@@ -7,6 +7,7 @@ that name the object, the HTTP status and the server's reason.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -126,13 +127,20 @@ class Kube:
             return False
 
     def apply(
-        self, doc: dict[str, Any], *, force: bool = False, dry_run: bool = False
+        self,
+        doc: dict[str, Any],
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+        manager: str = FIELD_MANAGER,
     ) -> dict[str, Any]:
-        """Server-side apply `doc` with the autodevhub field manager; return the live object."""
+        """Server-side apply `doc` as field manager `manager`; return the live object."""
         ref = ObjectRef.of(doc)
         resource = self.resource(ref.api_version, ref.kind)
         extra = {"dry_run": "All"} if dry_run else {}
         what = f"apply {ref}{' (dry run)' if dry_run else ''}"
+        if manager != FIELD_MANAGER:
+            what += f" as {manager}"
         try:
             result = _call(
                 what,
@@ -140,7 +148,7 @@ class Kube:
                     body=doc,
                     name=ref.name,
                     namespace=ref.namespace or None,
-                    field_manager=FIELD_MANAGER,
+                    field_manager=manager,
                     force_conflicts=force,
                     **extra,
                 ),
@@ -240,6 +248,14 @@ class Kube:
         )
         return dict(result.to_dict())
 
+    def allowed(self, review: dict[str, Any]) -> bool:
+        """Ask the API server a SelfSubjectAccessReview; whether the verb is allowed."""
+        resource = self.resource(review["apiVersion"], review["kind"])
+        attributes = (review.get("spec") or {}).get("resourceAttributes") or {}
+        what = f"access review {attributes.get('verb')} {attributes.get('resource')}"
+        result = _call(what, lambda: resource.create(body=review))
+        return bool((result.to_dict().get("status") or {}).get("allowed"))
+
     def pod_log(self, namespace: str, pod: str, container: str | None, tail: int = 20) -> str:
         """The last lines a pod's container printed ('' when unavailable)."""
         from kubernetes import client
@@ -259,6 +275,36 @@ class Kube:
         items = self.list_objects("v1", "Event", namespace)
         found = [e for e in items if (e.get("involvedObject") or {}).get("name") == name]
         return sorted(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    """A Kubernetes timestamp (RFC 3339, or a datetime from the client) as an aware datetime."""
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def applied_fields(live: dict[str, Any], manager: str = FIELD_MANAGER) -> dict[str, Any]:
+    """The fieldsV1 tree that `manager` owns through server-side apply (empty if none)."""
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == manager and entry.get("operation") == "Apply":
+            return dict(entry.get("fieldsV1") or {})
+    return {}
+
+
+def owns(live: dict[str, Any], *path: str, manager: str = FIELD_MANAGER) -> bool:
+    """Whether `manager` applied the field at `path` (`owns(obj, "spec", "replicas")`)."""
+    node: Any = applied_fields(live, manager)
+    for key in path:
+        if not isinstance(node, dict) or f"f:{key}" not in node:
+            return False
+        node = node[f"f:{key}"]
+    return True
 
 
 class NotFound(ApplyError):

@@ -4,22 +4,36 @@ blue-green promote/abort for Argo Rollouts, server-side dry-run diff, and a Leas
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import datetime as dt
 import difflib
 import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autodevhub_cli.core.adapters.kube import Kube, ObjectRef
+from autodevhub_cli.core.adapters.kube import (
+    ApplyConflict,
+    Kube,
+    ObjectRef,
+    applied_fields,
+    owns,
+    parse_time,
+)
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import ApplyError, RolloutError
 from autodevhub_cli.core.project import Project
+from autodevhub_cli.core.targets.readiness import State, pod_problem, readiness
 
 log = logging.getLogger("autodevhub.kubernetes")
 STEP_LABEL = "autodevhub.io/step"
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+# Holds a field autodevhub hands to a controller until the controller writes it.
+HANDOVER_MANAGER = "autodevhub-handover"
 # What prune looks at: every kind autodevhub renders (Namespaces are never pruned).
 PRUNE_KINDS = [
     ("networking.k8s.io/v1", "NetworkPolicy"),
@@ -126,7 +140,7 @@ class KubernetesTarget:
         for job in jobs:
             self.say("migrate", f"job {job['metadata']['name']}")
             self.kube.apply(job, force=self.force_conflicts)
-            self._wait_for(job, deadline)
+            self.wait_for(job, deadline)
 
     def apply(self, rendered: Path, timeout: float) -> None:
         """Apply every object in order, prune what is no longer rendered, wait until ready."""
@@ -139,32 +153,69 @@ class KubernetesTarget:
         deadline = time.monotonic() + timeout
         for doc in docs:
             if doc["kind"] in ("Deployment", "Rollout", "Job"):
-                self._wait_for(doc, deadline)
+                self.wait_for(doc, deadline)
 
     def apply_documents(self, docs: list[dict[str, Any]], dry_run: bool = False) -> list[Any]:
-        """Server-side apply each document; an HPA's target keeps the replicas the HPA set."""
-        scaled = {
-            (
-                d["spec"]["scaleTargetRef"]["kind"],
-                _namespace(d),
-                d["spec"]["scaleTargetRef"]["name"],
-            )
-            for d in docs
-            if d["kind"] == "HorizontalPodAutoscaler"
-        }
+        """Server-side apply each document, leaving out the fields another controller runs."""
+        handed_over = _handed_over_fields(docs)
         results = []
         for doc in docs:
-            body = copy.deepcopy(doc)
-            ref = ObjectRef.of(body)
-            if (ref.kind, ref.namespace, ref.name) in scaled and self.kube.get(ref) is not None:
-                # The HPA owns replicas: re-applying them would fight its scaling.
-                body.get("spec", {}).pop("replicas", None)
-            self.say("apply", str(ref))
-            results.append(self.kube.apply(body, force=self.force_conflicts, dry_run=dry_run))
+            self.say("apply", str(ObjectRef.of(doc)))
+            results.append(self._apply_one(doc, handed_over, dry_run))
         return results
 
+    def _apply_one(
+        self,
+        doc: dict[str, Any],
+        handed_over: dict[tuple[str, str, str], str],
+        dry_run: bool,
+    ) -> dict[str, Any]:
+        body = copy.deepcopy(doc)
+        ref = ObjectRef.of(body)
+        field = handed_over.get((ref.kind, ref.namespace, ref.name))
+        if field is not None:
+            self._hand_over(ref, body, field, dry_run)
+        return self.kube.apply(body, force=self.force_conflicts, dry_run=dry_run)
+
+    def _hand_over(self, ref: ObjectRef, body: dict[str, Any], field: str, dry_run: bool) -> None:
+        """Leave `spec.<field>` of an existing object to the controller that runs it.
+
+        An HPA owns `replicas` of its target, and Argo Rollouts the `selector` of the Services
+        a Rollout names (it adds `rollouts-pod-template-hash`; the selector is an atomic map,
+        so applying it again would conflict, and forcing would strip the hash). A field that
+        autodevhub still owns is first handed to a placeholder manager with its live value, as
+        the Kubernetes docs' "Transferring ownership" says: dropping it at once would reset
+        `replicas` to 1 while the HPA sits at minReplicas and writes nothing.
+        """
+        live = self.kube.get(ref)
+        if live is None:
+            return  # created with the rendered value; the controller takes over from there
+        spec = body.setdefault("spec", {})
+        value = (live.get("spec") or {}).get(field)
+        if not owns(live, "spec", field):
+            spec.pop(field, None)
+        elif field == "replicas" and value is not None:
+            if dry_run:
+                spec[field] = value  # what the real apply keeps
+                return
+            self.say("apply", f"{ref}: handing spec.{field} ({value}) over to its controller")
+            handover = {
+                "apiVersion": ref.api_version,
+                "kind": ref.kind,
+                "metadata": {"name": ref.name, "namespace": ref.namespace},
+                "spec": {field: value},
+            }
+            with contextlib.suppress(ApplyConflict):  # the controller owns it already
+                self.kube.apply(handover, manager=HANDOVER_MANAGER)
+            spec.pop(field, None)
+
     def prunable(self, docs: list[dict[str, Any]]) -> list[ObjectRef]:
-        """Objects labelled as this environment's that the rendered output no longer has."""
+        """Objects autodevhub applied for this environment that the output no longer has.
+
+        Only what autodevhub itself applied: objects a controller made from a template that
+        carries the same labels (the Jobs of a CronJob, the ReplicaSets of a Deployment) are
+        the controller's to delete, and deleting a running backup Job would kill its pg_dump.
+        """
         rendered = {ObjectRef.of(d) for d in docs}
         namespace = self.environment.namespace
         found = []
@@ -173,24 +224,27 @@ class KubernetesTarget:
                 continue
             for item in self.kube.list_objects(api_version, kind, namespace, self.selector):
                 ref = ObjectRef.of({**item, "apiVersion": api_version, "kind": kind})
-                if ref not in rendered:
+                meta = item.get("metadata") or {}
+                controlled = any(o.get("controller") for o in meta.get("ownerReferences") or [])
+                if ref not in rendered and not controlled and applied_fields(item):
                     found.append(ref)
         return found
 
     # --- wait -------------------------------------------------------------------------------
 
-    def _wait_for(self, doc: dict[str, Any], deadline: float, phase: str = "ready") -> None:
+    def wait_for(self, doc: dict[str, Any], deadline: float, phase: str = "ready") -> None:
+        """Poll a Deployment, Rollout or Job until ready; raise RolloutError with a diagnosis."""
         ref = ObjectRef.of(doc)
         self.say("wait", f"{ref} ({phase})")
         while True:
             live = self.kube.get(ref)
             if live is not None:
-                verdict = _readiness(live, phase)
-                if verdict == "ready":
+                verdict = readiness(live, phase)
+                if verdict.state is State.READY:
                     return
-                if verdict.startswith("failed"):
+                if verdict.state is State.FAILED:
                     raise RolloutError(
-                        f"{ref} {verdict[len('failed: ') :]}. {self.diagnose(live)}",
+                        f"{ref} {verdict.reason}. {self.diagnose(live)}",
                         hint="The previous release is restored automatically by deploy; fix "
                         "the cause above and deploy again.",
                     )
@@ -209,18 +263,52 @@ class KubernetesTarget:
             time.sleep(self.poll_seconds)
 
     def _pods(self, live: dict[str, Any]) -> list[dict[str, Any]]:
+        """The pods of the workload's current version, without those already terminating.
+
+        Pods of the previous ReplicaSet (or of an aborted blue-green preview, kept for
+        abortScaleDownDelaySeconds) share the selector; blaming one of them for the new
+        version would send the user after the wrong pod.
+        """
         spec = live.get("spec") or {}
-        match = (spec.get("selector") or {}).get("matchLabels") or {}
-        if live.get("kind") == "Job":
+        match = dict((spec.get("selector") or {}).get("matchLabels") or {})
+        kind = live.get("kind")
+        if kind == "Job":
             match = {"job-name": live["metadata"]["name"]}
+        elif kind == "Rollout":
+            current = (live.get("status") or {}).get("currentPodHash")
+            if current:
+                match["rollouts-pod-template-hash"] = current
+        elif kind == "Deployment" and _observed(live):
+            # Until the controller has seen the new spec, its revision is the old one's.
+            current = self._current_template_hash(live, match)
+            if current:
+                match["pod-template-hash"] = current
         if not match:
             return []
         selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
-        return self.kube.list_objects("v1", "Pod", _namespace(live), selector)
+        pods = self.kube.list_objects("v1", "Pod", _namespace(live), selector)
+        return [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+
+    def _current_template_hash(self, live: dict[str, Any], match: dict[str, str]) -> str | None:
+        """The pod-template-hash of the Deployment's ReplicaSet at its current revision."""
+        meta = live.get("metadata") or {}
+        revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
+        if not revision or not match or not self.kube.has("apps/v1", "ReplicaSet"):
+            return None
+        selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
+        for rs in self.kube.list_objects("apps/v1", "ReplicaSet", _namespace(live), selector):
+            rs_meta = rs.get("metadata") or {}
+            owners = {o.get("uid") for o in rs_meta.get("ownerReferences") or []}
+            if (
+                meta.get("uid") in owners
+                and (rs_meta.get("annotations") or {}).get(REVISION_ANNOTATION) == revision
+            ):
+                return (rs_meta.get("labels") or {}).get("pod-template-hash")
+        return None
 
     def _fatal_pods(self, live: dict[str, Any]) -> str:
         for pod in self._pods(live):
-            reason = _pod_problem(pod)
+            reason = pod_problem(pod)
             if reason and (reason[0] in FATAL_WAITING or reason[0] == "Unschedulable"):
                 return self._pod_report(pod, reason)
         return ""
@@ -229,7 +317,7 @@ class KubernetesTarget:
         """Why a workload is not ready: each unready pod, its reason, events and last log lines."""
         reports = []
         for pod in self._pods(live):
-            reason = _pod_problem(pod)
+            reason = pod_problem(pod)
             if reason:
                 reports.append(self._pod_report(pod, reason))
         if reports:
@@ -272,7 +360,7 @@ class KubernetesTarget:
             if (live.get("spec") or {}).get("paused"):
                 self.kube.merge_patch(ref, {"spec": {"paused": False}})
             self.say("promote", str(ref))
-            self._wait_for(doc, deadline, phase="promoted")
+            self.wait_for(doc, deadline, phase="promoted")
 
     def abort(self, rendered: Path) -> None:
         """Abort each Rollout: the active Service keeps pointing at the stable version."""
@@ -281,11 +369,59 @@ class KubernetesTarget:
             self.say("abort", str(ref))
             self.kube.merge_patch(ref, {"status": {"abort": True}}, "status")
 
+    # --- restart ----------------------------------------------------------------------------
+
+    def restart(self, workload: dict[str, Any], annotations: dict[str, str]) -> Restart:
+        """Restart a workload's pods in place (after a Secret changed), noting why.
+
+        A Deployment restarts through its pod template (the annotations go there, like
+        `kubectl rollout restart`). A Rollout's template must not change: that makes a new
+        revision, which a blue-green Rollout parks as the preview while the active pods keep
+        the old values; Argo's own restart is `spec.restartAt`, which replaces the running
+        pods of the current revision.
+        """
+        ref = ObjectRef.of(workload)
+        self.say("restart", str(ref))
+        if ref.kind == "Rollout":
+            since = _rfc3339(dt.datetime.now(dt.UTC).replace(microsecond=0))
+            patch: dict[str, Any] = {
+                "metadata": {"annotations": annotations},
+                "spec": {"restartAt": since},
+            }
+        else:
+            since = ""
+            patch = {"spec": {"template": {"metadata": {"annotations": annotations}}}}
+        self.kube.merge_patch(ref, patch)
+        return Restart(ref=ref, since=since)
+
+    def wait_restarted(self, restart: Restart, deadline: float) -> None:
+        """Wait until the restarted workload's pods are all new and ready."""
+        if not restart.since:
+            self.wait_for({**_ref_doc(restart.ref)}, deadline)
+            return
+        wanted = parse_time(restart.since)
+        self.say("wait", f"{restart.ref} (restarted since {restart.since})")
+        while True:
+            live = self.kube.get(restart.ref) or {}
+            done = parse_time((live.get("status") or {}).get("restartedAt"))
+            if done is not None and wanted is not None and done >= wanted:
+                self.wait_for(live, deadline)
+                return
+            if time.monotonic() >= deadline:
+                raise RolloutError(
+                    f"{restart.ref} did not finish its restart (spec.restartAt "
+                    f"{restart.since}) before the deadline: {self.diagnose(live)}",
+                    hint="`kubectl argo rollouts get rollout` shows the restart; raise --timeout "
+                    "if it is only slow.",
+                )
+            time.sleep(self.poll_seconds)
+
     # --- read -------------------------------------------------------------------------------
 
     def diff(self, rendered: Path) -> str:
         """What applying would change: server-side dry-run against the live objects."""
         docs = load_documents(rendered)
+        handed_over = _handed_over_fields(docs)
         chunks = []
         new_namespaces: set[str] = set()  # rendered Namespaces the cluster does not have yet
         for doc in docs:
@@ -297,7 +433,7 @@ class KubernetesTarget:
                 target = f"new/{ref} (as rendered: its namespace is created by this deploy)"
             else:
                 live = self.kube.get(ref)
-                after = self.kube.apply(doc, force=self.force_conflicts, dry_run=True)
+                after = self._apply_one(doc, handed_over, dry_run=True)
                 target = f"new/{ref}"
                 if ref.kind == "Namespace" and live is None:
                     new_namespaces.add(ref.name)
@@ -332,7 +468,7 @@ class KubernetesTarget:
                     "name": doc["metadata"]["name"],
                     "service": f"{doc['kind']}/{doc['metadata']['name']}",
                     "image": _image(doc),
-                    "state": status.get("phase") or _readiness(live, "ready") if live else "absent",
+                    "state": status.get("phase") or str(readiness(live)) if live else "absent",
                     "health": f"{status.get('availableReplicas', 0)}/"
                     f"{(live.get('spec') or {}).get('replicas', '-')}"
                     if live
@@ -351,6 +487,48 @@ class KubernetesTarget:
             self.kube.delete(ref)
 
 
+@dataclass(kw_only=True, frozen=True)
+class Restart:
+    """A restart asked of a workload: which, and (for a Rollout) its restartAt."""
+
+    ref: ObjectRef
+    since: str
+
+
+def _ref_doc(ref: ObjectRef) -> dict[str, Any]:
+    return {
+        "apiVersion": ref.api_version,
+        "kind": ref.kind,
+        "metadata": {"name": ref.name, "namespace": ref.namespace},
+    }
+
+
+def _rfc3339(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _handed_over_fields(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str], str]:
+    """(kind, namespace, name) -> the spec field a controller runs once the object exists."""
+    fields: dict[tuple[str, str, str], str] = {}
+    for doc in docs:
+        spec = doc.get("spec") or {}
+        if doc["kind"] == "HorizontalPodAutoscaler":
+            target = spec.get("scaleTargetRef") or {}
+            fields[(str(target.get("kind")), _namespace(doc), str(target.get("name")))] = "replicas"
+        elif doc["kind"] == "Rollout":
+            for strategy in (spec.get("strategy") or {}).values():
+                for key in ("activeService", "previewService", "stableService", "canaryService"):
+                    name = strategy.get(key) if isinstance(strategy, dict) else None
+                    if name:
+                        fields[("Service", _namespace(doc), str(name))] = "selector"
+    return fields
+
+
+def _observed(live: dict[str, Any]) -> bool:
+    generation = (live.get("metadata") or {}).get("generation", 0)
+    return bool((live.get("status") or {}).get("observedGeneration", 0) >= generation)
+
+
 def _label(doc: dict[str, Any], key: str) -> str | None:
     return ((doc.get("metadata") or {}).get("labels") or {}).get(key)
 
@@ -364,71 +542,6 @@ def _image(doc: dict[str, Any]) -> str:
         return str(doc["spec"]["template"]["spec"]["containers"][0]["image"])
     except (KeyError, IndexError):
         return ""
-
-
-def _readiness(live: dict[str, Any], phase: str) -> str:
-    """`ready`, `waiting: why` or `failed: why` for a Deployment, Rollout or Job."""
-    kind = live.get("kind")
-    status = live.get("status") or {}
-    spec = live.get("spec") or {}
-    generation = (live.get("metadata") or {}).get("generation", 0)
-    if kind == "Job":
-        if status.get("succeeded", 0) >= 1:
-            return "ready"
-        for condition in status.get("conditions") or []:
-            if condition.get("type") == "Failed" and condition.get("status") == "True":
-                return f"failed: failed ({condition.get('reason')}: {condition.get('message')})"
-        return "waiting: not complete"
-    if kind == "Deployment":
-        for condition in status.get("conditions") or []:
-            if condition.get("reason") == "ProgressDeadlineExceeded":
-                return f"failed: exceeded its progress deadline ({condition.get('message')})"
-        want = spec.get("replicas", 1)
-        if status.get("observedGeneration", 0) < generation:
-            return "waiting: not observed"
-        if status.get("updatedReplicas", 0) < want or status.get("availableReplicas", 0) < want:
-            return "waiting: replicas not available"
-        if status.get("replicas", 0) > status.get("updatedReplicas", 0):
-            return "waiting: old replicas terminating"
-        return "ready"
-    if kind == "Rollout":
-        if str(status.get("observedGeneration", "")) != str(generation):
-            return "waiting: not observed"
-        if status.get("phase") == "Degraded":
-            return f"failed: is degraded ({status.get('message', 'aborted')})"
-        current = status.get("currentPodHash")
-        blue_green = status.get("blueGreen") or {}
-        if phase == "promoted":
-            ok = blue_green.get("activeSelector") == current and status.get("phase") == "Healthy"
-            return "ready" if ok else "waiting: not promoted"
-        if status.get("phase") in ("Healthy", "Paused") and current in (
-            blue_green.get("previewSelector"),
-            blue_green.get("activeSelector"),
-        ):
-            return "ready"
-        return "waiting: new version not up"
-    return "ready"
-
-
-def _pod_problem(pod: dict[str, Any]) -> tuple[str, str, str | None] | None:
-    """(reason, message, container) for a pod that is not running ready, else None."""
-    status = pod.get("status") or {}
-    for condition in status.get("conditions") or []:
-        if (
-            condition.get("type") == "PodScheduled"
-            and condition.get("status") == "False"
-            and condition.get("reason") == "Unschedulable"
-        ):
-            return "Unschedulable", str(condition.get("message", "")), None
-    for container in status.get("containerStatuses") or []:
-        waiting = (container.get("state") or {}).get("waiting")
-        if waiting and waiting.get("reason"):
-            return str(waiting["reason"]), str(waiting.get("message", "")), container.get("name")
-        if not container.get("ready", False):
-            return "NotReady", "running but failing its readiness probe", container.get("name")
-    if status.get("phase") not in (None, "Running", "Succeeded"):
-        return str(status.get("phase")), str(status.get("message", "")), None
-    return None
 
 
 def _clean(obj: dict[str, Any] | None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from autodevhub_cli.core.adapters.kube import Conflict, Kube, ObjectRef
+from autodevhub_cli.core.adapters.kube import Conflict, Kube, ObjectRef, parse_time
 from autodevhub_cli.core.lock import DeployLockedError
 
 DURATION_SECONDS = 60
@@ -27,18 +27,6 @@ def _now() -> dt.datetime:
 
 def _micro(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(value: Any) -> dt.datetime | None:
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    if not value:
-        return None
-    text = str(value).replace("Z", "+00:00")
-    try:
-        return dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
 
 
 class Lease:
@@ -91,7 +79,7 @@ class Lease:
                 if current is None:
                     raise
         spec = current.get("spec") or {}
-        renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
+        renewed = parse_time(spec.get("renewTime")) or parse_time(spec.get("acquireTime"))
         duration = int(spec.get("leaseDurationSeconds") or self.duration)
         holder = spec.get("holderIdentity")
         live = renewed is not None and (_now() - renewed).total_seconds() < duration
@@ -119,7 +107,7 @@ class Lease:
         if current is None or (current.get("spec") or {}).get("holderIdentity") != self.identity:
             return
         spec = current["spec"]
-        acquired = _parse(spec.get("acquireTime")) or _now()
+        acquired = parse_time(spec.get("acquireTime")) or _now()
         self.kube.replace(self._body(command, acquired, current["metadata"].get("resourceVersion")))
 
     def release(self) -> None:

@@ -1,0 +1,122 @@
+"""Is a Kubernetes workload ready? Read from its live status the way `kubectl rollout status`
+reads it: conditions count only once the controller has observed the object's generation, so
+a condition left from the previous spec never decides about the new one.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class State(enum.Enum):
+    """Where a workload stands."""
+
+    READY = "ready"
+    WAITING = "waiting"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """A verdict on one live object, with the reason in words."""
+
+    state: State
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return self.state.value + (f": {self.reason}" if self.reason else "")
+
+
+READY = Readiness(State.READY)
+WAITING_KINDS = ("Deployment", "Rollout", "Job")
+
+
+def _waiting(reason: str) -> Readiness:
+    return Readiness(State.WAITING, reason)
+
+
+def _failed(reason: str) -> Readiness:
+    return Readiness(State.FAILED, reason)
+
+
+def readiness(live: dict[str, Any], phase: str = "ready") -> Readiness:
+    """The verdict for a Deployment, Rollout or Job (any other kind is ready once it exists)."""
+    kind = live.get("kind")
+    if kind == "Job":
+        return _job(live)
+    if kind == "Deployment":
+        return _deployment(live)
+    if kind == "Rollout":
+        return _rollout(live, phase)
+    return READY
+
+
+def _job(live: dict[str, Any]) -> Readiness:
+    status = live.get("status") or {}
+    if status.get("succeeded", 0) >= 1:
+        return READY
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            return _failed(f"failed ({condition.get('reason')}: {condition.get('message')})")
+    return _waiting("not complete")
+
+
+def _deployment(live: dict[str, Any]) -> Readiness:
+    status = live.get("status") or {}
+    spec = live.get("spec") or {}
+    generation = (live.get("metadata") or {}).get("generation", 0)
+    if status.get("observedGeneration", 0) < generation:
+        return _waiting("not observed")
+    for condition in status.get("conditions") or []:
+        if condition.get("reason") == "ProgressDeadlineExceeded":
+            return _failed(f"exceeded its progress deadline ({condition.get('message')})")
+    want = spec.get("replicas", 1)
+    if status.get("updatedReplicas", 0) < want or status.get("availableReplicas", 0) < want:
+        return _waiting("replicas not available")
+    if status.get("replicas", 0) > status.get("updatedReplicas", 0):
+        return _waiting("old replicas terminating")
+    return READY
+
+
+def _rollout(live: dict[str, Any], phase: str) -> Readiness:
+    status = live.get("status") or {}
+    generation = (live.get("metadata") or {}).get("generation", 0)
+    # Argo Rollouts writes observedGeneration as a string.
+    if str(status.get("observedGeneration", "")) != str(generation):
+        return _waiting("not observed")
+    if status.get("phase") == "Degraded":
+        return _failed(f"is degraded ({status.get('message', 'aborted')})")
+    current = status.get("currentPodHash")
+    blue_green = status.get("blueGreen") or {}
+    if phase == "promoted":
+        ok = blue_green.get("activeSelector") == current and status.get("phase") == "Healthy"
+        return READY if ok else _waiting("not promoted")
+    if status.get("phase") in ("Healthy", "Paused") and current in (
+        blue_green.get("previewSelector"),
+        blue_green.get("activeSelector"),
+    ):
+        return READY
+    return _waiting("new version not up")
+
+
+def pod_problem(pod: dict[str, Any]) -> tuple[str, str, str | None] | None:
+    """(reason, message, container) for a pod that is not running ready, else None."""
+    status = pod.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if (
+            condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "Unschedulable"
+        ):
+            return "Unschedulable", str(condition.get("message", "")), None
+    for container in status.get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting")
+        if waiting and waiting.get("reason"):
+            return str(waiting["reason"]), str(waiting.get("message", "")), container.get("name")
+        if not container.get("ready", False):
+            return "NotReady", "running but failing its readiness probe", container.get("name")
+    if status.get("phase") not in (None, "Running", "Succeeded"):
+        return str(status.get("phase")), str(status.get("message", "")), None
+    return None

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane on this machine, for the tests and for trying deploys:
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (simulated nodes whose
+# pods are scheduled and become Running/Ready, but run no process), run by `kwokctl --runtime
+# binary`, plus the Argo Rollouts controller and the CRDs of the kinds autodevhub renders
+# (Rollout, ServiceMonitor, PrometheusRule). Every binary is built from Go modules
+# (scripts/cluster/build.sh; versions in scripts/cluster/versions.env) and cached by version.
+#
+#   bash scripts/local-cluster.sh up       # build or reuse, start; prints `export KUBECONFIG=...`
+#   bash scripts/local-cluster.sh down     # stop and delete the cluster
+#   bash scripts/local-cluster.sh status   # exit 0 when it serves
+#
+# Idempotent: `up` on a running cluster only prints the export line. Everything lives under
+# $AUTODEVHUB_CI_STATE/cluster (default /var/lib/autodevhub-ci/cluster). The control plane listens
+# on 127.0.0.1 only, and the simulated nodes and pods have loopback addresses, so nothing in it
+# ever sends traffic off this machine.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=cluster/versions.env
+. "$here/cluster/versions.env"
+STATE=${AUTODEVHUB_CI_STATE:-/var/lib/autodevhub-ci}
+OUT=$STATE/cluster
+BIN=$OUT/bin
+NAME=${AUTODEVHUB_CLUSTER_NAME:-autodevhub}
+RUN=$OUT/run/$NAME
+KUBECONFIG_FILE=$RUN/kubeconfig
+export KWOK_WORKDIR=$RUN/kwok
+ROLLOUTS_PID=$RUN/rollouts-controller.pid
+ROLLOUTS_LOG=$RUN/rollouts-controller.log
+ROLLOUTS_HEALTHZ_PORT=${AUTODEVHUB_ROLLOUTS_HEALTHZ_PORT:-18080}
+ROLLOUTS_METRICS_PORT=${AUTODEVHUB_ROLLOUTS_METRICS_PORT:-18090}
+
+log() { printf '[local-cluster] %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+kctl() { kubectl --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+kwokctl() { "$BIN/kwokctl-$KWOK_VERSION" --name "$NAME" "$@"; }
+
+serves() {
+  [ -f "$KUBECONFIG_FILE" ] && kctl get --raw /readyz >/dev/null 2>&1
+}
+
+rollouts_running() {
+  [ -f "$ROLLOUTS_PID" ] && kill -0 "$(cat "$ROLLOUTS_PID")" 2>/dev/null &&
+    curl -fsS -o /dev/null "http://127.0.0.1:$ROLLOUTS_HEALTHZ_PORT/healthz" 2>/dev/null
+}
+
+# The kwok configuration: loopback only, kwok's own fast pod stages from its module, and the
+# crash-loop stage.
+kwok_config() {
+  local src file=$RUN/kwok-config.yaml
+  src=$(cd "$here/cluster" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
+    sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  [ -d "$src/kustomize/stage/pod/fast" ] || die "kwok $KWOK_VERSION sources not found in the Go module cache"
+  {
+    printf 'apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\noptions:\n  bindAddress: 127.0.0.1\n---\n'
+    for stage in pod-ready pod-complete pod-delete; do
+      cat "$src/kustomize/stage/pod/fast/$stage.yaml"
+      echo "---"
+    done
+    cat "$here/cluster/crash-loop-stage.yaml"
+  } >"$file"
+  echo "$file"
+}
+
+create() {
+  local config t0=$SECONDS
+  mkdir -p "$RUN"
+  config=$(kwok_config)
+  log "creating cluster $NAME (Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION)"
+  kwokctl create cluster \
+    --runtime binary \
+    --kubeconfig "$KUBECONFIG_FILE" \
+    --config "$config" \
+    --kube-apiserver-binary "$BIN/kube-apiserver-$KUBERNETES_VERSION" \
+    --kube-controller-manager-binary "$BIN/kube-controller-manager-$KUBERNETES_VERSION" \
+    --kube-scheduler-binary "$BIN/kube-scheduler-$KUBERNETES_VERSION" \
+    --etcd-binary "$BIN/etcd-$ETCD_VERSION" \
+    --kwok-controller-binary "$BIN/kwok-$KWOK_VERSION" \
+    --kube-authorization=true \
+    --extra-args "kwok-controller=node-ip=127.0.0.1" \
+    --extra-args "kwok-controller=cidr=127.1.0.1/16" \
+    --wait 120s \
+    --quiet-pull >&2
+  log "adding two simulated nodes"
+  kwokctl scale node --replicas 2 >&2
+  log "installing CRDs (Argo Rollouts $ARGO_ROLLOUTS_VERSION, Prometheus operator $PROMETHEUS_OPERATOR_VERSION)"
+  kctl apply --server-side -f "$OUT/crds/argo-rollouts-$ARGO_ROLLOUTS_VERSION" \
+    -f "$OUT/crds/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION" >/dev/null
+  kctl wait --for condition=Established --timeout 60s crd --all >/dev/null
+  log "cluster created in $((SECONDS - t0)) s"
+}
+
+start_rollouts() {
+  rollouts_running && return 0
+  log "starting the Argo Rollouts controller $ARGO_ROLLOUTS_VERSION"
+  # Run under its upstream name: the client's user agent, and so the field manager name in
+  # managedFields, is the program's name (rollouts-controller), as on any cluster.
+  mkdir -p "$RUN/bin"
+  ln -sf "$BIN/rollouts-controller-$ARGO_ROLLOUTS_VERSION" "$RUN/bin/rollouts-controller"
+  nohup "$RUN/bin/rollouts-controller" \
+    --kubeconfig "$KUBECONFIG_FILE" \
+    --healthzPort "$ROLLOUTS_HEALTHZ_PORT" \
+    --metricsport "$ROLLOUTS_METRICS_PORT" \
+    --leader-elect=false \
+    --loglevel warn >"$ROLLOUTS_LOG" 2>&1 &
+  echo $! >"$ROLLOUTS_PID"
+  for _ in $(seq 1 120); do
+    rollouts_running && return 0
+    kill -0 "$(cat "$ROLLOUTS_PID")" 2>/dev/null || break
+    sleep 0.5
+  done
+  tail -n 20 "$ROLLOUTS_LOG" >&2 || true
+  die "the Argo Rollouts controller did not become healthy (log: $ROLLOUTS_LOG)"
+}
+
+wait_nodes() {
+  for _ in $(seq 1 120); do
+    if [ "$(kctl get nodes -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null | grep -c True)" -ge 2 ]; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  die "the simulated nodes did not become Ready"
+}
+
+up() {
+  local t0=$SECONDS
+  command -v kubectl >/dev/null || die "kubectl is not on PATH"
+  bash "$here/cluster/build.sh"
+  if serves; then
+    :
+  elif [ -d "$KWOK_WORKDIR/clusters/$NAME" ] && [ -f "$KUBECONFIG_FILE" ]; then
+    log "starting the existing cluster $NAME"
+    kwokctl start cluster --wait 120s >&2 || { log "start failed; recreating"; kwokctl delete cluster >&2 || true; rm -rf "$RUN"; create; }
+  else
+    rm -rf "$RUN"
+    create
+  fi
+  serves || die "the API server does not answer /readyz (logs: kwokctl --name $NAME logs kube-apiserver)"
+  wait_nodes
+  start_rollouts
+  log "ready in $((SECONDS - t0)) s: $(kctl version -o json 2>/dev/null | python3 -c 'import json,sys; print("server", json.load(sys.stdin)["serverVersion"]["gitVersion"])' 2>/dev/null || echo '?')"
+  echo "export KUBECONFIG=$KUBECONFIG_FILE"
+}
+
+down() {
+  if [ -f "$ROLLOUTS_PID" ]; then
+    kill "$(cat "$ROLLOUTS_PID")" 2>/dev/null || true
+    rm -f "$ROLLOUTS_PID"
+  fi
+  if [ -x "$BIN/kwokctl-$KWOK_VERSION" ] && [ -d "$KWOK_WORKDIR/clusters/$NAME" ]; then
+    kwokctl delete cluster >&2 || true
+  fi
+  rm -rf "$RUN"
+  log "cluster $NAME stopped and deleted"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) serves && rollouts_running && echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
