@@ -887,3 +887,22 @@ def test_a_deploy_runs_with_exactly_the_permissions_doctor_lists(
     assert detail == f"Not allowed in namespace {ns}: patch rollouts/status.argoproj.io.", detail
     for kind in ("ClusterRole", "ClusterRoleBinding"):
         cluster.kube.delete(ObjectRef("rbac.authorization.k8s.io/v1", kind, "", f"{ns}-deployer"))
+
+
+def test_an_apply_into_a_namespace_that_does_not_exist_names_it(cluster: Cluster) -> None:
+    from autodevhub_cli.core.errors import ApplyError
+
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": cluster.ns},
+        "data": {"a": "1"},
+    }
+    with pytest.raises(ApplyError) as caught:
+        cluster.kube.apply(config_map)
+    message = str(caught.value)
+    assert (
+        f"apply ConfigMap settings in {cluster.ns} failed: namespace '{cluster.ns}' does not exist"
+        in message
+    )
+    assert "kubectl create namespace" in message

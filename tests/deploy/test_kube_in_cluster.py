@@ -3,6 +3,12 @@
 The double serves HTTPS with a certificate from a throwaway CA, as the pod's `ca.crt` describes
 the real API server's; the token and CA files stand where the kubelet mounts them
 (`/var/run/secrets/kubernetes.io/serviceaccount/`), redirected into the test's folder.
+
+On the double rather than the real control plane because these tests need what only a server
+of the test's own can show: the exact Authorization header of every request, and a server
+certificate signed by a CA the test makes (a wrong CA must stop the client before it sends
+anything). The real cluster's RBAC and tokens are exercised by the least-privilege deploy in
+test_deploy_kubernetes.py.
 """
 
 from __future__ import annotations
@@ -104,24 +110,3 @@ def test_a_server_certificate_the_pods_ca_did_not_sign_is_refused(pod: Pod, tmp_
     assert "unreachable" in err and "CERTIFICATE_VERIFY_FAILED" in err
     assert "Traceback" not in err
     assert not pod.fake.requests_to()
-
-
-def test_an_apply_into_a_namespace_that_does_not_exist_names_it(tmp_path: Path) -> None:
-    from autodevhub_cli.core.adapters.kube import Kube
-    from autodevhub_cli.core.errors import ApplyError
-
-    with KubeFake(auto_create_namespaces=False) as fake:
-        kube = Kube.connect(kubeconfig=str(fake.kubeconfig(tmp_path / "kubeconfig")))
-        config_map = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "settings", "namespace": "nowhere"},
-            "data": {"a": "1"},
-        }
-        with pytest.raises(ApplyError) as caught:
-            kube.apply(config_map)
-    message = str(caught.value)
-    assert (
-        "apply ConfigMap settings in nowhere failed: namespace 'nowhere' does not exist" in message
-    )
-    assert "kubectl create namespace" in message
