@@ -16,11 +16,8 @@
 # ever sends traffic off this machine.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=cluster/versions.env
-. "$here/cluster/versions.env"
-STATE=${AUTODEVHUB_CI_STATE:-/var/lib/autodevhub-ci}
-OUT=$STATE/cluster
-BIN=$OUT/bin
+# shellcheck source=cluster/common.sh
+. "$here/cluster/common.sh"
 NAME=${AUTODEVHUB_CLUSTER_NAME:-autodevhub}
 RUN=$OUT/run/$NAME
 KUBECONFIG_FILE=$RUN/kubeconfig
@@ -78,11 +75,11 @@ create() {
     --kwok-controller-binary "$BIN/kwok-$KWOK_VERSION" \
     --kube-authorization=true \
     --extra-args "kwok-controller=node-ip=127.0.0.1" \
-    --extra-args "kwok-controller=cidr=127.1.0.1/16" \
     --wait 120s \
     --quiet-pull >&2
   log "adding two simulated nodes"
-  kwokctl scale node --replicas 2 >&2
+  # Pod IPs come from each node's podCIDR: loopback addresses, like the nodes' own.
+  kwokctl scale node --replicas 2 --param '.podCIDR="127.128.0.0/24"' >&2
   log "installing CRDs (Argo Rollouts $ARGO_ROLLOUTS_VERSION, Prometheus operator $PROMETHEUS_OPERATOR_VERSION)"
   kctl apply --server-side -f "$OUT/crds/argo-rollouts-$ARGO_ROLLOUTS_VERSION" \
     -f "$OUT/crds/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION" >/dev/null
@@ -130,8 +127,13 @@ up() {
   if serves; then
     :
   elif [ -d "$KWOK_WORKDIR/clusters/$NAME" ] && [ -f "$KUBECONFIG_FILE" ]; then
+    # Its processes ended (a new session, a reboot): start them again on the same etcd data.
     log "starting the existing cluster $NAME"
-    kwokctl start cluster --wait 120s >&2 || { log "start failed; recreating"; kwokctl delete cluster >&2 || true; rm -rf "$RUN"; create; }
+    if ! { kwokctl start cluster --wait 60s >&2 && serves; }; then
+      log "the existing cluster did not come back; deleting and recreating it"
+      down
+      create
+    fi
   else
     rm -rf "$RUN"
     create

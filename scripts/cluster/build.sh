@@ -9,11 +9,8 @@
 # Usage: bash scripts/cluster/build.sh [--check]   (--check: exit 1 unless everything is cached)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=versions.env
-. "$here/versions.env"
-STATE=${AUTODEVHUB_CI_STATE:-/var/lib/autodevhub-ci}
-OUT=$STATE/cluster
-BIN=$OUT/bin
+# shellcheck source=common.sh
+. "$here/common.sh"
 SRC=$OUT/src
 mkdir -p "$BIN" "$SRC" "$OUT/crds"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=${GOTOOLCHAIN:-local}

@@ -27,7 +27,13 @@ from autodevhub_cli.core.adapters.kube import (
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import ApplyError, RolloutError
 from autodevhub_cli.core.project import Project
-from autodevhub_cli.core.targets.readiness import State, pod_problem, readiness
+from autodevhub_cli.core.targets.readiness import (
+    WAITING_KINDS,
+    State,
+    observed,
+    pod_problem,
+    readiness,
+)
 
 log = logging.getLogger("autodevhub.kubernetes")
 STEP_LABEL = "autodevhub.io/step"
@@ -152,7 +158,7 @@ class KubernetesTarget:
                 self.kube.delete(ref)
         deadline = time.monotonic() + timeout
         for doc in docs:
-            if doc["kind"] in ("Deployment", "Rollout", "Job"):
+            if doc["kind"] in WAITING_KINDS:
                 self.wait_for(doc, deadline)
 
     def apply_documents(self, docs: list[dict[str, Any]], dry_run: bool = False) -> list[Any]:
@@ -278,7 +284,7 @@ class KubernetesTarget:
             current = (live.get("status") or {}).get("currentPodHash")
             if current:
                 match["rollouts-pod-template-hash"] = current
-        elif kind == "Deployment" and _observed(live):
+        elif kind == "Deployment" and observed(live):
             # Until the controller has seen the new spec, its revision is the old one's.
             current = self._current_template_hash(live, match)
             if current:
@@ -397,7 +403,7 @@ class KubernetesTarget:
     def wait_restarted(self, restart: Restart, deadline: float) -> None:
         """Wait until the restarted workload's pods are all new and ready."""
         if not restart.since:
-            self.wait_for({**_ref_doc(restart.ref)}, deadline)
+            self.wait_for(_ref_doc(restart.ref), deadline)
             return
         wanted = parse_time(restart.since)
         self.say("wait", f"{restart.ref} (restarted since {restart.since})")
@@ -459,7 +465,7 @@ class KubernetesTarget:
         """Deployments, Rollouts and Jobs with their readiness."""
         rows = []
         for doc in load_documents(rendered):
-            if doc["kind"] not in ("Deployment", "Rollout", "Job"):
+            if doc["kind"] not in WAITING_KINDS:
                 continue
             live = self.kube.get(ObjectRef.of(doc)) or {}
             status = live.get("status") or {}
@@ -522,11 +528,6 @@ def _handed_over_fields(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str]
                     if name:
                         fields[("Service", _namespace(doc), str(name))] = "selector"
     return fields
-
-
-def _observed(live: dict[str, Any]) -> bool:
-    generation = (live.get("metadata") or {}).get("generation", 0)
-    return bool((live.get("status") or {}).get("observedGeneration", 0) >= generation)
 
 
 def _label(doc: dict[str, Any], key: str) -> str | None:

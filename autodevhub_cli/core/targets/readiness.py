@@ -63,11 +63,16 @@ def _job(live: dict[str, Any]) -> Readiness:
     return _waiting("not complete")
 
 
+def observed(live: dict[str, Any]) -> bool:
+    """Whether the Deployment controller has seen the object's current generation."""
+    generation = (live.get("metadata") or {}).get("generation", 0)
+    return bool((live.get("status") or {}).get("observedGeneration", 0) >= generation)
+
+
 def _deployment(live: dict[str, Any]) -> Readiness:
     status = live.get("status") or {}
     spec = live.get("spec") or {}
-    generation = (live.get("metadata") or {}).get("generation", 0)
-    if status.get("observedGeneration", 0) < generation:
+    if not observed(live):
         return _waiting("not observed")
     for condition in status.get("conditions") or []:
         if condition.get("reason") == "ProgressDeadlineExceeded":
