@@ -258,26 +258,40 @@ def row_counts(database_url: str) -> dict[str, int]:
             }
         finally:
             connection.close()
-    import psycopg
+    # psql, like pg_dump and pg_restore: the CLI needs PostgreSQL's client tools, not a driver.
+    psql = ["psql", "--no-psqlrc", "--tuples-only", "--no-align", "--quiet"]
+    target = f"--dbname={libpq_url(database_url)}"
+    listed = _run(
+        [
+            *psql,
+            target,
+            "--command",
+            "SELECT tablename FROM pg_tables "
+            "WHERE schemaname = current_schema() ORDER BY tablename",
+        ],
+        "psql",
+        database_url,
+    )
+    names = [line for line in listed.splitlines() if line]
+    if not names:
+        return {}
+    counts = " UNION ALL ".join(_count_query(name) for name in names)
+    rows = _run([*psql, "--field-separator=\t", target, "--command", counts], "psql", database_url)
+    found = {}
+    for line in rows.splitlines():
+        name, _, count = line.rpartition("\t")
+        if name:
+            found[name] = int(count)
+    return found
 
-    try:
-        with psycopg.connect(libpq_url(database_url), connect_timeout=10) as pg:
-            names = [
-                r[0]
-                for r in pg.execute(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-                )
-            ]
-            counts = {}
-            for table in names:
-                row = pg.execute(f'SELECT count(*) FROM "{table}"').fetchone()
-                counts[table] = int(row[0]) if row else 0
-            return counts
-    except psycopg.Error as exc:
-        raise BackupError(f"Cannot read {redact(database_url)}: {exc}".strip()) from None
+
+def _count_query(table: str) -> str:
+    literal = table.replace("'", "''")
+    identifier = table.replace('"', '""')
+    return f"SELECT '{literal}', count(*) FROM \"{identifier}\""
 
 
-def _run(command: list[str], what: str, database_url: str) -> None:
+def _run(command: list[str], what: str, database_url: str) -> str:
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     except FileNotFoundError:
@@ -300,6 +314,7 @@ def _run(command: list[str], what: str, database_url: str) -> None:
             returncode=proc.returncode,
             output=hide(proc.stderr),
         )
+    return proc.stdout
 
 
 def database_url_for(environment: Any, explicit: str | None) -> str:
