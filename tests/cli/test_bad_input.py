@@ -369,3 +369,15 @@ def test_an_env_name_the_template_sets_too_is_refused_at_render(
         ],
     )
     assert not out.exists()
+
+
+def test_a_rolling_update_bound_that_is_neither_a_count_nor_a_percent(project: Path) -> None:
+    _fails(
+        project,
+        "render",
+        "--env",
+        "staging",
+        "--set",
+        "rollout.max_unavailable=half",
+        words=["rollout.max_unavailable", "--set rollout.max_unavailable=half", "'^[0-9]+%$'"],
+    )
