@@ -9,7 +9,10 @@ Reports:
   script renders through the core without the Typer app); the Jinja
   bytecode and the validation verdicts of the unchanged documents are reused (the edit loop);
 - cold: every cache empty (Jinja compiles all templates, every schema engine runs);
-- --no-validate with one value changed.
+- --no-validate with one value changed;
+- the peer: `kubectl kustomize` building the same objects (the rendered manifests split into one
+  file each, with a kustomization adding common labels and the namespace), and the ratio of the
+  changed-value render to it.
 Bytecode (.pyc) writing is enabled for the measured processes, as on a normal installation.
 """
 
@@ -50,6 +53,39 @@ def _time(
     return samples
 
 
+def _kustomization(script: str, env_name: str, env: dict[str, str], folder: Path) -> Path:
+    """The environment's manifests as kustomize input: one file per object, a kustomization."""
+    import yaml
+
+    out = folder / "kustomize"
+    subprocess.run(
+        [script, "render", "--env", env_name, "--out", str(out)],
+        env=env,
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    files = sorted(p.name for p in out.iterdir() if p.suffix == ".yaml")
+    namespaces = [
+        doc["metadata"]["name"]
+        for name in files
+        for doc in yaml.safe_load_all((out / name).read_text())
+        if doc and doc.get("kind") == "Namespace"
+    ]
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": namespaces[0] if namespaces else "default",
+        "labels": [
+            {"pairs": {"app.kubernetes.io/part-of": "autodevhub"}, "includeSelectors": False}
+        ],
+        "resources": files,
+    }
+    (out / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="prod")
@@ -82,12 +118,28 @@ def main() -> None:
             _time([*base, "--no-validate"], env, args.runs, None, vary=True),
         ),
     ]
+    kubectl = shutil.which("kubectl")
+    if kubectl:
+        folder = _kustomization(script, args.env, env, cache)
+        peer = [kubectl, "kustomize", str(folder)]
+        _time(peer, env, 2, None)
+        rows.append(
+            (f"kubectl kustomize (the same {args.env} objects)", _time(peer, env, args.runs, None))
+        )
     shutil.rmtree(cache, ignore_errors=True)
     header = f"{'case':45} {'median ms':>10} {'p90 ms':>8} {'min ms':>8}"
     print(f"{header}  (n={args.runs}, {os.cpu_count()} cores)")
     for name, samples in rows:
         p90 = statistics.quantiles(samples, n=10)[-1]
         print(f"{name:45} {statistics.median(samples):10.1f} {p90:8.1f} {min(samples):8.1f}")
+    medians = {name: statistics.median(samples) for name, samples in rows}
+    changed = medians[f"render --env {args.env}, one value changed"]
+    peer_name = f"kubectl kustomize (the same {args.env} objects)"
+    if peer_name in medians:
+        ratio = changed / medians[peer_name]
+        print(f"changed-value render / kubectl kustomize: {ratio:.2f}x (goal: <= 1.0)")
+    else:
+        print("kubectl not found: no kustomize comparison")
 
 
 if __name__ == "__main__":
