@@ -1,4 +1,6 @@
-"""`python -m service` serves the app; `python -m service migrate` applies the migrations."""
+"""`python -m service` serves the app; `python -m service migrate` applies the migrations;
+`python -m service worker` runs the generation queue in its own process (with /healthz, /readyz
+and /metrics on PORT), for when the API processes run with PROCESS_ROLE=api."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from pydantic import ValidationError
 def main(argv: list[str] | None = None) -> int:
     """Parse the command, load settings, run it; exit 2 on bad settings."""
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
-    parser.add_argument("command", nargs="?", choices=["serve", "migrate"], default="serve")
+    parser.add_argument(
+        "command", nargs="?", choices=["serve", "migrate", "worker"], default="serve"
+    )
     args = parser.parse_args(argv)
 
     from service.logs import configure_logging
@@ -32,11 +36,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         upgrade(settings)
         return 0
-    if settings.should_migrate_on_start:
-        upgrade(settings)
+    if settings.should_migrate_on_start and args.command != "worker":
+        upgrade(settings)  # the API's job; a worker waits (503 on /readyz) until it is done
 
     import uvicorn
 
+    if args.command == "worker":
+        from service.main import create_app
+
+        worker = settings.model_copy(update={"process_role": "worker"})
+        uvicorn.run(
+            create_app(worker),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+        )
+        return 0
     uvicorn.run(
         "service.main:app",
         host=settings.host,

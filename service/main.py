@@ -14,7 +14,11 @@ from service.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; settings are read at startup, from `settings` or the environment."""
+    """Build the app; settings are read at startup, from `settings` or the environment.
+
+    With settings whose role is "worker", the app serves only the operations endpoints
+    (health, readiness, metrics) beside the generation queue.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -35,7 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Turns feature descriptions into user stories with acceptance criteria.",
         lifespan=lifespan,
     )
-    app.include_router(stories.router)
+    if settings is None or settings.process_role != "worker":
+        app.include_router(stories.router)
     app.include_router(ops.router)
     # Added innermost first: request context wraps CORS, which wraps the body limit.
     app.add_middleware(BodySizeLimitMiddleware)

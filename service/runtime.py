@@ -65,11 +65,12 @@ async def start_runtime(settings: Settings) -> Runtime:
         list_cache=list_cache,
         head=head_revision(),
     )
-    try:
-        await worker.recover()
-    except Exception:
-        log.exception("recovery at startup failed; the worker retries while it runs")
-    await worker.start_loops()
+    if settings.generates:
+        try:
+            await worker.recover()
+        except Exception:
+            log.exception("recovery at startup failed; the worker retries while it runs")
+        await worker.start_loops()
     if settings.app_env != "dev" and not settings.api_keys:
         log.warning(
             "API_KEYS is empty: POST and DELETE are open to anyone who can reach the service",
@@ -82,6 +83,7 @@ async def start_runtime(settings: Settings) -> Runtime:
             "database": safe_url(settings.database_url.get_secret_value()),
             "generator": generator.name,
             "model": generator.model,
+            "role": settings.process_role,
             "max_concurrent_generations": settings.max_concurrent_generations,
             "auth": "api-keys" if settings.api_keys else "open",
         },

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     anthropic_backoff_seconds: float = Field(default=1.0, ge=0, le=60)
     anthropic_backoff_max_seconds: float = Field(default=30.0, ge=0, le=600)
 
+    # Which part of the service this process runs: "all" serves the API and generates; with a
+    # separate generation worker deployed, the API pods run "api" (they only queue) and the
+    # worker pods "worker" (`python -m service worker`: the queue, health and metrics).
+    process_role: Literal["all", "api", "worker"] = "all"
     max_concurrent_generations: int = Field(default=16, ge=1, le=1000)
     generation_lease_seconds: float = Field(default=300.0, ge=1)
     generation_max_claims: int = Field(default=3, ge=1, le=20)
@@ -133,6 +137,11 @@ class Settings(BaseSettings):
     def generator_name(self) -> Literal["anthropic", "offline"]:
         """Which generator this configuration selects."""
         return "anthropic" if self.anthropic_api_key is not None else "offline"
+
+    @property
+    def generates(self) -> bool:
+        """Whether this process claims and runs generations."""
+        return self.process_role != "api"
 
     @property
     def should_migrate_on_start(self) -> bool:
