@@ -1,17 +1,26 @@
-"""Fixtures for end-to-end deploys on the real Docker engine, registry and Compose v2."""
+"""Fixtures for end-to-end deploys: the real Docker engine, registry and Compose v2, and the
+Kubernetes control plane (or, where a test says why, the API double)."""
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import copy_project, run_cli
+from autodevhub_cli.core.adapters.kube import ObjectRef
+from tests.deploy import local_cluster
+from tests.deploy.kube_cluster import Cluster, project_copy
+from tests.helpers import REPO, copy_project, run_cli
 from tests.images.conftest import BASE_IMAGES, REGISTRY, _engine_problem
+from tests.kubefake.server import KubeFake
+
+sys.path.insert(0, str(REPO / "tests" / "web"))
+from web_servers import build_dist, missing_browser_tools, run_backend, run_nginx
 
 
 def free_port() -> int:
@@ -62,3 +71,37 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     created = Stack(root, f"adh{uuid.uuid4().hex[:8]}")
     yield created
     created.cli("down", "--env", "dev", "--volumes")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The real backend and nginx: what the Ingress and the preview Service would reach."""
+    missing = missing_browser_tools()
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (run bash scripts/ci/provision-browser.sh)")
+    work = tmp_path_factory.mktemp("k8s-app")
+    dist = work / "dist"
+    assert build_dist(dist).returncode == 0
+    with (
+        run_backend(work, {"RATE_LIMIT_PER_MINUTE": "100000"}) as backend,
+        run_nginx(dist, f"127.0.0.1:{backend.port}", work) as nginx,
+    ):
+        yield {"base": nginx.url, "backend": backend.url}
+
+
+@pytest.fixture()
+def cluster(tmp_path: Path, app: dict[str, str]) -> Iterator[Cluster]:
+    """A namespace of its own on the real control plane, deleted afterwards."""
+    kubeconfig, why = local_cluster.kubeconfig()
+    if kubeconfig is None:
+        pytest.skip(why)
+    made = Cluster(project_copy(tmp_path), kubeconfig, None, app)
+    yield made
+    made.kube.delete(ObjectRef("v1", "Namespace", "", made.ns))
+
+
+@pytest.fixture()
+def fake_cluster(tmp_path: Path, app: dict[str, str]) -> Iterator[Cluster]:
+    """The API double, for what the real cluster cannot show (said at each use)."""
+    with KubeFake(auto_ready=True) as fake:
+        yield Cluster(project_copy(tmp_path), fake.kubeconfig(tmp_path / "kubeconfig"), fake, app)

@@ -1,0 +1,147 @@
+"""Real RBAC: a deploy under exactly the permissions `doctor` derives and checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autodevhub_cli.core.adapters.kube import ObjectRef
+from tests.deploy.kube_cluster import Cluster
+
+pytestmark = [pytest.mark.k8s, pytest.mark.browser]
+
+
+def _least_privilege(cluster: Cluster, env: str) -> tuple[list[dict[str, Any]], Any]:
+    """The Role and ClusterRole rules for what doctor says a deploy of `env` needs."""
+    from autodevhub_cli.core.config import load_environment
+    from autodevhub_cli.core.project import find_project
+    from autodevhub_cli.core.render import render
+    from autodevhub_cli.core.secrets import referenced_keys
+    from autodevhub_cli.core.targets.access import required_permissions
+    from autodevhub_cli.core.targets.kubernetes import PRUNE_KINDS
+
+    project = find_project(cluster.root)
+    environment = load_environment(project, env, [f"namespace={cluster.ns}"])
+    docs = [m.document for m in render(project, environment).manifests]
+    needed = required_permissions(
+        cluster.kube, docs, cluster.ns, PRUNE_KINDS, sorted(referenced_keys(environment))
+    )
+    rules: dict[tuple[bool, str, str, str], list[str]] = {}
+    for p in needed:
+        rules.setdefault((bool(p.namespace), p.group, p.resource, p.name), []).append(p.verb)
+    out = []
+    for (namespaced, group, resource, name), verbs in rules.items():
+        rule: dict[str, Any] = {"apiGroups": [group], "resources": [resource], "verbs": verbs}
+        if name:
+            rule["resourceNames"] = [name]
+        out.append({"namespaced": namespaced, "rule": rule})
+    return out, needed
+
+
+def _service_account_kubeconfig(cluster: Cluster, path: Path, account: str) -> Path:
+    """A kubeconfig that authenticates as a ServiceAccount with a bound token."""
+    import yaml
+    from kubernetes import client
+
+    core = client.CoreV1Api(cluster.kube.api_client)
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+    )
+    token = core.create_namespaced_service_account_token(account, cluster.ns, request)
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
+    server = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": server["cluster"]}],
+        "users": [{"name": account, "user": {"token": token.status.token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": account}}],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_deploy_runs_with_exactly_the_permissions_doctor_lists(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Real RBAC: a ServiceAccount granted what doctor checks, and nothing else, deploys prod
+    (blue-green, promote) and doctor passes its permission check; take one grant away and
+    doctor names exactly that one."""
+    ns, account = cluster.ns, "deployer"
+    cluster.kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    cluster.kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": account, "namespace": ns},
+        }
+    )
+    cluster.kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "autodevhub-secrets", "namespace": ns},
+            "stringData": {"database-url": "x", "anthropic-api-key": "x", "api-keys": "x"},
+        }
+    )
+    rules, needed = _least_privilege(cluster, "prod")
+    subject = [{"kind": "ServiceAccount", "name": account, "namespace": ns}]
+
+    def grant(keep: list[dict[str, Any]]) -> None:
+        for kind, scope in (("Role", ns), ("ClusterRole", "")):
+            name = f"{ns}-deployer"
+            namespaced = kind == "Role"
+            rbac = "rbac.authorization.k8s.io/v1"
+            for obj_kind in (kind, f"{kind}Binding"):
+                cluster.kube.delete(ObjectRef(rbac, obj_kind, scope, name))
+            cluster.kube.create(
+                {
+                    "apiVersion": rbac,
+                    "kind": kind,
+                    "metadata": {"name": name, **({"namespace": scope} if scope else {})},
+                    "rules": [r["rule"] for r in keep if r["namespaced"] == namespaced],
+                }
+            )
+            cluster.kube.create(
+                {
+                    "apiVersion": rbac,
+                    "kind": f"{kind}Binding",
+                    "metadata": {"name": name, **({"namespace": scope} if scope else {})},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": kind,
+                        "name": name,
+                    },
+                    "subjects": subject,
+                }
+            )
+
+    grant(rules)
+    kubeconfig = _service_account_kubeconfig(cluster, tmp_path / "sa.yaml", account)
+    cluster.env["AUTODEVHUB__KUBERNETES__KUBECONFIG"] = str(kubeconfig)
+
+    def doctor() -> dict[str, Any]:
+        _, out, _ = cluster.cli("doctor", "--env", "prod", "-o", "json")
+        return {f["check"]: f for f in json.loads(out)["environments"]["prod"]}
+
+    found = cluster.wait("RBAC to apply", lambda: doctor()["Permissions"]["ok"] and doctor())
+    assert f"{len(needed)} permissions allowed in namespace {ns}" in found["Permissions"]["detail"]
+    assert found["Secret autodevhub-secrets"]["ok"]
+    cluster.record_build("prod", "c-0000000000000151")
+    code, _, err = cluster.deploy("prod", "--promote")
+    assert code == 0, err
+    cluster.record_build("prod", "c-0000000000000152")
+    code, _, err = cluster.deploy("prod", "--promote")
+    assert code == 0, err
+    # Without the status subresource, promote and abort cannot work: doctor says so.
+    grant([r for r in rules if r["rule"]["resources"] != ["rollouts/status"]])
+    found = cluster.wait("RBAC to apply", lambda: (not doctor()["Permissions"]["ok"]) and doctor())
+    detail = found["Permissions"]["detail"]
+    assert detail == f"Not allowed in namespace {ns}: patch rollouts/status.argoproj.io.", detail
+    for kind in ("ClusterRole", "ClusterRoleBinding"):
+        cluster.kube.delete(ObjectRef("rbac.authorization.k8s.io/v1", kind, "", f"{ns}-deployer"))
