@@ -9,8 +9,7 @@ import difflib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,7 +187,7 @@ def _run(
     name = ctx.environment.name
     # Compose runs the images from the local engine, so their push to the registry can run
     # while the release migrates, starts and is checked; it must succeed before it counts.
-    overlap_push = ctx.target.name == "compose" and not request.skip_build
+    overlap_push = ctx.target.runs_local_images and not request.skip_build
     pusher: _BackgroundPush | None = None
     switched = False
     try:
@@ -250,7 +249,7 @@ def _run(
         ctx.say("apply", "applying and waiting until healthy")
         switched = True
         _timed(release, "apply", lambda: ctx.target.apply(path, request.timeout))
-        blue_green = _is_blue_green(ctx)
+        blue_green = ctx.target.blue_green
         ctx.say("smoke", "running smoke checks" + (" against the preview" if blue_green else ""))
         smoke = _timed(
             release, "smoke", lambda: _smoke(ctx, rendered.environment, preview=blue_green)
@@ -347,11 +346,11 @@ def _roll_back(
             exit_code=code,
             outcome=outcome,
         )
-    if _is_blue_green(ctx):
+    if ctx.target.blue_green:
         rendered = ctx.store.rendered_path(release, ctx.target.rendered_filename)
         if rendered.exists():
             ctx.say("rollback", "aborting the rollout: the active version keeps serving")
-            _abort(ctx, rendered)
+            ctx.target.abort(rendered)
     ctx.say("rollback", f"rolling back to release {previous.id}")
     try:
         restored_smoke = reapply(ctx, previous, timeout)
@@ -384,7 +383,7 @@ def reapply(ctx: DeployContext, release: Release, timeout: float) -> SmokeResult
 
 
 def _smoke(ctx: DeployContext, environment: Environment, preview: bool = False) -> SmokeResult:
-    with smoke_endpoints(ctx.target, environment, preview) as (base, backend, api):
+    with ctx.target.smoke_endpoints(environment, preview) as (base, backend, api):
         return run_smoke_checks(
             environment,
             base_url=base,
@@ -394,50 +393,9 @@ def _smoke(ctx: DeployContext, environment: Environment, preview: bool = False) 
         )
 
 
-@contextmanager
-def smoke_endpoints(
-    target: Target, environment: Environment, preview: bool = False
-) -> Iterator[tuple[str | None, str | None, str | None]]:
-    """(frontend, backend, API) URLs for the smoke checks: configured, or port-forwarded."""
-    spec = environment.smoke
-    if not (spec.port_forward and target.name == "kubernetes"):
-        backend = api = spec.preview_backend_url if preview else None
-        yield None, backend, api
-        return
-    from autodevhub_cli.core.adapters.port_forward import forward
-
-    context: str | None = getattr(target, "context", None)
-    kubeconfig: str | None = getattr(target, "kubeconfig", None)
-    ns = environment.namespace
-    components = environment.components
-    backend_service = "backend-preview" if preview else "backend"
-    with (
-        forward(
-            "frontend", components.frontend.port, ns, context=context, kubeconfig=kubeconfig
-        ) as frontend_url,
-        forward(
-            backend_service, components.backend.port, ns, context=context, kubeconfig=kubeconfig
-        ) as backend_url,
-    ):
-        yield frontend_url, backend_url, backend_url if preview else None
-
-
-def _is_blue_green(ctx: DeployContext) -> bool:
-    return ctx.target.name == "kubernetes" and ctx.environment.rollout.strategy == "blue-green"
-
-
 def _promote(ctx: DeployContext, rendered: Path, timeout: float) -> None:
-    promote = getattr(ctx.target, "promote", None)
-    if promote is None:
-        raise ConfigError(f"The {ctx.target.name} target has no blue-green promotion.")
     ctx.say("promote", "promoting the preview to active")
-    promote(rendered, timeout)
-
-
-def _abort(ctx: DeployContext, rendered: Path) -> None:
-    abort = getattr(ctx.target, "abort", None)
-    if abort is not None:
-        abort(rendered)
+    ctx.target.promote(rendered, timeout)
 
 
 def promote(
@@ -487,14 +445,13 @@ def preview_changes(ctx: DeployContext, request: DeployRequest) -> DeployOutcome
         )
     )
     new_text = _rendered_text(rendered)
-    server_diff = getattr(ctx.target, "diff", None)
-    if server_diff is not None:
-        import tempfile
+    import tempfile
 
-        with tempfile.TemporaryDirectory() as folder:
-            staged = Path(folder) / ctx.target.rendered_filename
-            staged.write_text(new_text)
-            diff_text = server_diff(staged)
+    with tempfile.TemporaryDirectory() as folder:
+        staged = Path(folder) / ctx.target.rendered_filename
+        staged.write_text(new_text)
+        diff_text = ctx.target.diff(staged)
+    if diff_text is not None:
         return DeployOutcome(name, None, dry_run=True, diff=diff_text, plan=_plan(ctx, request))
     current = ctx.store.current()
     old_text = ""
@@ -520,6 +477,6 @@ def _plan(ctx: DeployContext, request: DeployRequest) -> list[str]:
         f"apply to {ctx.target.name} and wait up to {request.timeout:.0f}s",
         "run smoke checks; roll back on failure",
     ]
-    if _is_blue_green(ctx):
+    if ctx.target.blue_green:
         steps.append("promote the preview" if request.promote else "leave it as the preview")
     return steps

@@ -28,12 +28,10 @@ def smoke_test(
     report: Reporter | None = None,
 ) -> SmokeResult:
     """Run the environment's smoke checks against what is deployed (or `base_url`)."""
-    from autodevhub_cli.core.deploy import smoke_endpoints
-
     ctx = open_context(environment, project_dir, sets, None)
     if base_url or backend_url:
         return run_smoke_checks(ctx.environment, base_url, backend_url, report, timeout)
-    with smoke_endpoints(ctx.target, ctx.environment) as (base, backend, api):
+    with ctx.target.smoke_endpoints(ctx.environment, False) as (base, backend, api):
         return run_smoke_checks(ctx.environment, base, backend, report, timeout, api)
 
 

@@ -11,12 +11,21 @@ from typing import Any, Protocol
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.project import Project
 
+Endpoints = tuple[str | None, str | None, str | None]
+
 
 class Target(Protocol):
     """What the target-neutral deploy pipeline needs from a platform."""
 
     name: str
     rendered_filename: str
+    # The platform runs the images from this machine's engine, so their push to the registry
+    # can overlap the migrate, apply and check steps.
+    runs_local_images: bool
+
+    @property
+    def blue_green(self) -> bool:
+        """The new version waits as a preview until promoted (Argo Rollouts blue-green)."""
 
     def lock(self, project: Project, command: str) -> AbstractContextManager[None]:
         """Hold the environment's deploy lock for a block."""
@@ -32,6 +41,20 @@ class Target(Protocol):
 
     def remove(self, rendered: Path, volumes: bool) -> None:
         """Remove everything the environment runs."""
+
+    def promote(self, rendered: Path, timeout: float) -> None:
+        """Make the release waiting as the preview the active one, or refuse."""
+
+    def abort(self, rendered: Path) -> None:
+        """Give up a preview; the active version keeps serving (nothing to do without one)."""
+
+    def diff(self, rendered: Path) -> str | None:
+        """What applying would change, as the platform sees it; None to diff the files."""
+
+    def smoke_endpoints(
+        self, environment: Environment, preview: bool
+    ) -> AbstractContextManager[Endpoints]:
+        """(frontend, backend, API) URLs for the smoke checks; None means the configured one."""
 
 
 @dataclass

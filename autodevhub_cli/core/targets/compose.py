@@ -9,9 +9,10 @@ from typing import Any
 
 from autodevhub_cli.core.adapters import compose
 from autodevhub_cli.core.environment import Environment
-from autodevhub_cli.core.errors import ApplyError, RolloutError, ToolError
+from autodevhub_cli.core.errors import ApplyError, ConfigError, RolloutError, ToolError
 from autodevhub_cli.core.lock import DeployLock
 from autodevhub_cli.core.project import Project
+from autodevhub_cli.core.targets import Endpoints
 
 
 class ComposeTarget:
@@ -19,6 +20,7 @@ class ComposeTarget:
 
     name = "compose"
     rendered_filename = "compose.yaml"
+    runs_local_images = True
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
@@ -123,3 +125,28 @@ class ComposeTarget:
         if volumes:
             args.append("--volumes")
         compose.run(rendered, *args, timeout=180, what="docker compose down")
+
+    @property
+    def blue_green(self) -> bool:
+        """Every Compose deploy switches at once."""
+        return False
+
+    def promote(self, rendered: Path, timeout: float) -> None:
+        """Compose has no preview to promote."""
+        raise ConfigError(
+            f"Environment {self.environment.name!r} deploys with Docker Compose, which has no "
+            "blue-green preview to promote.",
+            hint="Every Compose deploy switches at once; use `autodevhub rollback` to go back.",
+        )
+
+    def abort(self, rendered: Path) -> None:
+        """No preview: nothing to abort."""
+
+    def diff(self, rendered: Path) -> str | None:
+        """No server-side dry run: the deploy diffs the rendered files."""
+        return None
+
+    @contextmanager
+    def smoke_endpoints(self, environment: Environment, preview: bool) -> Iterator[Endpoints]:
+        """The configured URLs (the published ports)."""
+        yield None, None, None

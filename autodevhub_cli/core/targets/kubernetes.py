@@ -27,6 +27,7 @@ from autodevhub_cli.core.adapters.kube import (
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import ApplyError, RolloutError
 from autodevhub_cli.core.project import Project
+from autodevhub_cli.core.targets import Endpoints
 from autodevhub_cli.core.targets.readiness import (
     WAITING_KINDS,
     State,
@@ -82,6 +83,7 @@ class KubernetesTarget:
 
     name = "kubernetes"
     rendered_filename = "manifests.yaml"
+    runs_local_images = False
 
     def __init__(
         self,
@@ -103,6 +105,35 @@ class KubernetesTarget:
         self._kube = kube
         self.poll_seconds = poll_seconds
         self.say = say or (lambda _step, _message: None)
+
+    @property
+    def blue_green(self) -> bool:
+        """The environment's backend is an Argo Rollouts blue-green Rollout."""
+        return self.environment.rollout.strategy == "blue-green"
+
+    @contextmanager
+    def smoke_endpoints(self, environment: Environment, preview: bool) -> Iterator[Endpoints]:
+        """The configured URLs, or `kubectl port-forward` to the Services (smoke.port_forward)."""
+        spec = environment.smoke
+        if not spec.port_forward:
+            backend = spec.preview_backend_url if preview else None
+            yield None, backend, backend
+            return
+        from autodevhub_cli.core.adapters.port_forward import forward
+
+        ns = environment.namespace
+        components = environment.components
+        backend_service = "backend-preview" if preview else "backend"
+        context, kubeconfig = self.context, self.kubeconfig
+        with (
+            forward(
+                "frontend", components.frontend.port, ns, context=context, kubeconfig=kubeconfig
+            ) as frontend_url,
+            forward(
+                backend_service, components.backend.port, ns, context=context, kubeconfig=kubeconfig
+            ) as backend_url,
+        ):
+            yield frontend_url, backend_url, backend_url if preview else None
 
     @property
     def kube(self) -> Kube:
