@@ -145,3 +145,31 @@ def test_a_deploy_runs_with_exactly_the_permissions_doctor_lists(
     assert detail == f"Not allowed in namespace {ns}: patch rollouts/status.argoproj.io.", detail
     for kind in ("ClusterRole", "ClusterRoleBinding"):
         cluster.kube.delete(ObjectRef("rbac.authorization.k8s.io/v1", kind, "", f"{ns}-deployer"))
+
+
+def test_doctor_asks_for_namespace_create_when_the_namespace_is_missing(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """RBAC cannot limit `create` to one name: for a namespace that does not exist yet, doctor
+    checks cluster-wide `create namespaces`, and names it for an identity without it."""
+    home = cluster.ns  # where the ServiceAccount lives; the environment's namespace is another
+    cluster.kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": home}})
+    cluster.kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "nobody", "namespace": home},
+        }
+    )
+    kubeconfig = _service_account_kubeconfig(cluster, tmp_path / "sa.yaml", "nobody")
+    cluster.env["AUTODEVHUB__KUBERNETES__KUBECONFIG"] = str(kubeconfig)
+    missing = f"{home}-new"
+    cluster.env["AUTODEVHUB__NAMESPACE"] = missing
+    code, out, _ = cluster.cli("doctor", "--env", "staging", "-o", "json")
+    assert code == 1
+    found = {f["check"]: f for f in json.loads(out)["environments"]["staging"]}
+    detail = found["Permissions"]["detail"]
+    assert detail.startswith(f"Not allowed in namespace {missing}: get namespaces {missing}, ")
+    assert f"patch namespaces {missing}," in detail
+    assert "create namespaces," in detail, "cluster-wide: a name cannot limit create"
+    assert "ClusterRole" in found["Permissions"]["fix"]

@@ -311,6 +311,10 @@ class NotFound(ApplyError):
     """The object (or its namespace) does not exist."""
 
 
+class Forbidden(ApplyError):
+    """The identity may not do this (HTTP 401 or 403)."""
+
+
 class Conflict(ApplyError):
     """A write lost a race (stale resourceVersion) or the object already exists."""
 
@@ -338,10 +342,13 @@ def _call(what: str, action: Callable[[], T], ref: ObjectRef | None = None) -> T
             if conflicts:
                 raise ApplyConflict(ref, conflicts) from None
             raise Conflict(f"{what}: conflict: {reason}") from None
-        hint = None
         if exc.status in (401, 403):
-            hint = "Check the kube context's credentials and RBAC permissions for this namespace."
-        raise ApplyError(f"{what} failed: HTTP {exc.status}: {reason}", hint=hint) from None
+            raise Forbidden(
+                f"{what} failed: HTTP {exc.status}: {reason}",
+                hint="Check the kube context's credentials and RBAC permissions for this "
+                "namespace (`autodevhub doctor` lists what a deploy needs).",
+            ) from None
+        raise ApplyError(f"{what} failed: HTTP {exc.status}: {reason}") from None
     except HTTPError as exc:
         raise ApplyError(
             f"{what} failed: the Kubernetes API is unreachable ({exc}).",

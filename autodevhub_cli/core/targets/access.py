@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from autodevhub_cli.core.adapters.kube import Kube, ObjectRef
+from autodevhub_cli.core.adapters.kube import Forbidden, Kube, ObjectRef
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -79,10 +79,15 @@ def required_permissions(
     for doc in docs:
         if doc["kind"] != "Namespace":
             add(doc["apiVersion"], doc["kind"], "get create patch")
-        elif kube.get(ObjectRef("v1", "Namespace", "", doc["metadata"]["name"])) is not None:
-            add("v1", "Namespace", "get patch", name=doc["metadata"]["name"])
-        else:  # RBAC cannot limit `create` to one name
-            add("v1", "Namespace", "get patch create")
+            continue
+        name = doc["metadata"]["name"]
+        add("v1", "Namespace", "get patch", name=name)
+        try:
+            exists = kube.get(ObjectRef("v1", "Namespace", "", name)) is not None
+        except Forbidden:
+            exists = False  # cannot tell: a deploy would have to be able to create it
+        if not exists:
+            add("v1", "Namespace", "create")  # RBAC cannot limit `create` to one name
     for api_version, kind in prune_kinds:
         if kube.has(api_version, kind):
             add(api_version, kind, "list delete")
