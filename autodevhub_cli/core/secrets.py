@@ -132,7 +132,7 @@ def set_secret(
     ).hexdigest()[:16]
     restarts = [
         target.restart(workload, {ANNOTATION.format(name): checksum})
-        for workload in _users(kube, environment, name)
+        for workload in _users(kube, environment, name, target.selector)
     ]
     change.restarted = [str(r.ref) for r in restarts]
     deadline = time.monotonic() + timeout
@@ -152,12 +152,8 @@ def set_secret(
     return change
 
 
-def _users(kube: Any, environment: Any, secret: str) -> list[dict[str, Any]]:
-    """Deployments and Rollouts of the environment whose pods read the Secret."""
-    selector = (
-        "app.kubernetes.io/managed-by=autodevhub,"
-        f"app.kubernetes.io/instance={environment.app}-{environment.name}"
-    )
+def _users(kube: Any, environment: Any, secret: str, selector: str) -> list[dict[str, Any]]:
+    """Deployments and Rollouts of the environment (`selector`) whose pods read the Secret."""
     kinds = [("apps/v1", "Deployment")]
     if kube.has("argoproj.io/v1alpha1", "Rollout"):
         kinds.append(("argoproj.io/v1alpha1", "Rollout"))

@@ -4,7 +4,7 @@
 deploy run: the kinds rendered (get, apply), the kinds prune looks at (list, delete), what the
 wait reads (pods, their logs, events, ReplicaSets), the Lease lock, blue-green's status patches,
 and the Secrets the workloads reference. Measured on a real API server with RBAC: a deploy under a
-Role with exactly these succeeds (tests/deploy/test_deploy_kubernetes.py).
+Role with exactly these succeeds (tests/deploy/test_kube_rbac.py).
 """
 
 from __future__ import annotations
@@ -89,8 +89,7 @@ def required_permissions(
         if not exists:
             add("v1", "Namespace", "create")  # RBAC cannot limit `create` to one name
     for api_version, kind in prune_kinds:
-        if kube.has(api_version, kind):
-            add(api_version, kind, "list delete")
+        add(api_version, kind, "list delete")
     # The wait and its diagnosis.
     add("v1", "Pod", "list")
     add("v1", "Pod", "get", sub="log")
