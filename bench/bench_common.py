@@ -19,8 +19,8 @@ BASES = {
 
 
 def base_image_env() -> dict[str, str]:
-    """The AUTODEVHUB__BUILD__BASE_IMAGES__* overrides that point the builds at BASES."""
-    return {f"AUTODEVHUB__BUILD__BASE_IMAGES__{k}": v for k, v in BASES.items()}
+    """The AUTODEVHUB__BUILD__ARGS__*_IMAGE overrides that point the builds at BASES."""
+    return {f"AUTODEVHUB__BUILD__ARGS__{k}_IMAGE": v for k, v in BASES.items()}
 
 
 def copy_project(prefix: str) -> Path:

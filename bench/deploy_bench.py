@@ -137,8 +137,8 @@ def main() -> None:
         {
             "AUTODEVHUB__REGISTRY__URL": f"127.0.0.1:5000/{name}",
             "AUTODEVHUB__COMPOSE__PROJECT_NAME": name,
-            "AUTODEVHUB__COMPOSE__FRONTEND_PORT": str(free_port()),
-            "AUTODEVHUB__COMPOSE__BACKEND_PORT": str(free_port()),
+            "AUTODEVHUB__COMPONENTS__FRONTEND__EXPOSE__COMPOSE__HTTP": str(free_port()),
+            "AUTODEVHUB__COMPONENTS__BACKEND__EXPOSE__COMPOSE__HTTP": str(free_port()),
         }
     )
     cli = [str(Path(sysconfig.get_path("scripts")) / "autodevhub")]
@@ -172,7 +172,7 @@ def main() -> None:
                 "--set",
                 "components.backend.env.LOG_LEVEL=warning",
                 "--set",
-                "smoke.checks=[{name: broken, path: /api/nope, status: 200}]",
+                "smoke.checks=[{name: broken, component: frontend, path: /api/nope}]",
                 "--set",
                 "smoke.timeout_seconds=2",
             ],

@@ -7,7 +7,7 @@
 # What it sets up only when missing: the Docker engine (Debian/Ubuntu, as root), a registry on
 # 127.0.0.1:5000, and base images. Where the official base images (python:3.11-slim,
 # node:20-alpine, nginx:alpine) cannot be pulled, it builds Debian stand-ins and points the
-# build at them through AUTODEVHUB__BUILD__BASE_IMAGES__* variables.
+# build at them through AUTODEVHUB__BUILD__ARGS__*_IMAGE variables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '[quickstart] %s\n' "$*"; }
@@ -35,9 +35,9 @@ done
 if [ "$missing" = 1 ]; then
   log "official base images cannot be pulled here: using Debian stand-ins"
   bash scripts/ci/provision-docker.sh
-  export AUTODEVHUB__BUILD__BASE_IMAGES__PYTHON=autodevhub-ci/python:3.11-bookworm
-  export AUTODEVHUB__BUILD__BASE_IMAGES__NODE=autodevhub-ci/node:18-bookworm
-  export AUTODEVHUB__BUILD__BASE_IMAGES__NGINX=autodevhub-ci/nginx:1.22-bookworm
+  export AUTODEVHUB__BUILD__ARGS__PYTHON_IMAGE=autodevhub-ci/python:3.11-bookworm
+  export AUTODEVHUB__BUILD__ARGS__NODE_IMAGE=autodevhub-ci/node:18-bookworm
+  export AUTODEVHUB__BUILD__ARGS__NGINX_IMAGE=autodevhub-ci/nginx:1.22-bookworm
 fi
 
 autodevhub deploy --env dev

@@ -20,7 +20,7 @@ def build(
     ] = False,
     only: Annotated[
         list[str] | None,
-        typer.Option("--only", help="Build only this image: backend or frontend (repeatable)."),
+        typer.Option("--only", help="Build only this component's image (repeatable)."),
     ] = None,
     output: Output = OutputFormat.text,
     no_cache: Annotated[

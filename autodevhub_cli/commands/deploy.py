@@ -125,11 +125,12 @@ def _summarise(env: str, outcome: dict[str, Any], error: str | None) -> None:
 
 def smoke_test(
     env: Env,
-    base_url: Annotated[
-        str | None, typer.Option("--base-url", help="Frontend URL (default from the environment).")
-    ] = None,
-    backend_url: Annotated[
-        str | None, typer.Option("--backend-url", help="Backend URL for /healthz and /readyz.")
+    urls: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--url",
+            help="Reach a component at this URL, as NAME=URL (repeatable; over smoke.urls).",
+        ),
     ] = None,
     timeout: Annotated[
         float | None, typer.Option("--timeout", help="Deadline in seconds for retries.")
@@ -143,7 +144,7 @@ def smoke_test(
     from autodevhub_cli.core.operate import smoke_test as run_smoke
 
     progress = Progress(verbose=False)
-    result = run_smoke(env, project_dir, sets or (), base_url, backend_url, timeout, progress)
+    result = run_smoke(env, project_dir, sets or (), urls or (), timeout, progress)
     summary.append(
         f"### autodevhub smoke-test --env {env}: {'passed' if result.ok else 'FAILED'}\n\n"
         + summary.smoke_table(result.to_dict())
@@ -160,7 +161,8 @@ def _table(result: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"smoke checks against {result.base_url}")
+    where = ", ".join(f"{name} {url}" for name, url in result.urls.items()) or "no URL"
+    table = Table(title=f"smoke checks ({where})")
     for column in ("check", "result", "detail", "seconds"):
         table.add_column(column)
     for check in result.checks:
@@ -203,7 +205,7 @@ def status(
     if last is not None and current is not None and last.id != current.id:
         write(f"  last attempt: {last.id} {last.status}: {last.error or ''}\n".rstrip() + "\n")
     for w in state.workloads:
-        write(f"  {w['service']:9} {w['state']:8} {w['health'] or '-':10} {w['image']}\n")
+        write(f"  {w['workload']:9} {w['state']:8} {w['health'] or '-':10} {w['image']}\n")
 
 
 def rollback(

@@ -32,7 +32,7 @@ Sets = Annotated[
     typer.Option(
         "--set",
         "-s",
-        help="Override a value, e.g. --set components.backend.replicas=3 (repeatable).",
+        help="Override a value, e.g. --set components.web.replicas=3 (repeatable).",
         show_default=False,
     ),
 ]
@@ -61,7 +61,7 @@ Kubeconfig = Annotated[
     typer.Option(
         "--kubeconfig",
         help="Kubeconfig file (default: kubernetes.kubeconfig, $KUBECONFIG, ~/.kube/config; "
-        "in a pod, the service account).",
+        "in a pod, its ServiceAccount).",
         show_default=False,
     ),
 ]

@@ -317,15 +317,30 @@ def _run(command: list[str], what: str, database_url: str) -> str:
     return proc.stdout
 
 
+def _sqlite_volume(environment: Any) -> tuple[str, Path, str] | None:
+    """(Docker volume, file path in the container, mount path) of the SQLite file a Compose
+    component's DATABASE_URL names on one of its volumes."""
+    for component in environment.components.values():
+        url = component.env.get("DATABASE_URL", "")
+        if not url.startswith("sqlite"):
+            continue
+        inside = sqlite_path(url)
+        for name, volume in component.volumes.items():
+            if inside.is_relative_to(volume.path):
+                return f"{environment.compose_project()}_{name}", inside, volume.path
+    return None
+
+
 def database_url_for(environment: Any, explicit: str | None) -> str:
-    """The database to back up: --database-url, $DATABASE_URL, or a Compose env's SQLite volume."""
+    """The database to back up: --database-url, $DATABASE_URL, or the SQLite file on a Compose
+    component's volume (the DATABASE_URL in its env)."""
     if explicit:
         return explicit
     if os.environ.get("DATABASE_URL"):
         return os.environ["DATABASE_URL"]
-    if environment.target == "compose" and environment.compose.database_url.startswith("sqlite"):
-        inside = sqlite_path(environment.compose.database_url)
-        volume = f"{environment.compose_project()}_{environment.compose.data_volume}"
+    located = _sqlite_volume(environment) if environment.target == "compose" else None
+    if located is not None:
+        volume, inside, mount = located
         proc = subprocess.run(
             ["docker", "volume", "inspect", "--format", "{{.Mountpoint}}", volume],
             capture_output=True,
@@ -339,10 +354,10 @@ def database_url_for(environment: Any, explicit: str | None) -> str:
                 hint="Deploy it first, run this as a user who can read Docker volumes, or pass "
                 "--database-url.",
             )
-        return f"sqlite:///{Path(mountpoint) / inside.relative_to('/data')}"
+        return f"sqlite:///{Path(mountpoint) / inside.relative_to(mount)}"
     secret = environment.backups.database_url
+    where = f" (the value of Secret {secret.secret}, key {secret.key})" if secret else ""
     raise ConfigError(
         f"No database URL for environment {environment.name!r}.",
-        hint=f"Pass --database-url or set DATABASE_URL (the value of Secret {secret.secret}, "
-        f"key {secret.key}).",
+        hint=f"Pass --database-url or set DATABASE_URL{where}.",
     )

@@ -7,7 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ class BuiltImage:
     name: str
     repository: str
     tag: str
-    action: str  # built | reused
+    action: str  # built | reused | shared with <component>
     pushed: bool
     digest: str | None
     seconds: float
@@ -117,10 +117,25 @@ def build_images(request: BuildRequest, report: Reporter | None = None) -> Build
                 errors.append(exc)
     if errors:
         raise errors[0]
+    results += _sharing(environment, results)
     result = BuildResult(environment.name, commit, results, time.perf_counter() - started)
     if request.record:
         write_json(record_path(project, environment.name), result.to_dict())
     return result
+
+
+def _sharing(environment: Environment, built: list[BuiltImage]) -> list[BuiltImage]:
+    """Components that run an image another component builds (same repository, no build of
+    their own) get the same tag and digest in the record."""
+    out = []
+    for name, component in environment.components.items():
+        if component.build is not None or component.image is None or not component.image.repository:
+            continue
+        repository = f"{environment.registry.url}/{component.image.repository}"
+        source = next((b for b in built if b.repository == repository), None)
+        if source is not None:
+            out.append(replace(source, name=name, action=f"shared with {source.name}", seconds=0.0))
+    return out
 
 
 class _Builder:
@@ -205,7 +220,7 @@ class _Builder:
         for reference, build_arg in base_images(self.project.root, plan):
             if docker_engine.image_exists(client, reference):
                 continue
-            field = base_image_field(build_arg)
+            field = base_image_field(plan, build_arg, self.environment)
             self.say(plan.component, f"pulling base image {reference}")
             problem = docker_engine.pull(client, reference)
             if problem:
@@ -241,6 +256,7 @@ class _Builder:
             "tag": plan.ref(),
             "buildargs": plan.buildargs,
             "labels": labels,
+            "stage": plan.stage,
             "nocache": self.no_cache,
             "on_line": lambda line: self.say(plan.component, "  " + line),
         }

@@ -23,7 +23,25 @@ if TYPE_CHECKING:
 
 ENV_PREFIX = "AUTODEVHUB__"
 _SET_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc]
+    """The safe loader, refusing a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            key = key_node.value
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"the key {key!r} is given twice in one mapping (first on line {seen[key]})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 @dataclass
@@ -100,7 +118,7 @@ def parse_set_expression(expression: str, source: str | None = None) -> Override
     if not sep or not _SET_KEY.match(key):
         raise ConfigError(
             f"Invalid --set expression {expression!r}: expected KEY=VALUE with a dotted KEY "
-            "such as components.backend.replicas=3.",
+            "such as components.web.replicas=3.",
         )
     try:
         value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
@@ -129,18 +147,33 @@ def env_overrides(environ: Mapping[str, str]) -> list[Override]:
 
 
 def _apply(data: dict[str, Any], override: Override) -> None:
-    node: dict[str, Any] = data
+    node: Any = data
     for depth, segment in enumerate(override.path):
+        last = depth == len(override.path) - 1
+        so_far = ".".join(override.path[: depth + 1])
+        if isinstance(node, list):
+            # A list item by its index, such as smoke.checks.2.latency.budget_ms.
+            if not segment.isdigit() or int(segment) >= len(node):
+                raise ConfigError(
+                    f"Cannot apply {override.source}: {so_far} is not an item of a list of "
+                    f"{len(node)}.",
+                    hint="Use an index from 0, or set the whole list.",
+                )
+            index = int(segment)
+            if last:
+                node[index] = override.value
+                return
+            node = node[index]
+            continue
         # Environment variables are upper-case; match existing keys case-insensitively.
         key = next((k for k in node if k.lower() == segment.lower()), None)
         if key is None:
             key = segment.lower() if override.fold_case else segment
-        if depth == len(override.path) - 1:
+        if last:
             node[key] = override.value
             return
         child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            so_far = ".".join(override.path[: depth + 1])
+        if not isinstance(child, (dict, list)):
             raise ConfigError(
                 f"Cannot apply {override.source}: {so_far} is a {type(child).__name__}, "
                 "not a mapping of fields.",
@@ -229,24 +262,36 @@ def load_environment(
 
     values = load_values(project, name, sets, environ)
     try:
-        return Environment.model_validate(values.data)
+        environment = Environment.model_validate(values.data)
     except PydanticValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False):
-            path = tuple(str(p) for p in error["loc"])
-            dotted = ".".join(path) or "(top level)"
             message = error["msg"]
             if error["type"] == "extra_forbidden":
                 message = "unknown field (not part of the environment model; check its spelling)"
             elif error["type"] == "missing":
                 message = "required field is missing"
-            problems.append(f"{dotted}: {message} [{_source_of(values, path, project.root)}]")
-        raise ConfigError(
-            f"Environment {name!r} has {len(problems)} invalid field"
-            f"{'s' if len(problems) != 1 else ''}:\n" + "\n".join(f"  - {p}" for p in problems),
-            hint="Fix these fields in the environment file (or the --set / AUTODEVHUB__ override "
-            "named) and run the command again.",
-        ) from None
+            problems.append((tuple(str(p) for p in error["loc"]), message))
+        raise _invalid(name, values, project, problems) from None
+    problems = environment.problems()
+    if problems:
+        raise _invalid(name, values, project, problems)
+    return environment
+
+
+def _invalid(
+    name: str, values: LoadedValues, project: Project, problems: list[tuple[tuple[str, ...], str]]
+) -> ConfigError:
+    lines = [
+        f"{'.'.join(path) or '(top level)'}: {message} [{_source_of(values, path, project.root)}]"
+        for path, message in problems
+    ]
+    return ConfigError(
+        f"Environment {name!r} has {len(lines)} invalid field"
+        f"{'s' if len(lines) != 1 else ''}:\n" + "\n".join(f"  - {p}" for p in lines),
+        hint="Fix these fields in the environment file (or the --set / AUTODEVHUB__ override "
+        "named) and run the command again.",
+    )
 
 
 def _source_of(values: LoadedValues, path: tuple[str, ...], root: Path) -> str:

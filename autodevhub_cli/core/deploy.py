@@ -1,6 +1,7 @@
 """The deploy pipeline, target-neutral: lock -> build and push -> render and validate ->
-migrate -> apply and wait -> smoke checks -> record; on a failed wait or check, roll back to the
-last good release, check it again, and report what failed and what was restored.
+components' tasks (such as a migration) -> apply and wait -> smoke checks -> record; on a
+failed wait or check, roll back to the last good release, check it again, and report what
+failed and what was restored.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from autodevhub_cli.core.pipeline import RenderRequest, render_environment
 from autodevhub_cli.core.project import Project, find_project
 from autodevhub_cli.core.releases import Release, ReleaseStore
 from autodevhub_cli.core.smoke import SmokeResult, run_smoke_checks
-from autodevhub_cli.core.targets import Target, TargetOptions, target_for
+from autodevhub_cli.core.targets import Target, TargetOptions, TaskRef, target_for
 
 log = logging.getLogger("autodevhub.deploy")
+ENVIRONMENT_FILE = "environment.json"
 Reporter = Callable[[str, str], None]
 
 
@@ -141,35 +143,62 @@ def deploy(request: DeployRequest, report: Reporter | None = None) -> DeployOutc
             raise
 
 
-def migrations_fingerprint(root: Path, environment: Environment) -> str | None:
-    """A hash of the migration files (None when the environment names none)."""
+def task_fingerprints(root: Path, environment: Environment) -> dict[str, str]:
+    """`component.task` -> a hash of the task's command and input files, for each enabled
+    task that names its inputs (only those can be skipped)."""
     import hashlib
 
     from autodevhub_cli.core.images import _expand
 
-    patterns = environment.migrations.inputs
-    if not patterns or not environment.migrations.enabled:
-        return None
-    digest = hashlib.sha256(" ".join(environment.migrations.command).encode())
-    for rel in sorted({f for pattern in patterns for f in _expand(root, pattern)}):
-        digest.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
-    return digest.hexdigest()
+    found = {}
+    for ref, task in _tasks(environment):
+        if not task.inputs:
+            continue
+        digest = hashlib.sha256(" ".join(task.command).encode())
+        for rel in sorted({f for pattern in task.inputs for f in _expand(root, pattern)}):
+            digest.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
+        found[str(ref)] = digest.hexdigest()
+    return found
 
 
-def _migration_unchanged(ctx: DeployContext, release: Release, previous: Release | None) -> str:
-    """Why the migration step can be skipped ('' when it must run)."""
-    if not release.migrations or previous is None or previous.migrations != release.migrations:
-        return ""
-    path = ctx.store.rendered_path(previous, ctx.target.rendered_filename)
+def _tasks(environment: Environment) -> list[tuple[TaskRef, Any]]:
+    return [
+        (TaskRef(name, task_name), task)
+        for name, component in environment.components.items()
+        for task_name, task in component.tasks.items()
+        if task.enabled
+    ]
+
+
+def _tasks_to_run(
+    ctx: DeployContext, release: Release, previous: Release | None
+) -> tuple[list[TaskRef], list[str]]:
+    """The tasks this release runs, and why the others are skipped."""
+    tasks = [ref for ref, _ in _tasks(ctx.environment)]
+    unchanged = [
+        ref
+        for ref in tasks
+        if previous is not None
+        and str(ref) in release.tasks
+        and previous.tasks.get(str(ref)) == release.tasks[str(ref)]
+    ]
+    if not unchanged or previous is None or not _running(ctx, previous):
+        return tasks, []
+    reasons = [
+        f"{ref} skipped: its inputs are unchanged since release {previous.id}, which is running"
+        for ref in unchanged
+    ]
+    return [ref for ref in tasks if ref not in unchanged], reasons
+
+
+def _running(ctx: DeployContext, release: Release) -> bool:
+    path = ctx.store.rendered_path(release, ctx.target.rendered_filename)
     try:
-        running = path.exists() and any(
+        return path.exists() and any(
             w.get("state") in ("running", "Healthy", "ready") for w in ctx.target.workloads(path)
         )
     except AutodevhubError:
-        running = False
-    if not running:
-        return ""
-    return f"skipped: the migrations are unchanged since release {previous.id}, which is running"
+        return False
 
 
 def _timed(release: Release, step: str, action: Callable[[], Any]) -> Any:
@@ -186,7 +215,7 @@ def _run(
     outcome = DeployOutcome(ctx.environment.name, release)
     name = ctx.environment.name
     # Compose runs the images from the local engine, so their push to the registry can run
-    # while the release migrates, starts and is checked; it must succeed before it counts.
+    # while the release runs its tasks, starts and is checked; it must succeed before it counts.
     overlap_push = ctx.target.runs_local_images and not request.skip_build
     pusher: _BackgroundPush | None = None
     switched = False
@@ -235,17 +264,21 @@ def _run(
             ),
         )
         release.images = [
-            {"name": c, "ref": rendered.environment.image_ref(c)} for c in ("backend", "frontend")
+            {"name": c, "ref": rendered.environment.image_ref(c)}
+            for c in rendered.environment.components
         ]
         path = ctx.store.attach(release, ctx.target.rendered_filename, _rendered_text(rendered))
+        # The values behind it: a rollback to this release checks it with its own smoke
+        # checks and probes, not with those of the release that failed.
+        ctx.store.attach(release, ENVIRONMENT_FILE, rendered.environment.model_dump_json())
         ctx.store.save(release)
-        release.migrations = migrations_fingerprint(ctx.project.root, ctx.environment)
-        skip = _migration_unchanged(ctx, release, previous)
-        if skip:
-            ctx.say("migrate", skip)
-        else:
-            ctx.say("migrate", "running the migration step")
-            _timed(release, "migrate", lambda: ctx.target.migrate(path, request.timeout))
+        release.tasks = task_fingerprints(ctx.project.root, ctx.environment)
+        tasks, skipped = _tasks_to_run(ctx, release, previous)
+        for reason in skipped:
+            ctx.say("tasks", reason)
+        if tasks:
+            ctx.say("tasks", "running " + ", ".join(str(t) for t in tasks))
+            _timed(release, "tasks", lambda: ctx.target.run_tasks(path, request.timeout, tasks))
         ctx.say("apply", "applying and waiting until healthy")
         switched = True
         _timed(release, "apply", lambda: ctx.target.apply(path, request.timeout))
@@ -273,7 +306,10 @@ def _run(
         if pusher is not None:
             ctx.say("push", "waiting for the push to the registry")
             pushed = _timed(release, "push", pusher.result)
-            release.images = [{"name": i.name, "ref": i.ref} for i in pushed.images]
+            # The pushed digests, for the components this project builds; the others keep
+            # the existing image they run.
+            refs = {i.name: i.ref for i in pushed.images}
+            release.images = [{**i, "ref": refs.get(i["name"], i["ref"])} for i in release.images]
     except (RolloutError, SmokeCheckError) as exc:
         return _roll_back(ctx, release, previous, exc, outcome, request.timeout)
     except AutodevhubError as exc:
@@ -374,21 +410,34 @@ def _roll_back(
 
 
 def reapply(ctx: DeployContext, release: Release, timeout: float) -> SmokeResult:
-    """Apply a recorded release's exact output again, wait for it and check it (rollback)."""
+    """Apply a recorded release's exact output again, wait for it and check it with its own
+    recorded checks (rollback)."""
     path = ctx.store.rendered_path(release, ctx.target.rendered_filename)
     if not path.exists():
         raise ConfigError(f"Release {release.id} has no recorded {path.name} to re-apply.")
     ctx.target.apply(path, timeout)
-    return _smoke(ctx, ctx.environment)
+    return _smoke(ctx, recorded_environment(ctx, release))
+
+
+def recorded_environment(ctx: DeployContext, release: Release) -> Environment:
+    """The values a release was deployed with (the current ones for an older record)."""
+    from pydantic import ValidationError as PydanticValidationError
+
+    path = ctx.store.rendered_path(release, ENVIRONMENT_FILE)
+    try:
+        return Environment.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, PydanticValidationError):
+        log.info(
+            "release %s has no readable %s; checking with the current values", release.id, path.name
+        )
+        return ctx.environment
 
 
 def _smoke(ctx: DeployContext, environment: Environment, preview: bool = False) -> SmokeResult:
-    with ctx.target.smoke_endpoints(environment, preview) as (base, backend, api):
+    with ctx.target.smoke_endpoints(environment, preview) as endpoints:
         return run_smoke_checks(
             environment,
-            base_url=base,
-            backend_url=backend,
-            api_url=api,
+            endpoints,
             report=lambda check, message: ctx.say("smoke", f"{check}: {message}"),
         )
 
@@ -470,10 +519,10 @@ def preview_changes(ctx: DeployContext, request: DeployRequest) -> DeployOutcome
 
 
 def _plan(ctx: DeployContext, request: DeployRequest) -> list[str]:
-    migrations = ctx.environment.migrations
+    tasks = [f"{ref} ({' '.join(task.command)})" for ref, task in _tasks(ctx.environment)]
     steps = [
         "build and push images" if not request.skip_build else "reuse the recorded build",
-        f"migrate with {' '.join(migrations.command)}" if migrations.enabled else "no migration",
+        f"run the tasks {', '.join(tasks)}" if tasks else "no tasks",
         f"apply to {ctx.target.name} and wait up to {request.timeout:.0f}s",
         "run smoke checks; roll back on failure",
     ]

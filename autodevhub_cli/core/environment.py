@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -58,6 +59,11 @@ EnvName = Annotated[str, _matches(_ENV_NAME, "environment variable name")]
 SecretKey = Annotated[str, _matches(_SECRET_KEY, "Secret key (letters, digits, '-', '_', '.')")]
 CronSchedule = Annotated[str, _matches(_CRON, "cron schedule such as '0 2 * * *'")]
 Port = Annotated[int, Field(ge=1, le=65535)]
+# A Kubernetes port name (IANA_SVC_NAME): at most 15 characters, a letter somewhere.
+PortName = Annotated[
+    str,
+    Field(max_length=15, pattern=r"^[a-z0-9]*[a-z][a-z0-9]*(-[a-z0-9]+)*$"),
+]
 
 
 def cpu_millis(quantity: str) -> float:
@@ -117,9 +123,10 @@ class Resources(Model):
 
 
 class Probe(Model):
-    """An HTTP probe (Kubernetes) or health check (Compose)."""
+    """An HTTP probe (Kubernetes) or health check (Compose) on one of the component's ports."""
 
     path: str = Field("/healthz", pattern=r"^/")
+    port: PortName | None = Field(None, description="A named port; default: the first one.")
     initial_delay_seconds: int = Field(0, ge=0)
     period_seconds: int = Field(10, ge=1)
     timeout_seconds: int = Field(2, ge=1)
@@ -129,8 +136,8 @@ class Probe(Model):
 class Probes(Model):
     """Liveness and readiness probes of a container."""
 
-    liveness: Probe
-    readiness: Probe
+    liveness: Probe | None = None
+    readiness: Probe | None = None
 
 
 class Autoscaling(Model):
@@ -163,11 +170,37 @@ class SecretRef(Model):
 
 
 class Image(Model):
-    """An image repository under the environment's registry, with a tag and an optional digest."""
+    """A component's image: a repository under the environment's registry (built or pushed by
+    this project) with a tag and an optional digest, or an existing image by full reference."""
 
-    repository: str = Field(pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
+    repository: str | None = Field(None, pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
     tag: str = Field("latest", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
     digest: str | None = Field(None, pattern=r"^sha256:[0-9a-f]{64}$")
+    ref: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][-a-z0-9._:/]*[a-z0-9](:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+        r"(@sha256:[0-9a-f]{64})?$",
+        description="An existing image, such as redis:7.2@sha256:...; not built here.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Image:
+        if (self.repository is None) == (self.ref is None):
+            raise ValueError(
+                "set either repository (an image of this project, under the registry) or ref "
+                "(an existing image such as redis:7.2@sha256:...), not both and not neither"
+            )
+        return self
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the reference names one image for good (a digest, or a tag other than latest)."""
+        if self.ref is not None:
+            if "@sha256:" in self.ref:
+                return True
+            last = self.ref.rsplit("/", 1)[-1]
+            return ":" in last and not last.endswith(":latest")
+        return self.digest is not None or self.tag != "latest"
 
 
 class DisruptionBudget(Model):
@@ -183,6 +216,10 @@ class ImageBuild(Model):
     dockerfile: str = Field(pattern=r"^[^/].*")
     context: list[str] = Field(min_length=1, description="Glob patterns, relative to the project.")
     exclude: list[str] = ["**/__pycache__/**", "**/*.pyc", "**/node_modules/**", "**/dist/**"]
+    target: str | None = Field(None, description="The Dockerfile stage to build (default: last).")
+    args: dict[EnvName, str] = Field(
+        default_factory=dict, description="Build args of this image (over build.args)."
+    )
     wheelhouse: str | None = Field(
         None,
         description="A pinned requirements file; its wheels are fetched on the host into the "
@@ -190,31 +227,126 @@ class ImageBuild(Model):
     )
 
 
-class Component(Model):
-    """One deployable part of the application (backend or frontend)."""
+class Volume(Model):
+    """A volume a component mounts; components that name the same volume share it."""
 
-    image: Image
+    path: str = Field(pattern=r"^/")
+    read_only: bool = False
+
+
+class IngressPath(Model):
+    """A path prefix of the Ingress hosts routed to this component."""
+
+    path: str = Field(pattern=r"^/")
+    port: PortName | None = Field(None, description="A named port; default: the first one.")
+
+
+class Exposure(Model):
+    """How a component is reached from outside: Ingress paths, published Compose ports."""
+
+    ingress: list[IngressPath] = []
+    compose: dict[PortName, Port] = Field(
+        default_factory=dict,
+        description="Compose: host port per named port, published on compose.bind_address.",
+    )
+
+
+class Metrics(Model):
+    """Where Prometheus scrapes a component."""
+
+    port: PortName | None = Field(None, description="A named port; default: the first one.")
+    path: str = Field("/metrics", pattern=r"^/")
+
+
+class Task(Model):
+    """A one-off command run in the component's new image before the workloads switch (such as
+    a database migration); the deploy stops, with nothing switched, when it fails."""
+
+    enabled: bool = True
+    command: list[str] = Field(min_length=1)
+    inputs: list[str] = Field(
+        default_factory=list,
+        description="Globs of the files the task depends on. When set, the task is skipped while "
+        "they are unchanged since the serving release and its workloads run.",
+    )
+
+
+class Component(Model):
+    """One deployable part of the project, named by its key under `components`."""
+
+    image: Image | None = None
     build: ImageBuild | None = None
+    command: list[str] | None = Field(None, description="Replaces the image's entrypoint.")
+    args: list[str] | None = Field(None, description="Replaces the image's command.")
+    ports: dict[PortName, Port] = {}
     replicas: int = Field(1, ge=0)
-    port: Port
+    strategy: Literal["rolling", "blue-green"] = Field(
+        "rolling", description="Kubernetes: blue-green is an Argo Rollouts Rollout."
+    )
     resources: Resources
-    probes: Probes
+    probes: Probes = Probes()
     autoscaling: Autoscaling = Autoscaling()
     disruption_budget: DisruptionBudget = DisruptionBudget()
     env: dict[EnvName, str] = {}
     secret_env: dict[EnvName, SecretRef] = {}
+    volumes: dict[DnsLabel, Volume] = {}
+    expose: Exposure = Exposure()
+    metrics: Metrics | None = None
+    depends_on: list[DnsLabel] = Field(
+        default_factory=list, description="Components that must be healthy before this one starts."
+    )
+    tasks: dict[DnsLabel, Task] = {}
     healthcheck: list[str] = Field(
         default_factory=list,
         description="Compose health check command; empty means derived from the readiness probe.",
     )
     run_as_user: int = Field(10001, ge=1)
 
+    @model_validator(mode="after")
+    def _ports_exist(self) -> Component:
+        if self.image is None:
+            needs = f"its tasks ({', '.join(self.tasks)}) run in it and " if self.tasks else ""
+            raise ValueError(
+                f"the component has no image: {needs}every component runs one; set "
+                "image.repository (built by this project) or image.ref (an existing image)"
+            )
+        if self.build is not None and self.image.repository is None:
+            raise ValueError(
+                "build: a built image is pushed under the registry; set image.repository "
+                "instead of image.ref"
+            )
+        names = list(self.ports)
+        used = [
+            (f"probes.{kind}.port", probe.port)
+            for kind, probe in (
+                ("liveness", self.probes.liveness),
+                ("readiness", self.probes.readiness),
+            )
+            if probe is not None
+        ]
+        used += [(f"expose.ingress[{i}].port", p.port) for i, p in enumerate(self.expose.ingress)]
+        used += [(f"expose.compose.{p}", p) for p in self.expose.compose]
+        if self.metrics is not None:
+            used.append(("metrics.port", self.metrics.port))
+        for where, port in used:
+            if not names:
+                raise ValueError(f"{where}: the component declares no ports; add `ports:`")
+            if port is not None and port not in self.ports:
+                raise ValueError(f"{where}: no port named {port!r} (ports: {', '.join(names)})")
+        return self
 
-class Components(Model):
-    """The application's components."""
+    def port_of(self, name: str | None = None) -> int:
+        """The number of a named port (default: the first port)."""
+        return self.ports[name] if name else next(iter(self.ports.values()))
 
-    backend: Component
-    frontend: Component
+    def port_name(self, name: str | None = None) -> str:
+        """A port's name (default: the first port's)."""
+        return name or next(iter(self.ports))
+
+    def probe_list(self) -> list[tuple[str, Probe]]:
+        """(kind, probe) of the probes it declares, liveness first."""
+        pairs = (("liveness", self.probes.liveness), ("readiness", self.probes.readiness))
+        return [(kind, probe) for kind, probe in pairs if probe is not None]
 
 
 class Registry(Model):
@@ -224,19 +356,14 @@ class Registry(Model):
     pull_secret: DnsName | None = None
 
 
-class BaseImages(Model):
-    """Base images for the multi-stage builds, passed as build args."""
-
-    python: str = "python:3.11-slim"
-    node: str = "node:20-alpine"
-    nginx: str = "nginx:alpine"
-
-
 class Build(Model):
     """How the images are built."""
 
-    base_images: BaseImages = BaseImages()
-    backend_workers: int = Field(2, ge=1)
+    args: dict[EnvName, str] = Field(
+        default_factory=dict,
+        description="Build args for every image whose Dockerfile declares them (base images, "
+        "versions); a component's build.args win.",
+    )
     push_retries: int = Field(3, ge=1, le=10)
     # buildkit: the engine's BuildKit through the Compose binary (parallel stages, incremental
     # context); classic: the engine's legacy builder through the API (engines without BuildKit).
@@ -264,13 +391,20 @@ class Ingress(Model):
 
 
 class Rollout(Model):
-    """How a new version replaces the old one."""
+    """How a new version replaces the old one (a component's `strategy` picks which)."""
 
-    strategy: Literal["rolling", "blue-green"] = "rolling"
     auto_promotion: bool = False
     scale_down_delay_seconds: int = Field(30, ge=0)
     max_surge: IntOrPercent = "25%"
     max_unavailable: IntOrPercent = 0
+
+
+class EgressRule(Model):
+    """Destinations a component's pods may open connections to."""
+
+    cidrs: list[str] = Field(min_length=1, description="Such as 10.0.0.0/8 or 0.0.0.0/0.")
+    except_cidrs: list[str] = []
+    ports: list[Port] = Field(min_length=1)
 
 
 class NetworkPolicies(Model):
@@ -278,13 +412,17 @@ class NetworkPolicies(Model):
 
     enabled: bool = True
     ingress_controller_namespace: DnsLabel = "ingress-nginx"
+    egress: dict[DnsLabel, list[EgressRule]] = Field(
+        default_factory=dict,
+        description="Per component: the only destinations its pods may reach (DNS is always "
+        "allowed). A component not listed may reach anything.",
+    )
 
 
 class Monitoring(Model):
-    """Prometheus scraping of the backend."""
+    """Prometheus scraping of the components that declare `metrics`."""
 
     enabled: bool = True
-    path: str = Field("/metrics", pattern=r"^/")
     interval: Duration = "30s"
     prometheus_namespace: DnsLabel = "monitoring"
     service_monitor_labels: dict[str, str] = {}
@@ -309,23 +447,27 @@ class Backups(Model):
     storage_class: str | None = None
     image: str = "postgres:16-alpine"
     run_as_user: int = Field(70, ge=1)
-    database_url: SecretRef
+    database_url: SecretRef | None = None
+
+    @model_validator(mode="after")
+    def _has_database(self) -> Backups:
+        if self.enabled and self.database_url is None:
+            raise ValueError(
+                "set database_url (the Secret key holding the database URL), or enabled: false"
+            )
+        return self
 
 
 class ComposeSettings(Model):
-    """Compose-only settings: where ports are published on the host."""
+    """Compose-only settings: the project name and where ports are published on the host."""
 
     project_name: DnsLabel | None = None
     bind_address: str = Field("127.0.0.1", pattern=r"^[0-9.]+$|^::1$")
-    frontend_port: Port = 8080
-    backend_port: Port | None = 8000
-    data_volume: DnsLabel = "backend-data"
     health_start_period_seconds: int = Field(
         60,
         ge=0,
         description="Failed health checks in this first period do not count; a pass does.",
     )
-    database_url: str = "sqlite:////data/autodevhub.db"
     secrets_dir: str = Field(
         "~/.config/autodevhub/secrets",
         description="Where `autodevhub secrets set` keeps Compose secret files (0600), outside "
@@ -352,59 +494,152 @@ class KubernetesSettings(Model):
     kubeconfig: str | None = None
 
 
-class HttpCheck(Model):
-    """A project's own smoke check: one HTTP request and what its answer must be."""
+_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+_CAPTURE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def placeholders(text: str) -> list[str]:
+    """The `${...}` names in a smoke request value (`env:NAME` reads the runner's environment)."""
+    return _PLACEHOLDER.findall(text)
+
+
+def substitute(text: str, values: Mapping[str, str]) -> str:
+    """`text` with each `${name}` replaced from `values` (every name must be there)."""
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+class Expect(Model):
+    """What a smoke request's answer must be."""
+
+    status: int = Field(200, ge=100, le=599)
+    contains: str | None = Field(None, description="Text the body must contain.")
+    fields: dict[str, Any] = Field(
+        default_factory=dict, description="JSON fields (dotted paths) and their expected values."
+    )
+    not_empty: list[str] = Field(
+        default_factory=list, description="JSON fields (dotted paths) that must be non-empty."
+    )
+
+
+class Poll(Model):
+    """Repeat a request until a JSON field says the work is done."""
+
+    until: dict[str, Any] = Field(min_length=1, description="Dotted JSON path -> value.")
+    fail_when: dict[str, Any] = Field(default_factory=dict, description="Stop early on these.")
+    interval_seconds: float = Field(0.2, gt=0)
+    timeout_seconds: float = Field(60, gt=0)
+
+
+Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+
+
+class Step(Model):
+    """One request of a smoke check, what its answer must be, and the values it captures."""
+
+    method: Method = "GET"
+    path: str = Field(pattern=r"^/")
+    headers: dict[str, str] = {}
+    body: Any = Field(None, description="Sent as JSON (a mapping or list) or as text.")
+    expect: Expect = Expect()
+    poll: Poll | None = None
+    capture: dict[str, str] = Field(
+        default_factory=dict,
+        description="Name -> dotted JSON path of the answer; later steps use it as ${name}.",
+    )
+
+    def texts(self) -> list[tuple[str, str]]:
+        """(field, text) of every value that may hold ${...} placeholders."""
+        found = [("path", self.path)]
+        found += [(f"headers.{k}", v) for k, v in self.headers.items()]
+        found += [(f"body{where}", text) for where, text in _strings(self.body)]
+        return found
+
+
+def _strings(value: Any, where: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(where, value)]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in _strings(v, f"{where}.{k}")]
+    if isinstance(value, list):
+        return [s for i, v in enumerate(value) for s in _strings(v, f"{where}.{i}")]
+    return []
+
+
+class Latency(Model):
+    """A latency budget: a percentile over N requests."""
+
+    samples: int = Field(20, ge=1, le=1000)
+    percentile: int = Field(95, ge=1, le=100)
+    budget_ms: float = Field(gt=0)
+
+
+class SmokeCheck(Model):
+    """A project's smoke check against one component: one request (`path`, optionally with a
+    latency budget), or a sequence of `steps` that pass values from one answer to the next."""
 
     name: str = Field(min_length=1)
-    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] = "GET"
-    path: str = Field(pattern=r"^/")
-    target: Literal["frontend", "backend"] = "frontend"
-    status: int = Field(200, ge=100, le=599)
-    contains: str | None = None
-    json_body: dict[str, Any] | None = None
+    component: DnsLabel
+    method: Method = "GET"
+    path: str | None = Field(None, pattern=r"^/")
+    headers: dict[str, str] = {}
+    body: Any = None
+    expect: Expect = Expect()
+    latency: Latency | None = None
+    steps: list[Step] = []
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SmokeCheck:
+        if (self.path is None) == (not self.steps):
+            raise ValueError("give either path (one request) or steps (a sequence), not both")
+        if self.latency is not None and self.steps:
+            raise ValueError("latency applies to a one-request check (path), not to steps")
+        return self
+
+    def requests(self) -> list[Step]:
+        """The check's requests in order (a one-request check is a one-step sequence)."""
+        if self.steps:
+            return self.steps
+        assert self.path is not None
+        return [
+            Step(
+                method=self.method,
+                path=self.path,
+                headers=self.headers,
+                body=self.body,
+                expect=self.expect,
+            )
+        ]
 
 
 class Smoke(Model):
     """Smoke checks run after every deploy and by `autodevhub smoke-test`."""
 
-    base_url: str | None = Field(
-        None, description="The frontend's URL; Compose default: http://<bind>:<frontend_port>."
-    )
-    backend_url: str | None = Field(
-        None, description="The backend's URL; Compose default: http://<bind>:<backend_port>."
-    )
     timeout_seconds: float = Field(60, gt=0, description="Deadline for retries while settling.")
-    round_trip: bool = True
-    round_trip_timeout_seconds: float = Field(60, gt=0)
-    latency_budget_ms: float = Field(200, gt=0)
-    latency_samples: int = Field(20, ge=1, le=1000)
-    api_key_env: str | None = Field(
-        "SMOKE_API_KEY", description="Environment variable with a bearer key for write calls."
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Sent with every request; a header whose ${env:NAME} is unset is not sent.",
+    )
+    probes: bool = Field(
+        True,
+        description="Also GET each reachable component's liveness and readiness probe paths.",
     )
     port_forward: bool = Field(
         False,
-        description="Kubernetes: reach the Services through `kubectl port-forward` (when the "
-        "runner cannot reach the Ingress).",
+        description="Kubernetes: reach each component through `kubectl port-forward` to the "
+        "Service named after it (when the runner cannot reach the Ingress).",
     )
-    preview_backend_url: str | None = Field(
-        None,
-        description="Blue-green: the preview backend (backend-preview Service) as the runner "
-        "reaches it; API checks run there before promotion.",
+    urls: dict[DnsLabel, str] = Field(
+        default_factory=dict,
+        description="Component -> URL the runner reaches it at (over the derived one).",
     )
-    checks: list[HttpCheck] = []
+    preview_urls: dict[DnsLabel, str] = Field(
+        default_factory=dict,
+        description="Blue-green: component -> URL of its preview, checked before promotion.",
+    )
+    checks: list[SmokeCheck] = []
 
 
-class Migrations(Model):
-    """The database migration step a deploy runs before switching versions."""
-
-    enabled: bool = True
-    component: Literal["backend", "frontend"] = "backend"
-    command: list[str] = Field(default_factory=lambda: ["python3", "-m", "service", "migrate"])
-    inputs: list[str] = Field(
-        default_factory=list,
-        description="Globs of the migration files. When set, the step is skipped while they are "
-        "unchanged since the serving release and its workloads run (the database is at head).",
-    )
+Problem = tuple[tuple[str, ...], str]
 
 
 class Environment(Model):
@@ -416,43 +651,91 @@ class Environment(Model):
     namespace: DnsLabel
     registry: Registry
     build: Build = Build()
-    components: Components
+    components: dict[DnsLabel, Component] = Field(min_length=1)
     ingress: Ingress
     rollout: Rollout = Rollout()
     network_policies: NetworkPolicies = NetworkPolicies()
     monitoring: Monitoring = Monitoring()
-    backups: Backups
+    backups: Backups = Backups(enabled=False)
     compose: ComposeSettings = ComposeSettings()
     kubernetes: KubernetesSettings = KubernetesSettings()
     smoke: Smoke = Smoke()
-    migrations: Migrations = Migrations()
     labels: dict[str, str] = {}
 
-    @model_validator(mode="after")
-    def _pinned_images(self) -> Environment:
-        if self.target == "kubernetes":
-            for name in ("backend", "frontend"):
-                image: Image = getattr(self.components, name).image
-                if image.tag == "latest" and image.digest is None:
-                    raise ValueError(
-                        f"components.{name}.image.tag is 'latest' for a Kubernetes environment; "
-                        "pin a tag or a digest (autodevhub build records them)"
-                    )
-        return self
+    def problems(self) -> list[Problem]:
+        """Cross-field errors (references between components, checks and settings), each with
+        the dotted path it is about."""
+        found: list[Problem] = []
+        known = ", ".join(self.components)
 
-    def smoke_urls(self) -> tuple[str | None, str | None]:
-        """The frontend and backend URLs smoke checks use (Compose: the published ports)."""
-        base, backend = self.smoke.base_url, self.smoke.backend_url
-        if self.target == "kubernetes" and base is None and self.ingress.enabled:
-            scheme = "https" if self.ingress.tls.enabled else "http"
-            base = f"{scheme}://{self.ingress.hosts[0]}"
+        def ref(path: tuple[str, ...], name: str) -> None:
+            if name not in self.components:
+                found.append((path, f"no component named {name!r} (components: {known})"))
+
+        at: tuple[str, ...]
+        for cname, c in self.components.items():
+            at = ("components", cname)
+            for i, dep in enumerate(c.depends_on):
+                ref((*at, "depends_on", str(i)), dep)
+                if dep == cname:
+                    found.append(
+                        ((*at, "depends_on", str(i)), "a component cannot depend on itself")
+                    )
+            assert c.image is not None
+            if self.target == "kubernetes" and not c.image.pinned:
+                field = "ref" if c.image.ref else "tag"
+                found.append(
+                    (
+                        (*at, "image", field),
+                        f"components.{cname}.image.{field} is 'latest' for a Kubernetes "
+                        "environment; pin a tag or a digest (autodevhub build records them)",
+                    )
+                )
+        for cname in self.network_policies.egress:
+            ref(("network_policies", "egress", cname), cname)
+        for field in ("urls", "preview_urls"):
+            for cname in getattr(self.smoke, field):
+                ref(("smoke", field, cname), cname)
+        for i, check in enumerate(self.smoke.checks):
+            at = ("smoke", "checks", str(i))
+            if check.component not in self.components:
+                ref((*at, "component"), check.component)
+            elif not self.reachable(check.component):
+                found.append(
+                    (
+                        (*at, "component"),
+                        f"check {check.name!r} goes to component {check.component!r}, which the "
+                        f"runner cannot reach on {self.target}: "
+                        + (
+                            f"publish a port (components.{check.component}.expose.compose)"
+                            if self.target == "compose"
+                            else f"add an ingress path (components.{check.component}.expose."
+                            "ingress), turn on smoke.port_forward"
+                        )
+                        + f", or set smoke.urls.{check.component}",
+                    )
+                )
+            found += _capture_problems(at, check)
+        return found
+
+    def reachable(self, name: str) -> bool:
+        """Whether smoke checks can reach a component without a URL given on the command line."""
+        c = self.components[name]
+        if name in self.smoke.urls:
+            return True
         if self.target == "compose":
-            host = self.compose.bind_address
-            host = f"[{host}]" if ":" in host else host
-            base = base or f"http://{host}:{self.compose.frontend_port}"
-            if backend is None and self.compose.backend_port:
-                backend = f"http://{host}:{self.compose.backend_port}"
-        return base, backend
+            return bool(c.expose.compose)
+        if self.smoke.port_forward:
+            return bool(c.ports)
+        return self.ingress.enabled and bool(c.expose.ingress)
+
+    def blue_green(self) -> list[str]:
+        """The components deployed blue-green."""
+        return [n for n, c in self.components.items() if c.strategy == "blue-green"]
+
+    def built(self) -> list[str]:
+        """The components whose image this project builds."""
+        return [n for n, c in self.components.items() if c.build is not None]
 
     def compose_secret_file(self, ref: SecretRef) -> str:
         """The file a Compose secret is read from: <secrets_dir>/<project>/<secret>/<key>."""
@@ -469,13 +752,50 @@ class Environment(Model):
         """Every Secret key a component uses, once each, sorted."""
         found = {
             (ref.secret, ref.key): ref
-            for name in ("backend", "frontend")
-            for ref in getattr(self.components, name).secret_env.values()
+            for component in self.components.values()
+            for ref in component.secret_env.values()
         }
         return [found[k] for k in sorted(found)]
 
+    def volume_names(self) -> list[str]:
+        """Every volume a component mounts, once each, in declaration order."""
+        return list(dict.fromkeys(v for c in self.components.values() for v in c.volumes))
+
     def image_ref(self, component: str) -> str:
-        """The full reference of a component's image: registry/repository:tag[@digest]."""
-        image: Image = getattr(self.components, component).image
+        """The full reference of a component's image: registry/repository:tag[@digest], or its
+        `ref` for an existing image."""
+        image = self.components[component].image
+        assert image is not None
+        if image.ref is not None:
+            return image.ref
         ref = f"{self.registry.url}/{image.repository}:{image.tag}"
         return f"{ref}@{image.digest}" if image.digest else ref
+
+
+def _capture_problems(at: tuple[str, ...], check: SmokeCheck) -> list[Problem]:
+    """Placeholders a step uses that no earlier step of the check captures."""
+    found: list[Problem] = []
+    captured: set[str] = set()
+    for n, step in enumerate(check.requests()):
+        here = (*at, "steps", str(n)) if check.steps else at
+        for field, text in step.texts():
+            for name in placeholders(text):
+                if name.startswith("env:") and _ENV_NAME.match(name[4:]):
+                    continue
+                if name not in captured:
+                    so_far = (
+                        f" (captured so far: {', '.join(sorted(captured))})" if captured else ""
+                    )
+                    found.append(
+                        (
+                            (*here, *field.split(".")),
+                            f"${{{name}}} is not captured by an earlier step of check "
+                            f"{check.name!r}{so_far}; capture it with `capture:`, or write "
+                            "${env:NAME} for an environment variable",
+                        )
+                    )
+        for name in step.capture:
+            if not _CAPTURE_NAME.match(name):
+                found.append(((*here, "capture", name), "a capture name is a word such as id"))
+            captured.add(name)
+    return found

@@ -15,7 +15,6 @@ from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import ConfigError
 from autodevhub_cli.core.project import Project
 
-COMPONENTS = ("backend", "frontend")
 TAG_PREFIX = "c-"
 TAG_DIGITS = 16
 # Bumped when the way a context is assembled changes, so old tags are not reused wrongly.
@@ -32,6 +31,7 @@ class ImagePlan:
     files: list[str]
     buildargs: dict[str, str]
     wheelhouse_requirements: str | None
+    stage: str | None = None
     content_tag: str = ""
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -40,17 +40,17 @@ class ImagePlan:
         return f"{self.repository}:{tag or self.content_tag}"
 
 
-def base_image_args(environment: Environment) -> dict[str, str]:
-    """Build args naming the base images, from the environment's `build.base_images`."""
-    bases = environment.build.base_images
-    return {"PYTHON_IMAGE": bases.python, "NODE_IMAGE": bases.node, "NGINX_IMAGE": bases.nginx}
+def build_args(environment: Environment, component: str) -> dict[str, str]:
+    """A component's build args: the environment's `build.args`, then its own `build.args`."""
+    own = environment.components[component].build
+    return {**environment.build.args, **(own.args if own else {})}
 
 
 def plan_images(
     project: Project, environment: Environment, only: list[str] | None = None
 ) -> list[ImagePlan]:
     """The images of `environment` (or the `only` ones), with their files and content tags."""
-    buildable = [c for c in COMPONENTS if getattr(environment.components, c).build is not None]
+    buildable = environment.built()
     chosen = only or buildable
     unknown = [name for name in chosen if name not in buildable]
     if unknown:
@@ -60,9 +60,9 @@ def plan_images(
         )
     plans = []
     for name in chosen:
-        component = getattr(environment.components, name)
+        component = environment.components[name]
         build = component.build
-        assert build is not None
+        assert build is not None and component.image is not None
         dockerfile = project.root / build.dockerfile
         if not dockerfile.is_file():
             raise ConfigError(
@@ -77,15 +77,16 @@ def plan_images(
             raise ConfigError(
                 f"components.{name}.build.wheelhouse: {build.wheelhouse} is not in the build "
                 "context.",
-                hint="Add it to components.{name}.build.context.",
+                hint=f"Add it to components.{name}.build.context.",
             )
         plan = ImagePlan(
             component=name,
             repository=f"{environment.registry.url}/{component.image.repository}",
             dockerfile=build.dockerfile,
             files=files,
-            buildargs=_declared_args(dockerfile, base_image_args(environment)),
+            buildargs=_declared_args(dockerfile, build_args(environment, name)),
             wheelhouse_requirements=build.wheelhouse,
+            stage=build.target,
         )
         plan.content_tag = content_tag(project.root, plan)
         plans.append(plan)
@@ -168,6 +169,8 @@ def content_tag(root: Path, plan: ImagePlan) -> str:
     for arg, value in sorted(plan.buildargs.items()):
         digest.update(f"arg\0{arg}\0{value}\0".encode())
     digest.update(f"dockerfile\0{plan.dockerfile}\0".encode())
+    if plan.stage:
+        digest.update(f"stage\0{plan.stage}\0".encode())
     for rel in plan.files:
         path = root / rel
         mode = os.stat(path).st_mode & 0o111
@@ -231,9 +234,6 @@ def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-_ARG_FIELDS = {"PYTHON_IMAGE": "python", "NODE_IMAGE": "node", "NGINX_IMAGE": "nginx"}
-
-
 def base_images(root: Path, plan: ImagePlan) -> list[tuple[str, str | None]]:
     """The external images a Dockerfile starts from, with the build arg that names each."""
     text = (root / plan.dockerfile).read_text(encoding="utf-8")
@@ -260,8 +260,11 @@ def base_images(root: Path, plan: ImagePlan) -> list[tuple[str, str | None]]:
     return found
 
 
-def base_image_field(build_arg: str | None) -> str:
+def base_image_field(plan: ImagePlan, build_arg: str | None, environment: Environment) -> str:
     """The environment field that sets a build arg naming a base image."""
-    if build_arg in _ARG_FIELDS:
-        return f"build.base_images.{_ARG_FIELDS[build_arg]}"
-    return "the Dockerfile's FROM line"
+    if build_arg is None:
+        return "the Dockerfile's FROM line"
+    own = environment.components[plan.component].build
+    if own is not None and build_arg in own.args:
+        return f"components.{plan.component}.build.args.{build_arg}"
+    return f"build.args.{build_arg}"

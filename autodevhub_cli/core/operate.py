@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,17 +23,29 @@ def smoke_test(
     environment: str,
     project_dir: Any = None,
     sets: Sequence[str] = (),
-    base_url: str | None = None,
-    backend_url: str | None = None,
+    urls: Sequence[str] = (),
     timeout: float | None = None,
     report: Reporter | None = None,
 ) -> SmokeResult:
-    """Run the environment's smoke checks against what is deployed (or `base_url`)."""
-    ctx = open_context(environment, project_dir, sets, None)
-    if base_url or backend_url:
-        return run_smoke_checks(ctx.environment, base_url, backend_url, report, timeout)
-    with ctx.target.smoke_endpoints(ctx.environment, False) as (base, backend, api):
-        return run_smoke_checks(ctx.environment, base, backend, report, timeout, api)
+    """Run the environment's smoke checks against what is deployed; `urls` (NAME=URL) say
+    where to reach components, over the environment's `smoke.urls`."""
+    ctx = open_context(environment, project_dir, [*sets, *url_overrides(urls)], None)
+    with ctx.target.smoke_endpoints(ctx.environment, False) as endpoints:
+        return run_smoke_checks(ctx.environment, endpoints, report, timeout)
+
+
+def url_overrides(urls: Sequence[str]) -> list[str]:
+    """`--url NAME=URL` options as `--set smoke.urls.NAME=URL` expressions."""
+    out = []
+    for pair in urls:
+        name, sep, url = pair.partition("=")
+        if not sep or not name or not url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"--url {pair!r} is not NAME=URL.",
+                hint="Name a component and its URL, such as --url web=http://127.0.0.1:8080.",
+            )
+        out.append(f"smoke.urls.{name}={json.dumps(url)}")
+    return out
 
 
 @dataclass

@@ -43,7 +43,8 @@ class Release:
     restored: str | None = None
     rollback_of: str | None = None
     finished_at: str | None = None
-    migrations: str | None = None  # fingerprint of the migration inputs it ran with
+    # `component.task` -> fingerprint of the inputs it ran with (see deploy.task_fingerprints)
+    tasks: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

@@ -153,16 +153,12 @@ def _documents(name: str, text: str) -> list[RenderedManifest]:
         if not isinstance(doc, dict) or not all(k in doc for k in ("apiVersion", "kind")):
             raise RenderError(
                 f"templates/{name} renders a document without apiVersion and kind.",
-                hint="Each Kubernetes template renders one object (or nothing).",
+                hint="Each document a Kubernetes template renders is one object.",
             )
         meta = doc.get("metadata")
         if not isinstance(meta, dict) or not meta.get("name"):
             raise RenderError(f"templates/{name} renders a {doc['kind']} without metadata.name.")
         found.append(RenderedManifest(name, doc))
-    if len(found) > 1:
-        raise RenderError(
-            f"templates/{name} renders {len(found)} objects; keep one resource per template file."
-        )
     return found
 
 

@@ -61,8 +61,8 @@ def referenced_keys(environment: Any) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for ref in environment.secret_refs():
         found.setdefault(ref.secret, set()).add(ref.key)
-    if environment.backups.enabled:
-        ref = environment.backups.database_url
+    ref = environment.backups.database_url
+    if environment.backups.enabled and ref is not None:
         found.setdefault(ref.secret, set()).add(ref.key)
     return found
 
@@ -81,7 +81,6 @@ def set_secret(
 ) -> SecretChange:
     """Write `values` into the Secret, restart what uses it, wait, and run the smoke checks."""
     from autodevhub_cli.core.adapters.kube import ObjectRef
-    from autodevhub_cli.core.smoke import run_smoke_checks
 
     say = report or (lambda _s, _m: None)
     started = time.perf_counter()
@@ -100,7 +99,9 @@ def set_secret(
             hint="Check the key names, or pass --allow-unreferenced to store them anyway.",
         )
     if environment.target == "compose":
-        return _set_compose(environment, name, values, project, verify, timeout, say, started)
+        return _set_compose(
+            environment, target, name, values, project, verify, timeout, say, started
+        )
     kube = target.kube
     namespace = environment.namespace
     ref = ObjectRef("v1", "Secret", namespace, name)
@@ -139,7 +140,7 @@ def set_secret(
     for restart in restarts:
         target.wait_restarted(restart, deadline)
     if verify and change.restarted:
-        smoke = run_smoke_checks(environment, report=lambda c, m: say("smoke", f"{c}: {m}"))
+        smoke = _check(environment, target, say)
         change.smoke_ok = smoke.ok
         if not smoke.ok:
             raise SmokeCheckError(
@@ -189,6 +190,7 @@ def _without_status(obj: dict[str, Any]) -> dict[str, Any]:
 
 def _set_compose(
     environment: Any,
+    target: Any,
     name: str,
     values: dict[str, str],
     project: Any,
@@ -197,21 +199,25 @@ def _set_compose(
     say: Reporter,
     started: float,
 ) -> SecretChange:
-    """Compose: one 0600 file per key outside the repository, owned by the service's user."""
+    """Compose: one 0600 file per key outside the repository, owned by the containers' user."""
     import os
     from pathlib import Path
 
     from autodevhub_cli.core.environment import SecretRef
-    from autodevhub_cli.core.smoke import run_smoke_checks
 
     users = [
         component
-        for component in ("backend", "frontend")
-        if any(
-            ref.secret == name
-            for ref in getattr(environment.components, component).secret_env.values()
-        )
+        for component, spec in environment.components.items()
+        if any(ref.secret == name for ref in spec.secret_env.values())
     ]
+    uids = sorted({environment.components[u].run_as_user for u in users})
+    if len(uids) > 1:
+        raise ConfigError(
+            f"Secret {name} is used by {', '.join(users)}, which run as different uids "
+            f"({', '.join(map(str, uids))}); Compose mounts a secret file with its owner on the "
+            "host, so one file cannot serve them all.",
+            hint="Give these components the same run_as_user, or a Secret each.",
+        )
     created = False
     for key, value in values.items():
         path = Path(environment.compose_secret_file(SecretRef(secret=name, key=key)))
@@ -221,7 +227,7 @@ def _set_compose(
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(value)
-        uid = getattr(environment.components, users[0]).run_as_user if users else None
+        uid = uids[0] if uids else None
         if uid is not None and os.getuid() != uid:
             try:
                 os.chown(tmp, uid, uid)
@@ -255,7 +261,7 @@ def _set_compose(
         )
         change.restarted = users
         if verify:
-            smoke = run_smoke_checks(environment, report=lambda c, m: say("smoke", f"{c}: {m}"))
+            smoke = _check(environment, target, say)
             change.smoke_ok = smoke.ok
             if not smoke.ok:
                 raise SmokeCheckError(
@@ -264,6 +270,16 @@ def _set_compose(
                 )
     change.seconds = round(time.perf_counter() - started, 3)
     return change
+
+
+def _check(environment: Any, target: Any, say: Reporter) -> Any:
+    """The smoke checks, where the target reaches the components."""
+    from autodevhub_cli.core.smoke import run_smoke_checks
+
+    with target.smoke_endpoints(environment, False) as endpoints:
+        return run_smoke_checks(
+            environment, endpoints, report=lambda c, m: say("smoke", f"{c}: {m}")
+        )
 
 
 def _current_compose_file(environment: Any, project: Any) -> Any:

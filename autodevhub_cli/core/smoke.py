@@ -1,23 +1,45 @@
-"""Smoke checks against a deployed release, with httpx: pages, health, a story round trip,
-latency, and the project's own HTTP checks. Each check retries until a shared deadline while the
-rollout settles; the result lists every check with its outcome and timing.
+"""Smoke checks against a deployed release, with httpx: each reachable component's probe paths,
+then the checks the project declares under `smoke.checks` (one request with an expected answer,
+a latency budget over N requests, or a sequence that captures values from one answer for the
+next). Each check retries until a shared deadline while the rollout settles; the result lists
+every check with its outcome and timing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from autodevhub_cli.core.environment import Environment, HttpCheck
-from autodevhub_cli.core.errors import ConfigError
+from autodevhub_cli.core.environment import (
+    Environment,
+    Expect,
+    SmokeCheck,
+    Step,
+    placeholders,
+    substitute,
+)
 
 log = logging.getLogger("autodevhub.smoke")
 Reporter = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the runner reaches a component: its own URL, or an entry point shared with other
+    components that routes by path (an Ingress)."""
+
+    url: str
+    shared: bool = False
+    note: str = ""
+
+
+Endpoints = dict[str, Endpoint]
 
 
 @dataclass
@@ -35,8 +57,7 @@ class CheckResult:
 class SmokeResult:
     """All checks of one run."""
 
-    base_url: str
-    backend_url: str | None
+    urls: dict[str, str]
     checks: list[CheckResult] = field(default_factory=list)
 
     @property
@@ -51,12 +72,7 @@ class SmokeResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "ok": self.ok,
-            "base_url": self.base_url,
-            "backend_url": self.backend_url,
-            "checks": [asdict(c) for c in self.checks],
-        }
+        return {"ok": self.ok, "urls": self.urls, "checks": [asdict(c) for c in self.checks]}
 
     def summary(self) -> str:
         """One line per failed check, for error messages."""
@@ -67,61 +83,253 @@ class _Failed(Exception):
     """A check's answer was wrong (retried until the deadline)."""
 
 
+def configured_endpoints(environment: Environment, preview: bool) -> Endpoints:
+    """The URLs the environment file gives (`smoke.urls`, and `smoke.preview_urls` for the
+    blue-green components when their preview is checked)."""
+    spec = environment.smoke
+    found = {name: Endpoint(url) for name, url in spec.urls.items()}
+    if preview:
+        for name in environment.blue_green():
+            if name in spec.preview_urls:
+                found[name] = Endpoint(spec.preview_urls[name], note="the preview")
+    return found
+
+
+def routed_to(environment: Environment, path: str) -> str | None:
+    """The component an Ingress sends `path` to: the longest matching declared prefix."""
+    best: tuple[int, str] | None = None
+    for name, component in environment.components.items():
+        for route in component.expose.ingress:
+            prefix = route.path.rstrip("/")
+            matches = path == prefix or path.startswith(prefix + "/") or prefix == ""
+            if matches and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), name)
+    return best[1] if best else None
+
+
 def run_smoke_checks(
     environment: Environment,
-    base_url: str | None = None,
-    backend_url: str | None = None,
+    endpoints: Mapping[str, Endpoint],
     report: Reporter | None = None,
     timeout: float | None = None,
-    api_url: str | None = None,
 ) -> SmokeResult:
-    """Run every smoke check of `environment`; never raises for a failed check.
-
-    Page checks go to `base_url` (the frontend); API checks (story round trip, latency) to
-    `api_url`, which defaults to the frontend too (it proxies /api), and is the preview backend
-    when a blue-green release is checked before promotion.
-    """
+    """Run every smoke check of `environment` against `endpoints`; never raises for a failed
+    check. Components without an endpoint get no probe checks; a declared check on one fails."""
     import httpx
 
-    default_base, default_backend = environment.smoke_urls()
-    base = (base_url or default_base or "").rstrip("/")
-    backend = (backend_url or default_backend or "").rstrip("/") or None
-    if not base:
-        raise ConfigError(
-            f"Environment {environment.name!r} has no smoke.base_url.",
-            hint="Pass --base-url, or set smoke.base_url in the environment file.",
-        )
-    api = (api_url or base).rstrip("/")
     say = report or (lambda _n, _m: None)
     spec = environment.smoke
     deadline = time.monotonic() + (timeout if timeout is not None else spec.timeout_seconds)
-    headers = {}
-    if spec.api_key_env and os.environ.get(spec.api_key_env):
-        headers["Authorization"] = f"Bearer {os.environ[spec.api_key_env]}"
-    result = SmokeResult(base, backend)
-    with httpx.Client(timeout=10, headers=headers, follow_redirects=False) as client:
-        checks: list[tuple[str, Callable[[], str]]] = [
-            ("frontend page", lambda: _page(client, f"{base}/")),
-            ("frontend health", lambda: _ok(client, f"{base}/healthz")),
-        ]
-        if backend:
-            checks += [
-                ("backend healthz", lambda: _ok(client, f"{backend}/healthz")),
-                ("backend readyz", lambda: _ok(client, f"{backend}/readyz")),
-            ]
-        if spec.round_trip:
-            checks.append(("story round trip", lambda: _round_trip(client, api, spec)))
-        checks.append(("latency p95", lambda: _latency(client, api, spec)))
+    result = SmokeResult({name: e.url.rstrip("/") for name, e in endpoints.items()})
+    with httpx.Client(timeout=10, follow_redirects=False) as client:
+        runner = _Runner(client, _headers(spec.headers))
+        checks = _probe_checks(environment, endpoints, runner) if spec.probes else []
         for check in spec.checks:
-            target = backend if check.target == "backend" else base
-            if target:
-                checks.append((check.name, _custom(client, target, check)))
+            endpoint = endpoints.get(check.component)
+            checks.append((check.name, runner.declared(check, endpoint)))
         for name, probe in checks:
             say(name, "checking")
             outcome = _retry(name, probe, deadline)
             say(name, ("ok: " if outcome.ok else "FAILED: ") + outcome.detail)
             result.checks.append(outcome)
     return result
+
+
+def _probe_checks(
+    environment: Environment, endpoints: Mapping[str, Endpoint], runner: _Runner
+) -> list[tuple[str, Callable[[], str]]]:
+    """GET each component's probe paths where the runner reaches that component itself."""
+    checks = []
+    for name, component in environment.components.items():
+        endpoint = endpoints.get(name)
+        if endpoint is None:
+            continue
+        seen = set()
+        for kind, probe in component.probe_list():
+            if probe.path in seen:
+                continue
+            if endpoint.shared and routed_to(environment, probe.path) != name:
+                continue  # the entry point sends this path to another component
+            seen.add(probe.path)
+            step = Step(path=probe.path, expect=Expect(status=200))
+            checks.append((f"{name} {kind} {probe.path}", runner.steps(endpoint, [step])))
+    return checks
+
+
+def _headers(declared: Mapping[str, str]) -> dict[str, str]:
+    """Headers with ${env:NAME} filled in; a header whose variable is unset is left out."""
+    out = {}
+    for key, value in declared.items():
+        names = [n[4:] for n in placeholders(value) if n.startswith("env:")]
+        if all(os.environ.get(n) for n in names):
+            out[key] = substitute(value, {f"env:{n}": os.environ[n] for n in names})
+    return out
+
+
+class _Runner:
+    """Runs check steps against an endpoint with one HTTP client."""
+
+    def __init__(self, client: Any, headers: dict[str, str]) -> None:
+        self.client = client
+        self.headers = headers
+
+    def declared(self, check: SmokeCheck, endpoint: Endpoint | None) -> Callable[[], str]:
+        """The probe for one of the project's checks."""
+        if endpoint is None:
+
+            def unreachable() -> str:
+                raise _Failed(
+                    f"component {check.component!r} has no URL this runner reaches (publish a "
+                    f"port, add an ingress path, set smoke.urls.{check.component} or pass "
+                    f"--url {check.component}=URL)"
+                )
+
+            return unreachable
+        if check.latency is not None:
+            return lambda: self.latency(endpoint, check)
+        return self.steps(endpoint, check.requests())
+
+    def steps(self, endpoint: Endpoint, steps: list[Step]) -> Callable[[], str]:
+        """A probe running `steps` in order, passing captured values along."""
+
+        def probe() -> str:
+            started = time.monotonic()
+            captured: dict[str, str] = {}
+            last = ""
+            for step in steps:
+                last = self.step(endpoint, step, captured)
+            note = f" ({endpoint.note})" if endpoint.note else ""
+            if len(steps) == 1:
+                return last + note
+            return f"{len(steps)} requests in {time.monotonic() - started:.2f}s{note}; last: {last}"
+
+        return probe
+
+    def step(self, endpoint: Endpoint, step: Step, captured: dict[str, str]) -> str:
+        """One request (repeated while polling); checks the answer; captures values."""
+        values = dict(captured)
+        for _field, text in step.texts():
+            for name in placeholders(text):
+                if name.startswith("env:"):
+                    if name[4:] not in os.environ:
+                        raise _Failed(f"environment variable {name[4:]} is not set")
+                    values[name] = os.environ[name[4:]]
+        url = endpoint.url.rstrip("/") + substitute(step.path, values)
+        headers = {**self.headers, **{k: substitute(v, values) for k, v in step.headers.items()}}
+        body = _fill(step.body, values)
+        kwargs: dict[str, Any] = {"headers": headers}
+        if isinstance(body, (dict, list)):
+            kwargs["json"] = body
+        elif body is not None:
+            kwargs["content"] = str(body)
+        poll_deadline = time.monotonic() + (step.poll.timeout_seconds if step.poll else 0)
+        started = time.perf_counter()
+        while True:
+            response = self.client.request(step.method, url, **kwargs)
+            if step.poll is None or response.status_code != step.expect.status:
+                break
+            data = _json(response, step.method, url)
+            if _matches(data, step.poll.fail_when):
+                raise _Failed(f"{step.method} {url} answered {_shown(data, step.poll.fail_when)}")
+            if _matches(data, step.poll.until) or time.monotonic() >= poll_deadline:
+                break
+            time.sleep(step.poll.interval_seconds)
+        _expect(response, step, url)
+        if step.poll and not _matches(_json(response, step.method, url), step.poll.until):
+            data = _json(response, step.method, url)
+            raise _Failed(
+                f"{step.method} {url} still answered {_shown(data, step.poll.until)} after "
+                f"{step.poll.timeout_seconds:.0f}s (waiting for {step.poll.until})"
+            )
+        if step.capture:
+            data = _json(response, step.method, url)
+            for name, path in step.capture.items():
+                found, value = _lookup(data, path)
+                if not found:
+                    raise _Failed(f"{step.method} {url}: the answer has no field {path!r}")
+                captured[name] = str(value)
+        elapsed = (time.perf_counter() - started) * 1000
+        return f"{step.method} {url} {response.status_code} in {elapsed:.0f} ms"
+
+    def latency(self, endpoint: Endpoint, check: SmokeCheck) -> str:
+        """The check's request N times; its percentile must be within the budget."""
+        assert check.latency is not None
+        budget = check.latency
+        step = check.requests()[0]
+        samples = []
+        for _ in range(budget.samples):
+            started = time.perf_counter()
+            self.step(endpoint, step, {})
+            samples.append((time.perf_counter() - started) * 1000)
+        samples.sort()
+        value = samples[max(0, math.ceil(budget.percentile / 100 * len(samples)) - 1)]
+        what = f"p{budget.percentile} {value:.1f} ms over {len(samples)} requests"
+        if value > budget.budget_ms:
+            raise _Failed(f"{what} is above the {budget.budget_ms:.0f} ms budget")
+        return f"{what} (budget {budget.budget_ms:.0f} ms)"
+
+
+def _fill(value: Any, values: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return substitute(value, values)
+    if isinstance(value, dict):
+        return {k: _fill(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, values) for v in value]
+    return value
+
+
+def _json(response: Any, method: str, url: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise _Failed(f"{method} {url} did not answer JSON: {response.text[:120]!r}") from None
+
+
+def _lookup(data: Any, path: str) -> tuple[bool, Any]:
+    """The value at a dotted path (list items by index), and whether it is there."""
+    node = data
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False, None
+    return True, node
+
+
+def _matches(data: Any, wanted: Mapping[str, Any]) -> bool:
+    return bool(wanted) and all(_lookup(data, k) == (True, v) for k, v in wanted.items())
+
+
+def _shown(data: Any, wanted: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={json.dumps(_lookup(data, k)[1])}" for k in wanted)
+
+
+def _expect(response: Any, step: Step, url: str) -> None:
+    expect = step.expect
+    if response.status_code != expect.status:
+        text = response.text.strip().replace("\n", " ")[:160]
+        raise _Failed(
+            f"{step.method} {url} answered {response.status_code}, expected {expect.status}"
+            + (f": {text}" if text else "")
+        )
+    if expect.contains is not None and expect.contains not in response.text:
+        raise _Failed(f"{step.method} {url} does not contain {expect.contains!r}")
+    if expect.fields or expect.not_empty:
+        data = _json(response, step.method, url)
+        for path, value in expect.fields.items():
+            found, actual = _lookup(data, path)
+            if not found or actual != value:
+                shown = json.dumps(actual) if found else "nothing"
+                raise _Failed(
+                    f"{step.method} {url}: {path} is {shown}, expected {json.dumps(value)}"
+                )
+        for path in expect.not_empty:
+            found, actual = _lookup(data, path)
+            if not found or actual in (None, "", [], {}):
+                raise _Failed(f"{step.method} {url}: {path} is empty")
 
 
 def _retry(name: str, probe: Callable[[], str], deadline: float) -> CheckResult:
@@ -142,78 +350,3 @@ def _retry(name: str, probe: Callable[[], str], deadline: float) -> CheckResult:
             return CheckResult(name, False, detail, time.monotonic() - started, attempts)
         time.sleep(delay)
         delay = min(delay * 2, 2.0)
-
-
-def _status(client: Any, method: str, url: str, expected: int, **kwargs: Any) -> Any:
-    response = client.request(method, url, **kwargs)
-    if response.status_code != expected:
-        raise _Failed(f"{method} {url} answered {response.status_code}, expected {expected}")
-    return response
-
-
-def _ok(client: Any, url: str) -> str:
-    started = time.perf_counter()
-    _status(client, "GET", url, 200)
-    return f"GET {url} 200 in {(time.perf_counter() - started) * 1000:.0f} ms"
-
-
-def _page(client: Any, url: str) -> str:
-    response = _status(client, "GET", url, 200)
-    if "<html" not in response.text.lower():
-        raise _Failed(f"GET {url} is not an HTML page")
-    return f"GET {url} 200 ({len(response.content)} bytes)"
-
-
-def _round_trip(client: Any, base: str, spec: Any) -> str:
-    started = time.monotonic()
-    created = _status(
-        client,
-        "POST",
-        f"{base}/api/stories",
-        202,
-        json={"feature": "Smoke check: users can export their stories as Markdown"},
-    ).json()
-    story_id = created["id"]
-    deadline = started + spec.round_trip_timeout_seconds
-    status = created.get("status")
-    while status not in ("done", "failed") and time.monotonic() < deadline:
-        time.sleep(0.2)
-        status = _status(client, "GET", f"{base}/api/stories/{story_id}", 200).json()["status"]
-    if status != "done":
-        raise _Failed(f"story set {story_id} ended {status!r} (expected 'done')")
-    got = _status(client, "GET", f"{base}/api/stories/{story_id}", 200).json()
-    if not got.get("stories"):
-        raise _Failed(f"story set {story_id} is done but has no stories")
-    _status(client, "DELETE", f"{base}/api/stories/{story_id}", 204)
-    return (
-        f"{len(got['stories'])} stories by the {got.get('generator')} generator in "
-        f"{time.monotonic() - started:.2f}s"
-    )
-
-
-def _latency(client: Any, base: str, spec: Any) -> str:
-    url = f"{base}/api/stories?limit=5"
-    samples = []
-    for _ in range(spec.latency_samples):
-        started = time.perf_counter()
-        _status(client, "GET", url, 200)
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    p95 = samples[max(0, math.ceil(0.95 * len(samples)) - 1)]
-    if p95 > spec.latency_budget_ms:
-        raise _Failed(
-            f"p95 {p95:.0f} ms over {len(samples)} GETs is above the {spec.latency_budget_ms:.0f} "
-            "ms budget"
-        )
-    return f"p95 {p95:.1f} ms over {len(samples)} GETs (budget {spec.latency_budget_ms:.0f} ms)"
-
-
-def _custom(client: Any, target: str, check: HttpCheck) -> Callable[[], str]:
-    def probe() -> str:
-        url = f"{target}{check.path}"
-        response = _status(client, check.method, url, check.status, json=check.json_body)
-        if check.contains is not None and check.contains not in response.text:
-            raise _Failed(f"{check.method} {url} does not contain {check.contains!r}")
-        return f"{check.method} {url} {response.status_code}"
-
-    return probe

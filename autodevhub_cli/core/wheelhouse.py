@@ -1,4 +1,4 @@
-"""The backend's wheelhouse: its pinned dependencies as wheels, fetched on the host.
+"""An image's wheelhouse: its pinned Python dependencies as wheels, fetched on the host.
 
 Containers here reach no package index, so the image installs with `pip --no-index` from a
 wheelhouse/ folder in its build context. Wheels are fetched for the image's platform and Python
@@ -74,7 +74,7 @@ def prepare(
             f"Could not fetch the wheels of {requirements.name} for Python {python} on "
             f"linux/{arch}:\n{tail}",
             hint="Check the network to the package index, or that every pinned package has a "
-            "wheel for that platform (re-pin with scripts/lock-service-deps.sh).",
+            "wheel for that platform (re-pin the lock file).",
         )
     (staging / _MARKER).write_text("ok\n")
     shutil.rmtree(folder, ignore_errors=True)

@@ -252,7 +252,7 @@ def test_schema_failure_names_kind_name_and_field(project: Path) -> None:
 
 def test_schema_failure_in_a_crd(project: Path) -> None:
     _edit(
-        project / "templates" / "kubernetes" / "servicemonitor.yaml.j2",
+        project / "templates" / "kubernetes" / "metrics.yaml.j2",
         "      scheme: http",
         "      scheme: gopher",
     )
@@ -287,16 +287,16 @@ def test_model_bounds(project: Path) -> None:
         "--env",
         "prod",
         "--set",
-        "components.backend.port=70000",
-        words=["components.backend.port", "less than or equal to 65535"],
+        "components.backend.ports.http=70000",
+        words=["components.backend.ports.http", "less than or equal to 65535"],
     )
 
 
 def test_invalid_compose_output(project: Path) -> None:
     _edit(
-        project / "templates" / "compose" / "backend.yaml.j2",
-        "    init: true",
-        "    init: true\n    initt: 1",
+        project / "templates" / "compose" / "_helpers.j2",
+        "  init: true",
+        "  init: true\n  initt: 1",
     )
     _fails(project, "render", "--env", "dev", words=["Compose file", "initt"])
 

@@ -19,31 +19,31 @@ def test_environments_are_listed_without_bases() -> None:
 def test_precedence_set_over_env_var_over_file() -> None:
     project = find_project(REPO)
     from_file = load_environment(project, "prod", environ={})
-    assert from_file.components.frontend.replicas == 3
+    assert from_file.components["frontend"].replicas == 3
     from_env = load_environment(
         project, "prod", environ={"AUTODEVHUB__COMPONENTS__FRONTEND__REPLICAS": "4"}
     )
-    assert from_env.components.frontend.replicas == 4
+    assert from_env.components["frontend"].replicas == 4
     from_set = load_environment(
         project,
         "prod",
         sets=["components.frontend.replicas=5"],
         environ={"AUTODEVHUB__COMPONENTS__FRONTEND__REPLICAS": "4"},
     )
-    assert from_set.components.frontend.replicas == 5
+    assert from_set.components["frontend"].replicas == 5
 
 
 def test_base_values_reach_every_environment() -> None:
     project = find_project(REPO)
     for name in project.environment_names():
         env = load_environment(project, name, environ={})
-        assert env.components.backend.port == 8000
+        assert env.components["backend"].ports == {"http": 8000}
         assert env.name == name
 
 
 def test_null_removes_a_base_value() -> None:
     dev = load_environment(find_project(REPO), "dev", environ={})
-    assert dev.components.backend.secret_env == {}
+    assert dev.components["backend"].secret_env == {}
 
 
 def test_set_values_are_yaml_typed() -> None:

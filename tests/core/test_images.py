@@ -74,7 +74,7 @@ def test_content_tag_follows_content_not_time(project: Path) -> None:
 
 def test_content_tag_follows_build_args(project: Path) -> None:
     first = _plans(project)["backend"].content_tag
-    other = _plans(project, "build.base_images.python=python:3.11-bookworm")["backend"]
+    other = _plans(project, "build.args.PYTHON_IMAGE=python:3.11-bookworm")["backend"]
     assert other.content_tag != first
     assert other.buildargs["PYTHON_IMAGE"] == "python:3.11-bookworm"
 

@@ -23,7 +23,7 @@ memory = st.integers(min_value=16, max_value=8192)
 @st.composite
 def overrides(draw: st.DrawFn) -> list[str]:
     sets = []
-    for comp in ("backend", "frontend"):
+    for comp in ("backend", "worker", "frontend"):
         req_cpu = draw(cpu)
         req_mem = draw(memory)
         sets += [
@@ -32,20 +32,23 @@ def overrides(draw: st.DrawFn) -> list[str]:
             f"components.{comp}.resources.limits.cpu={req_cpu + draw(st.integers(0, 4000))}m",
             f"components.{comp}.resources.requests.memory={req_mem}Mi",
             f"components.{comp}.resources.limits.memory={req_mem + draw(memory)}Mi",
-            f"components.{comp}.port={draw(st.integers(1, 65535))}",
+            f"components.{comp}.ports.http={draw(st.integers(1, 65535))}",
             f"components.{comp}.disruption_budget.enabled={draw(st.booleans())}",
             f"components.{comp}.image.tag=v{draw(st.integers(0, 999))}",
         ]
     low = draw(st.integers(1, 20))
+    ingress = draw(st.booleans())
     sets += [
         f"components.backend.autoscaling.enabled={draw(st.booleans())}",
         f"components.backend.autoscaling.min_replicas={low}",
         f"components.backend.autoscaling.max_replicas={low + draw(st.integers(0, 30))}",
         f"components.backend.autoscaling.cpu_utilization={draw(st.integers(1, 100))}",
         f"components.backend.probes.readiness.path=/{draw(label)}",
-        f"rollout.strategy={draw(st.sampled_from(['rolling', 'blue-green']))}",
+        f"components.backend.strategy={draw(st.sampled_from(['rolling', 'blue-green']))}",
         f"namespace={draw(label)}",
-        f"ingress.enabled={draw(st.booleans())}",
+        f"ingress.enabled={ingress}",
+        # Without an Ingress, the smoke checks reach the components through port-forward.
+        f"smoke.port_forward={not ingress}",
         f"ingress.tls.enabled={draw(st.booleans())}",
         f"ingress.hosts={yaml.safe_dump(draw(st.lists(host, min_size=1, max_size=3)), default_flow_style=True).strip()}",
         f"network_policies.enabled={draw(st.booleans())}",
@@ -53,8 +56,8 @@ def overrides(draw: st.DrawFn) -> list[str]:
         f"monitoring.interval={draw(st.integers(5, 300))}s",
         f"backups.enabled={draw(st.booleans())}",
         f"backups.retention_days={draw(st.integers(1, 365))}",
-        f"compose.frontend_port={draw(st.integers(1024, 65535))}",
-        f"compose.backend_port={draw(st.integers(1024, 65535))}",
+        f"components.frontend.expose.compose.http={draw(st.integers(1024, 65535))}",
+        f"components.backend.expose.compose.http={draw(st.integers(1024, 65535))}",
         f"kubernetes.version=1.{draw(st.integers(30, 37))}",
     ]
     return sets

@@ -37,15 +37,14 @@ class Stack:
         self.name = name
         self.frontend_port = free_port()
         self.backend_port = free_port()
-        self.env = {f"AUTODEVHUB__BUILD__BASE_IMAGES__{k}": v for k, v in BASE_IMAGES.items()}
+        self.env = {f"AUTODEVHUB__BUILD__ARGS__{k}_IMAGE": v for k, v in BASE_IMAGES.items()}
         self.env.update(
             {
                 "AUTODEVHUB__REGISTRY__URL": f"{REGISTRY}/{name}",
                 "AUTODEVHUB__COMPOSE__PROJECT_NAME": name,
-                "AUTODEVHUB__COMPOSE__FRONTEND_PORT": str(self.frontend_port),
-                "AUTODEVHUB__COMPOSE__BACKEND_PORT": str(self.backend_port),
-                "AUTODEVHUB__COMPOSE__DATA_VOLUME": "data",
-                "AUTODEVHUB__BUILD__BACKEND_WORKERS": "1",
+                "AUTODEVHUB__COMPONENTS__FRONTEND__EXPOSE__COMPOSE__HTTP": str(self.frontend_port),
+                "AUTODEVHUB__COMPONENTS__BACKEND__EXPOSE__COMPOSE__HTTP": str(self.backend_port),
+                "AUTODEVHUB__COMPONENTS__BACKEND__ENV__WORKERS": "1",
             }
         )
 

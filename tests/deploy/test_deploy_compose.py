@@ -45,10 +45,23 @@ def test_deploy_builds_pushes_applies_and_passes_smoke(stack: Stack) -> None:
     assert result["ok"] is True
     release = result["release"]
     assert release["status"] == "deployed"
-    assert {i["name"] for i in release["images"]} == {"backend", "frontend"}
+    assert {i["name"] for i in release["images"]} == {"backend", "worker", "frontend"}
     assert all("@sha256:" in i["ref"] for i in release["images"])
-    assert set(release["timings"]) >= {"build", "render", "migrate", "apply", "smoke"}
-    assert result["smoke"]["ok"] and len(result["smoke"]["checks"]) >= 6
+    refs = {i["name"]: i["ref"] for i in release["images"]}
+    assert refs["worker"] == refs["backend"], "the worker runs the backend's image"
+    assert set(release["timings"]) >= {"build", "render", "tasks", "apply", "smoke"}
+    # The checks this project declares (environments/_base.yaml) are the ones that ran, after
+    # the probe paths of the components the runner reaches.
+    names = [c["name"] for c in result["smoke"]["checks"]]
+    assert names == [
+        "backend liveness /healthz",
+        "backend readiness /readyz",
+        "frontend liveness /healthz",
+        "frontend page",
+        "story round trip",
+        "latency p95",
+    ]
+    assert result["smoke"]["ok"]
     catalog = httpx.get("http://127.0.0.1:5000/v2/_catalog?n=1000").json()["repositories"]
     assert f"{stack.name}/autodevhub/backend" in catalog
     page = httpx.get(f"http://127.0.0.1:{stack.frontend_port}/")
@@ -60,8 +73,9 @@ def test_status_and_smoke_test(stack: Stack) -> None:
     assert code == 0, err
     state = json.loads(out)
     assert state["current"]["status"] == "deployed"
-    assert {(w["service"], w["health"]) for w in state["workloads"]} == {
+    assert {(w["workload"], w["health"]) for w in state["workloads"]} == {
         ("backend", "healthy"),
+        ("worker", "healthy"),
         ("frontend", "healthy"),
     }
     code, out, err = stack.cli("smoke-test", "--env", "dev", "--output", "json")
@@ -74,10 +88,11 @@ def test_unchanged_migrations_are_not_run_again(stack: Stack) -> None:
         "deploy", "--env", "dev", "--skip-build", "--set", "components.backend.env.RELEASE_NOTE=two"
     )
     assert code == 0, err
-    assert "migrate: skipped: the migrations are unchanged since release" in err
+    assert "backend.migrate skipped: its inputs are unchanged since release" in err
     release = stack.releases()[-1]
-    assert release["status"] == "deployed" and "migrate" not in release["timings"]
-    assert release["migrations"] == stack.releases()[-2]["migrations"]
+    assert release["status"] == "deployed" and "tasks" not in release["timings"]
+    assert release["tasks"] == stack.releases()[-2]["tasks"]
+    assert list(release["tasks"]) == ["backend.migrate"]
 
 
 def test_dry_run_touches_nothing(stack: Stack) -> None:
@@ -125,7 +140,7 @@ def test_failed_smoke_check_is_rolled_back_with_exit_code_3(stack: Stack) -> Non
         "--set",
         "components.backend.env.LOG_LEVEL=warning",
         "--set",
-        "smoke.checks=[{name: missing page, path: /api/no-such-route, status: 200}]",
+        "smoke.checks=[{name: missing page, component: frontend, path: /api/no-such-route}]",
         "--set",
         "smoke.timeout_seconds=3",
     )

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, run_cli
+from tests.helpers import copy_project, run_cli
 from tests.kubefake.server import KubeFake
 
 pytestmark = pytest.mark.k8s
@@ -27,9 +26,8 @@ def _findings(report: dict) -> dict[str, dict]:
 
 @pytest.fixture()
 def root(tmp_path: Path) -> Path:
-    for folder in ("environments", "templates"):
-        shutil.copytree(REPO / folder, tmp_path / folder)
-    return tmp_path
+    # With service/: doctor reads the Dockerfiles for the base images they start from.
+    return copy_project(tmp_path, with_service=True)
 
 
 def test_doctor_finds_each_gap_and_how_to_fix_it(root: Path, tmp_path: Path) -> None:
@@ -87,13 +85,16 @@ def test_doctor_for_compose_on_the_real_engine(root: Path) -> None:
     problem = _engine_problem()
     if problem:
         pytest.skip(problem)
-    env = {f"AUTODEVHUB__BUILD__BASE_IMAGES__{k}": v for k, v in BASE_IMAGES.items()}
+    env = {f"AUTODEVHUB__BUILD__ARGS__{k}_IMAGE": v for k, v in BASE_IMAGES.items()}
     env["AUTODEVHUB__REGISTRY__URL"] = REGISTRY
     code, out, err = run_cli("doctor", "-C", str(root), env=env)
     assert code == 0, out + err
     assert "dev: 6 checks, 0 failed" in out
-    env["AUTODEVHUB__BUILD__BASE_IMAGES__NODE"] = "autodevhub-ci/missing-node:1"
+    env["AUTODEVHUB__BUILD__ARGS__NODE_IMAGE"] = "autodevhub-ci/missing-node:1"
     code, out, err = run_cli("doctor", "-C", str(root), env=env)
     assert code == 1
-    assert "FAIL Base image (node): autodevhub-ci/missing-node:1 is not on the engine." in out
+    assert (
+        "FAIL Base image (build.args.NODE_IMAGE): autodevhub-ci/missing-node:1 is not on the "
+        "engine." in out
+    )
     assert "fix: docker pull autodevhub-ci/missing-node:1" in out

@@ -91,7 +91,7 @@ def test_blue_green_failed_check_aborts_and_leaves_the_active_service(cluster: C
         "prod",
         "--promote",
         "--set",
-        "smoke.checks=[{name: preview api, target: backend, path: /api/nope, status: 200}]",
+        "smoke.checks=[{name: preview api, component: backend, path: /api/nope}]",
         "--set",
         "smoke.timeout_seconds=2",
     )
@@ -124,7 +124,9 @@ def test_secrets_rotate_restarts_the_active_pods_of_a_rollout(
         "secrets", "rotate", "--env", "prod", "anthropic-api-key", "--from-file", str(key)
     )
     assert code == 0, err
-    assert "restarted Rollout backend" in out and "smoke checks passed" in out
+    # The worker uses the same Secret, so its Deployment restarts too.
+    assert "restarted Deployment worker" in out and "Rollout backend in" in out
+    assert "smoke checks passed" in out
     after = cluster.obj("Rollout", "backend")
     assert after is not None
     assert after["status"]["currentPodHash"] == stable, "no new revision"
@@ -162,7 +164,7 @@ def test_smoke_checks_through_port_forward(
             "AUTODEVHUB__SMOKE__PORT_FORWARD": "true",
         }
     )
-    for name in ("BASE_URL", "BACKEND_URL", "PREVIEW_BACKEND_URL"):
+    for name in ("URLS__FRONTEND", "URLS__BACKEND", "PREVIEW_URLS__BACKEND"):
         del cluster.env[f"AUTODEVHUB__SMOKE__{name}"]
     cluster.record_build("prod", "c-0000000000000141")
     code, _, err = cluster.deploy("prod", "--promote")
@@ -170,7 +172,7 @@ def test_smoke_checks_through_port_forward(
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     services = [c[1] for c in calls]
     assert "svc/frontend" in services and "svc/backend" in services
-    first = calls[0]
+    first = next(c for c in calls if c[1] == "svc/frontend")
     assert first[:3] == ["port-forward", "svc/frontend", ":80"]
     assert first[first.index("-n") + 1] == cluster.ns
     assert "--kubeconfig" in first

@@ -96,7 +96,7 @@ def test_a_pod_without_a_mounted_token_is_told_what_to_mount(pod: Pod) -> None:
     (pod.account / "token").unlink()
     code, out, err = pod.cli("diff", "--env", "staging")
     assert code == 2, err
-    assert "Cannot use the pod's service account" in err
+    assert "Cannot use the pod's ServiceAccount" in err
     assert "KUBERNETES_SERVICE_HOST" in err
     assert "automountServiceAccountToken" in err
     assert "Traceback" not in err and out == ""

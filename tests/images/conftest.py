@@ -60,7 +60,7 @@ def build_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def build_env(docker_client: object) -> Iterator[dict[str, str]]:
     """Environment variables pointing a build at the stand-in bases and a fresh repository."""
     prefix = f"t{uuid.uuid4().hex[:8]}"
-    values = {f"AUTODEVHUB__BUILD__BASE_IMAGES__{k}": v for k, v in BASE_IMAGES.items()}
+    values = {f"AUTODEVHUB__BUILD__ARGS__{k}_IMAGE": v for k, v in BASE_IMAGES.items()}
     values["AUTODEVHUB__REGISTRY__URL"] = f"{REGISTRY}/{prefix}"
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)

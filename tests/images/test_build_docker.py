@@ -275,12 +275,12 @@ def test_missing_base_image(build_project: Path, build_env: dict[str, str]) -> N
         "--only",
         "frontend",
         "--set",
-        "build.base_images.node=autodevhub-ci/no-such-node:0",
+        "build.args.NODE_IMAGE=autodevhub-ci/no-such-node:0",
     )
     assert code == 1
     assert "The frontend image starts from autodevhub-ci/no-such-node:0" in err
     assert "could not pull" in err
-    assert "build.base_images.node" in err
+    assert "build.args.NODE_IMAGE" in err
 
 
 def test_unreachable_registry_records_nothing(

@@ -43,30 +43,29 @@ def build(
     tag: str,
     buildargs: dict[str, str],
     labels: dict[str, str],
+    stage: str | None = None,
     nocache: bool = False,
     on_line: Callable[[str], None] | None = None,
 ) -> BuildLog:
     """Build `tag` from `context_dir` with BuildKit; fail with the step and its last log lines."""
-    service = re.sub(r"[^a-z0-9_-]", "-", image.lower()) or "image"
+    name = re.sub(r"[^a-z0-9_-]", "-", image.lower()) or "image"
+    build_spec: dict[str, Any] = {
+        "context": str(context_dir),
+        "dockerfile": dockerfile,
+        "args": {k: _escape(v) for k, v in buildargs.items()},
+        "labels": {k: _escape(v) for k, v in labels.items()},
+    }
+    if stage:
+        build_spec["target"] = stage
     spec: dict[str, Any] = {
-        "name": f"autodevhub-build-{service}-{os.getpid()}",
-        "services": {
-            service: {
-                "image": tag,
-                "build": {
-                    "context": str(context_dir),
-                    "dockerfile": dockerfile,
-                    "args": {k: _escape(v) for k, v in buildargs.items()},
-                    "labels": {k: _escape(v) for k, v in labels.items()},
-                },
-            }
-        },
+        "name": f"autodevhub-build-{name}-{os.getpid()}",
+        "services": {name: {"image": tag, "build": build_spec}},
     }
     with tempfile.TemporaryDirectory(prefix="autodevhub-build-") as folder:
         compose_file = Path(folder) / "compose.yaml"
         compose_file.write_text(yaml.safe_dump(spec, sort_keys=False))
         command = [compose_binary(), "--progress", "plain", "-f", str(compose_file), "build"]
-        command += [*(["--no-cache"] if nocache else []), service]
+        command += [*(["--no-cache"] if nocache else []), name]
         log.info("buildkit: %s (dockerfile %s, args %s)", tag, dockerfile, sorted(buildargs))
         try:
             proc = subprocess.Popen(
@@ -82,7 +81,7 @@ def build(
                 command=command,
                 returncode=None,
             ) from None
-        record, failure = _follow(proc, on_line, service)
+        record, failure = _follow(proc, on_line, name)
         code = proc.wait()
     if code == 0:
         return record
@@ -98,7 +97,7 @@ def build(
 
 
 def _follow(
-    proc: subprocess.Popen[str], on_line: Callable[[str], None] | None, service: str
+    proc: subprocess.Popen[str], on_line: Callable[[str], None] | None, build_name: str
 ) -> tuple[BuildLog, str]:
     """Read the plain progress stream: steps by vertex, each step's output, the error."""
     record = BuildLog(lines=[])
@@ -115,7 +114,7 @@ def _follow(
             on_line(line)
         vertex = _VERTEX.match(line)
         if vertex:
-            name = vertex.group(2).removeprefix(f"{service} ")
+            name = vertex.group(2).removeprefix(f"{build_name} ")
             steps[vertex.group(1)] = f"[{name}] {vertex.group(3)}"
             record.step = steps[vertex.group(1)]
             continue

@@ -90,6 +90,7 @@ def build(
     tag: str,
     buildargs: dict[str, str],
     labels: dict[str, str],
+    stage: str | None = None,
     nocache: bool = False,
     on_line: Callable[[str], None] | None = None,
 ) -> BuildLog:
@@ -106,6 +107,7 @@ def build(
             tag=tag,
             buildargs=buildargs,
             labels=labels,
+            target=stage,
             rm=True,
             forcerm=True,
             pull=False,

@@ -67,7 +67,7 @@ class Kube:
 
     @classmethod
     def connect(cls, context: str | None = None, kubeconfig: str | None = None) -> Kube:
-        """Kubeconfig (file and context) or, inside a pod, the in-cluster service account."""
+        """Kubeconfig (file and context) or, inside a pod, the in-cluster ServiceAccount token."""
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
 
@@ -85,10 +85,10 @@ class Kube:
         except (ConfigException, OSError, TypeError) as exc:
             if in_cluster:
                 raise ConfigError(
-                    "Cannot use the pod's service account for the Kubernetes API "
+                    "Cannot use the pod's ServiceAccount for the Kubernetes API "
                     "(KUBERNETES_SERVICE_HOST is set, and no kubeconfig or context was given): "
                     f"{exc}.",
-                    hint="Mount a service account token into the pod "
+                    hint="Mount a ServiceAccount token into the pod "
                     "(automountServiceAccountToken: true), or pass --kubeconfig/--context.",
                 ) from None
             where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
@@ -97,7 +97,7 @@ class Kube:
                 + (f" (context {context!r})" if context else "")
                 + f": {exc}.",
                 hint="Pass --kubeconfig/--context, set kubernetes.kubeconfig/context in the "
-                "environment file, or run inside a pod with a service account.",
+                "environment file, or run inside a pod with a ServiceAccount.",
             ) from None
         log.info("kube: connect %s", configuration.host)
         return cls(client.ApiClient(configuration))

@@ -24,7 +24,7 @@ _FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) ->")
 
 @contextmanager
 def forward(
-    service: str,
+    svc_name: str,
     port: int,
     namespace: str,
     *,
@@ -32,19 +32,19 @@ def forward(
     kubeconfig: str | None = None,
     timeout: float = 30.0,
 ) -> Iterator[str]:
-    """A local URL that reaches `service:port` in `namespace` while the block runs."""
+    """A local URL that reaches `svc_name:port` in `namespace` while the block runs."""
     kubectl = os.environ.get("AUTODEVHUB_KUBECTL") or shutil.which("kubectl")
     if not kubectl:
         raise ToolError(
             "kubectl is needed to port-forward to the cluster for smoke checks.",
             command=["kubectl"],
             returncode=None,
-            hint="Install kubectl, or set smoke.base_url to a URL the runner can reach.",
+            hint="Install kubectl, or set smoke.urls.<component> to a URL the runner can reach.",
         )
     command = [
         kubectl,
         "port-forward",
-        f"svc/{service}",
+        f"svc/{svc_name}",
         f":{port}",
         "-n",
         namespace,
@@ -78,7 +78,7 @@ def forward(
     try:
         if "port" not in found:
             raise ToolError(
-                f"kubectl port-forward to svc/{service} in {namespace} did not start.",
+                f"kubectl port-forward to svc/{svc_name} in {namespace} did not start.",
                 command=command,
                 returncode=proc.poll(),
                 output="\n".join(lines),

@@ -10,8 +10,18 @@ from typing import Any, Protocol
 
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.project import Project
+from autodevhub_cli.core.smoke import Endpoints
 
-Endpoints = tuple[str | None, str | None, str | None]
+
+@dataclass(frozen=True)
+class TaskRef:
+    """One task of one component, as `component.task`."""
+
+    component: str
+    task: str
+
+    def __str__(self) -> str:
+        return f"{self.component}.{self.task}"
 
 
 class Target(Protocol):
@@ -30,8 +40,9 @@ class Target(Protocol):
     def lock(self, project: Project, command: str) -> AbstractContextManager[None]:
         """Hold the environment's deploy lock for a block."""
 
-    def migrate(self, rendered: Path, timeout: float) -> None:
-        """Run the database migration step with the new images, before switching."""
+    def run_tasks(self, rendered: Path, timeout: float, tasks: list[TaskRef]) -> None:
+        """Run components' one-off tasks (such as a migration) in the new images, before
+        switching; raise ApplyError when one fails."""
 
     def apply(self, rendered: Path, timeout: float) -> None:
         """Apply the rendered output and wait until it is healthy, or raise RolloutError."""
@@ -54,7 +65,8 @@ class Target(Protocol):
     def smoke_endpoints(
         self, environment: Environment, preview: bool
     ) -> AbstractContextManager[Endpoints]:
-        """(frontend, backend, API) URLs for the smoke checks; None means the configured one."""
+        """Component -> where the smoke checks reach it (the preview of blue-green components
+        when `preview`); the configured `smoke.urls` win."""
 
 
 @dataclass

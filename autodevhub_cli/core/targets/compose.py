@@ -12,7 +12,8 @@ from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import ApplyError, ConfigError, RolloutError, ToolError
 from autodevhub_cli.core.lock import DeployLock
 from autodevhub_cli.core.project import Project
-from autodevhub_cli.core.targets import Endpoints
+from autodevhub_cli.core.smoke import Endpoint, Endpoints, configured_endpoints
+from autodevhub_cli.core.targets import TaskRef
 
 
 class ComposeTarget:
@@ -32,31 +33,31 @@ class ComposeTarget:
         with DeployLock(path, self.environment.name, command=command):
             yield
 
-    def migrate(self, rendered: Path, timeout: float) -> None:
-        """`compose run --rm` the migration command in the new image, before anything switches."""
-        step = self.environment.migrations
-        if not step.enabled:
-            return
-        try:
-            compose.run(
-                rendered,
-                "run",
-                "--rm",
-                "--no-deps",
-                "-T",
-                "--entrypoint",
-                step.command[0],
-                step.component,
-                *step.command[1:],
-                timeout=timeout,
-                what=f"The migration step ({' '.join(step.command)})",
-            )
-        except ToolError as exc:
-            raise ApplyError(
-                f"{exc}",
-                hint="The previous release still serves (nothing was switched). Fix the "
-                "migration and deploy again.",
-            ) from None
+    def run_tasks(self, rendered: Path, timeout: float, tasks: list[TaskRef]) -> None:
+        """`compose run --rm` each task's command in its component's new image, in order,
+        before anything switches."""
+        for ref in tasks:
+            command = self.environment.components[ref.component].tasks[ref.task].command
+            try:
+                compose.run(
+                    rendered,
+                    "run",
+                    "--rm",
+                    "--no-deps",
+                    "-T",
+                    "--entrypoint",
+                    command[0],
+                    ref.component,
+                    *command[1:],
+                    timeout=timeout,
+                    what=f"Task {ref} ({' '.join(command)})",
+                )
+            except ToolError as exc:
+                raise ApplyError(
+                    f"{exc}",
+                    hint="The previous release still serves (nothing was switched). Fix the "
+                    f"task (components.{ref.component}.tasks.{ref.task}) and deploy again.",
+                ) from None
 
     def apply(self, rendered: Path, timeout: float) -> None:
         """`compose up -d --wait --remove-orphans`; on failure, say which container and why."""
@@ -94,15 +95,15 @@ class ComposeTarget:
             return "every container reports healthy now (it took too long)"
         parts = []
         for container in bad:
-            service = container.get("Service", "?")
+            name = container.get("Service", "?")
             state = f"{container.get('State')}/{container.get('Health') or 'no health check'}"
             logs = compose.run(
-                rendered, "logs", "--no-color", "--tail", "8", service, check=False
+                rendered, "logs", "--no-color", "--tail", "8", name, check=False
             ).stdout.strip()
             tail = " | ".join(
                 line.split("|", 1)[-1].strip()[:200] for line in logs.splitlines()[-3:]
             )
-            parts.append(f"{service} is {state}" + (f" (last log lines: {tail})" if tail else ""))
+            parts.append(f"{name} is {state}" + (f" (last log lines: {tail})" if tail else ""))
         return "; ".join(parts)
 
     def workloads(self, rendered: Path) -> list[dict[str, Any]]:
@@ -110,7 +111,7 @@ class ComposeTarget:
         return [
             {
                 "name": c.get("Name"),
-                "service": c.get("Service"),
+                "workload": c.get("Service"),
                 "image": c.get("Image"),
                 "state": c.get("State"),
                 "health": c.get("Health") or None,
@@ -148,5 +149,12 @@ class ComposeTarget:
 
     @contextmanager
     def smoke_endpoints(self, environment: Environment, preview: bool) -> Iterator[Endpoints]:
-        """The configured URLs (the published ports)."""
-        yield None, None, None
+        """Each component's first published port on the bind address; `smoke.urls` win."""
+        host = environment.compose.bind_address
+        host = f"[{host}]" if ":" in host else host
+        found = {
+            name: Endpoint(f"http://{host}:{next(iter(c.expose.compose.values()))}")
+            for name, c in environment.components.items()
+            if c.expose.compose
+        }
+        yield {**found, **configured_endpoints(environment, preview)}

@@ -27,7 +27,8 @@ from autodevhub_cli.core.adapters.kube import (
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import ApplyError, RolloutError
 from autodevhub_cli.core.project import Project
-from autodevhub_cli.core.targets import Endpoints
+from autodevhub_cli.core.smoke import Endpoint, Endpoints, configured_endpoints
+from autodevhub_cli.core.targets import TaskRef
 from autodevhub_cli.core.targets.readiness import (
     WAITING_KINDS,
     State,
@@ -38,6 +39,7 @@ from autodevhub_cli.core.targets.readiness import (
 
 log = logging.getLogger("autodevhub.kubernetes")
 STEP_LABEL = "autodevhub.io/step"
+COMPONENT_LABEL = "app.kubernetes.io/component"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 # Holds a field autodevhub hands to a controller until the controller writes it.
 HANDOVER_MANAGER = "autodevhub-handover"
@@ -108,32 +110,52 @@ class KubernetesTarget:
 
     @property
     def blue_green(self) -> bool:
-        """The environment's backend is an Argo Rollouts blue-green Rollout."""
-        return self.environment.rollout.strategy == "blue-green"
+        """A component of the environment is an Argo Rollouts blue-green Rollout."""
+        return bool(self.environment.blue_green())
 
     @contextmanager
     def smoke_endpoints(self, environment: Environment, preview: bool) -> Iterator[Endpoints]:
-        """The configured URLs, or `kubectl port-forward` to the Services (smoke.port_forward)."""
-        spec = environment.smoke
-        if not spec.port_forward:
-            backend = spec.preview_backend_url if preview else None
-            yield None, backend, backend
+        """The Ingress for the components with ingress paths, or `kubectl port-forward` to the
+        Service named after each component (smoke.port_forward; `<name>-preview` for the
+        preview of a blue-green one); `smoke.urls` win."""
+        configured = configured_endpoints(environment, preview)
+        blue_green = set(environment.blue_green())
+        found: Endpoints = {}
+        if not environment.smoke.port_forward:
+            if environment.ingress.enabled:
+                scheme = "https" if environment.ingress.tls.enabled else "http"
+                url = f"{scheme}://{environment.ingress.hosts[0]}"
+                for name, c in environment.components.items():
+                    if c.expose.ingress:
+                        note = ""
+                        if preview and name in blue_green:
+                            note = (
+                                f"the active version: the Ingress does not reach the preview; "
+                                f"set smoke.preview_urls.{name} or smoke.port_forward"
+                            )
+                        found[name] = Endpoint(url, shared=True, note=note)
+            yield {**found, **configured}
             return
         from autodevhub_cli.core.adapters.port_forward import forward
 
-        ns = environment.namespace
-        components = environment.components
-        backend_service = "backend-preview" if preview else "backend"
-        context, kubeconfig = self.context, self.kubeconfig
-        with (
-            forward(
-                "frontend", components.frontend.port, ns, context=context, kubeconfig=kubeconfig
-            ) as frontend_url,
-            forward(
-                backend_service, components.backend.port, ns, context=context, kubeconfig=kubeconfig
-            ) as backend_url,
-        ):
-            yield frontend_url, backend_url, backend_url if preview else None
+        wanted = {check.component for check in environment.smoke.checks}
+        wanted |= {n for n, c in environment.components.items() if c.expose.ingress}
+        with contextlib.ExitStack() as stack:
+            for name, c in environment.components.items():
+                if name not in wanted or name in configured or not c.ports:
+                    continue
+                svc = f"{name}-preview" if preview and name in blue_green else name
+                url = stack.enter_context(
+                    forward(
+                        svc,
+                        c.port_of(),
+                        environment.namespace,
+                        context=self.context,
+                        kubeconfig=self.kubeconfig,
+                    )
+                )
+                found[name] = Endpoint(url)
+            yield {**found, **configured}
 
     @property
     def kube(self) -> Kube:
@@ -164,10 +186,16 @@ class KubernetesTarget:
 
     # --- apply ------------------------------------------------------------------------------
 
-    def migrate(self, rendered: Path, timeout: float) -> None:
-        """Apply the namespace and the migration Job, and wait for the Job to complete."""
+    def run_tasks(self, rendered: Path, timeout: float, tasks: list[TaskRef]) -> None:
+        """Apply the namespace and each task's Job (labelled with its component and
+        `autodevhub.io/step: <task>`), and wait for every Job to complete."""
         docs = load_documents(rendered)
-        jobs = [d for d in docs if d["kind"] == "Job" and _label(d, STEP_LABEL) == "migrate"]
+        wanted = {(ref.component, ref.task) for ref in tasks}
+        jobs = [
+            d
+            for d in docs
+            if d["kind"] == "Job" and (_label(d, COMPONENT_LABEL), _label(d, STEP_LABEL)) in wanted
+        ]
         if not jobs:
             return
         for doc in docs:
@@ -175,7 +203,7 @@ class KubernetesTarget:
                 self.kube.apply(doc, force=self.force_conflicts)
         deadline = time.monotonic() + timeout
         for job in jobs:
-            self.say("migrate", f"job {job['metadata']['name']}")
+            self.say("tasks", f"job {job['metadata']['name']}")
             self.kube.apply(job, force=self.force_conflicts)
             self.wait_for(job, deadline)
 
@@ -503,7 +531,7 @@ class KubernetesTarget:
             rows.append(
                 {
                     "name": doc["metadata"]["name"],
-                    "service": f"{doc['kind']}/{doc['metadata']['name']}",
+                    "workload": f"{doc['kind']}/{doc['metadata']['name']}",
                     "image": _image(doc),
                     "state": status.get("phase") or str(readiness(live)) if live else "absent",
                     "health": f"{status.get('availableReplicas', 0)}/"

@@ -1,0 +1,34 @@
+"""The tool knows no application: the project's components, checks and tasks come from its own
+environments/ and templates/, so no code under autodevhub_cli/ names this project's parts."""
+
+from __future__ import annotations
+
+import re
+
+from tests.helpers import REPO
+
+# Any spelling of this project's component and resource names; the Python package of the
+# deployed app, `service`, as a lower-case word (the Kubernetes kind `Service` and Compose's
+# `services` key are the platforms' own words, and stay).
+FORBIDDEN = [
+    re.compile(r"\b(backend|frontend|stories|story|worker)s?\b", re.IGNORECASE),
+    re.compile(r"\bservice\b"),
+]
+
+
+def test_no_code_under_the_tool_names_the_application() -> None:
+    hits = []
+    for path in sorted((REPO / "autodevhub_cli").rglob("*.py")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            for pattern in FORBIDDEN:
+                for match in pattern.finditer(line):
+                    hits.append(
+                        f"{path.relative_to(REPO)}:{number}: {match.group(0)!r}: {line.strip()}"
+                    )
+    assert hits == [], "\n".join(hits)
+
+
+def test_the_grep_finds_what_it_looks_for() -> None:
+    samples = ['COMPONENTS = ("backend", "frontend")', "POST /api/stories", "python -m service"]
+    assert all(any(p.search(s) for p in FORBIDDEN) for s in samples)
+    assert not any(p.search('("v1", "Service")') for p in FORBIDDEN)
