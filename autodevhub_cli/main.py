@@ -21,6 +21,7 @@ from autodevhub_cli.commands import build as build_commands
 from autodevhub_cli.commands import db as db_commands
 from autodevhub_cli.commands import deploy as deploy_commands
 from autodevhub_cli.commands import doctor as doctor_commands
+from autodevhub_cli.commands import init as init_commands
 from autodevhub_cli.commands import render as render_commands
 from autodevhub_cli.commands import secrets as secrets_commands
 from autodevhub_cli.core.errors import INTERRUPTED, AutodevhubError
@@ -96,10 +97,11 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
     ),
 ) -> None:
-    """Deployment as code for the autodevhub story service."""
+    """Deployment as code: render, build, deploy, check and roll back a project's components."""
     configure_logging()
 
 
+app.command("init")(init_commands.init)
 app.command("render")(render_commands.render)
 app.command("validate")(render_commands.validate)
 app.command("build")(build_commands.build)
