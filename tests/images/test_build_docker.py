@@ -38,7 +38,14 @@ def _images(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_both_images_pushed_with_digests(first_build: dict[str, Any]) -> None:
     images = _images(first_build)
-    assert set(images) == {"backend", "frontend"}
+    # The worker builds nothing: it runs the backend's image, and the record says so.
+    assert set(images) == {"backend", "worker", "frontend"}
+    worker = images.pop("worker")
+    assert worker["action"] == "shared with backend"
+    assert (worker["tag"], worker["digest"]) == (
+        images["backend"]["tag"],
+        images["backend"]["digest"],
+    )
     catalog = httpx.get(f"http://{REGISTRY}/v2/_catalog?n=1000").json()["repositories"]
     for image in images.values():
         assert image["tag"].startswith("c-") and image["tag"] != "latest"
@@ -147,7 +154,11 @@ def test_noop_rebuild_never_reaches_the_engine(
     )
     assert code == 0, err
     images = _images(result)
-    assert {i["action"] for i in images.values()} == {"reused"}
+    assert {n: i["action"] for n, i in images.items()} == {
+        "backend": "reused",
+        "frontend": "reused",
+        "worker": "shared with backend",
+    }
     assert images["backend"]["digest"] == _images(first_build)["backend"]["digest"]
 
 
