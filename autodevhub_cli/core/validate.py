@@ -59,7 +59,7 @@ def validate(result: RenderResult, kube_version: str | None = None) -> Validatio
         return _validate_compose(result)
     version = check_kube_version(kube_version or DEFAULT_KUBE_VERSION)
     report = ValidationReport("kubernetes", version)
-    cache = _VerdictCache(f"k8s-{version}-{_kubernetes_validate_version()}")
+    cache = _VerdictCache(f"k8s-{version}-{_engine_identity()}")
     problems: list[str] = []
     for manifest in result.manifests:
         label = f"{manifest.kind} {manifest.name}"
@@ -84,9 +84,11 @@ def validate(result: RenderResult, kube_version: str | None = None) -> Validatio
     return report
 
 
-def _kubernetes_problems(manifest: RenderedManifest, version: str) -> list[str]:
-    from kubernetes_validate.utils import SchemaNotFoundError
+class _NoSchema(Exception):
+    """kubernetes-validate has no schema for this apiVersion and kind."""
 
+
+def _kubernetes_problems(manifest: RenderedManifest, version: str) -> list[str]:
     doc = manifest.document
     crd = CRD_SCHEMAS.get((manifest.api_version, manifest.kind))
     if crd is not None:
@@ -106,7 +108,7 @@ def _kubernetes_problems(manifest: RenderedManifest, version: str) -> list[str]:
         return problems
     try:
         return _core_problems(doc, version)
-    except SchemaNotFoundError:
+    except _NoSchema:
         return [
             f"no schema for apiVersion {manifest.api_version} kind {manifest.kind} in "
             f"Kubernetes {version}: a misspelt kind or an API version this cluster does not serve"
@@ -114,6 +116,37 @@ def _kubernetes_problems(manifest: RenderedManifest, version: str) -> list[str]:
 
 
 def _core_problems(doc: dict[str, Any], version: str) -> list[str]:
+    from autodevhub_cli.core import schema_check
+    from autodevhub_cli.core.list_keys import duplicate_keys
+
+    compact = _compact_core(doc["apiVersion"], doc["kind"], version)
+    try:
+        problem = schema_check.check(doc, compact["schema"], compact["$defs"])
+    except schema_check.Unsupported:
+        return _core_problems_jsonschema(doc, version)
+    if problem is not None:
+        return [problem]
+    return duplicate_keys(doc, compact["schema"], compact["$defs"])
+
+
+def _compact_core(api_version: str, kind: str, version: str) -> dict[str, Any]:
+    """The kind's schema with the definitions it reaches, from the cache or extracted once."""
+    import re
+
+    from autodevhub_cli.core import schema_check
+
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    key = f"k8s-{version}-{_engine_identity()}-{kind.lower()}-{group_version}"
+    found = schema_check.load_compact(key) if _caching() else None
+    if found is None:
+        schema = _core_validator(api_version, kind, version).schema
+        found = schema_check.compact(schema, _core_definitions(version).get("$defs", {}))
+        if _caching():
+            schema_check.store_compact(key, found)
+    return found
+
+
+def _core_problems_jsonschema(doc: dict[str, Any], version: str) -> list[str]:
     validator = _core_validator(doc["apiVersion"], doc["kind"], version)
     from jsonschema.exceptions import best_match
 
@@ -165,15 +198,31 @@ def _core_validator(api_version: str, kind: str, version: str) -> Any:
             version,
         )
     except FileNotFoundError:
-        raise utils.SchemaNotFoundError(
-            version=version, kind=kind, api_version=api_version
-        ) from None
+        raise _NoSchema(f"{api_version} {kind}") from None
     registry: Any = Resource.from_contents(schema) @ Registry()
     registry = Resource.from_contents(_core_definitions(version)) @ registry
     return jsonschema.validators.Draft202012Validator(schema, registry=registry)
 
 
 def _json_schema_problems(schema_file: Path, doc: dict[str, Any]) -> list[str]:
+    from autodevhub_cli.core import schema_check
+
+    stat = schema_file.stat()
+    key = f"crd-{schema_file.stem}-{stat.st_size}-{stat.st_mtime_ns}"
+    compact = schema_check.load_compact(key) if _caching() else None
+    if compact is None:
+        schema = json.loads(schema_file.read_text(encoding="utf-8"))
+        compact = schema_check.compact(schema, schema.get("$defs", {}))
+        if _caching():
+            schema_check.store_compact(key, compact)
+    try:
+        problem = schema_check.check(doc, compact["schema"], compact["$defs"])
+    except schema_check.Unsupported:
+        return _json_schema_problems_jsonschema(schema_file, doc)
+    return [problem] if problem else []
+
+
+def _json_schema_problems_jsonschema(schema_file: Path, doc: dict[str, Any]) -> list[str]:
     import jsonschema
 
     schema = json.loads(schema_file.read_text(encoding="utf-8"))
@@ -183,6 +232,10 @@ def _json_schema_problems(schema_file: Path, doc: dict[str, Any]) -> list[str]:
         path = ".".join(str(p) for p in error.path) or "(document)"
         found.append(f"{path}: {error.message}")
     return found
+
+
+def _caching() -> bool:
+    return os.environ.get("AUTODEVHUB_NO_CACHE") != "1"
 
 
 def _validate_compose(result: RenderResult) -> ValidationReport:
@@ -218,13 +271,16 @@ def _validate_compose(result: RenderResult) -> ValidationReport:
     return report
 
 
-def _kubernetes_validate_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+@functools.cache
+def _engine_identity() -> str:
+    """Which kubernetes-validate (its schema sets) is installed, without importing it."""
+    import importlib.util
 
-    try:
-        return version("kubernetes-validate")
-    except PackageNotFoundError:
-        return "unknown"
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or spec.origin is None:
+        return "none"
+    stat = os.stat(spec.origin)
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
 
 
 def _file_identity(path: str) -> str:
