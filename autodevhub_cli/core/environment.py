@@ -92,7 +92,11 @@ IntOrPercent = Annotated[
 class Model(BaseModel):
     """Base of every value model: unknown fields are errors, never silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True)
+    # defer_build: a model's validator is built when it first validates on its own; the
+    # Environment's covers every nested model, so a render builds one validator, not 34.
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, coerce_numbers_to_str=True, defer_build=True
+    )
 
 
 class Amounts(Model):
@@ -284,13 +288,13 @@ class Component(Model):
         "rolling", description="Kubernetes: blue-green is an Argo Rollouts Rollout."
     )
     resources: Resources
-    probes: Probes = Probes()
-    autoscaling: Autoscaling = Autoscaling()
-    disruption_budget: DisruptionBudget = DisruptionBudget()
+    probes: Probes = Field(default_factory=Probes)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    disruption_budget: DisruptionBudget = Field(default_factory=DisruptionBudget)
     env: dict[EnvName, str] = {}
     secret_env: dict[EnvName, SecretRef] = {}
     volumes: dict[DnsLabel, Volume] = {}
-    expose: Exposure = Exposure()
+    expose: Exposure = Field(default_factory=Exposure)
     metrics: Metrics | None = None
     depends_on: list[DnsLabel] = Field(
         default_factory=list, description="Components that must be healthy before this one starts."
@@ -540,7 +544,7 @@ class Step(Model):
     path: str = Field(pattern=r"^/")
     headers: dict[str, str] = {}
     body: Any = Field(None, description="Sent as JSON (a mapping or list) or as text.")
-    expect: Expect = Expect()
+    expect: Expect = Field(default_factory=Expect)
     poll: Poll | None = None
     capture: dict[str, str] = Field(
         default_factory=dict,
@@ -583,7 +587,7 @@ class SmokeCheck(Model):
     path: str | None = Field(None, pattern=r"^/")
     headers: dict[str, str] = {}
     body: Any = None
-    expect: Expect = Expect()
+    expect: Expect = Field(default_factory=Expect)
     latency: Latency | None = None
     steps: list[Step] = []
 
@@ -650,16 +654,16 @@ class Environment(Model):
     target: Literal["compose", "kubernetes"]
     namespace: DnsLabel
     registry: Registry
-    build: Build = Build()
+    build: Build = Field(default_factory=Build)
     components: dict[DnsLabel, Component] = Field(min_length=1)
     ingress: Ingress
-    rollout: Rollout = Rollout()
-    network_policies: NetworkPolicies = NetworkPolicies()
-    monitoring: Monitoring = Monitoring()
-    backups: Backups = Backups(enabled=False)
-    compose: ComposeSettings = ComposeSettings()
-    kubernetes: KubernetesSettings = KubernetesSettings()
-    smoke: Smoke = Smoke()
+    rollout: Rollout = Field(default_factory=Rollout)
+    network_policies: NetworkPolicies = Field(default_factory=NetworkPolicies)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+    backups: Backups = Field(default_factory=lambda: Backups(enabled=False))
+    compose: ComposeSettings = Field(default_factory=ComposeSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    smoke: Smoke = Field(default_factory=Smoke)
     labels: dict[str, str] = {}
 
     def problems(self) -> list[Problem]:
