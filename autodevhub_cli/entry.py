@@ -5,7 +5,8 @@ app, whose parameter adapters cost ~100 ms of a fresh process; when the render c
 answer it is printed before pydantic and Jinja are imported as well. Any error on the fast path
 is not reported from here: the same arguments go to the Typer app, which produces the one error
 message and exit code every command uses. Everything else, including every option the fast path
-does not know and `AUTODEVHUB_DEBUG=1`, goes to the Typer app unchanged.
+does not know and `AUTODEVHUB_DEBUG=1`, goes to the Typer app unchanged. A render the cache
+cannot answer goes to the warm render server when one runs (`render_server.py`).
 """
 
 from __future__ import annotations
@@ -114,6 +115,10 @@ def _fast_render(args: list[str]) -> str | None:
         cached = render_cache.load(cache_key) if cache_key is not None else None
         if cached is not None:
             return cached
+        from autodevhub_cli import render_server
+
+        if render_server.enabled():
+            render_server.start()  # for the next render; this one runs here
         from autodevhub_cli.logs import configure_logging
 
         configure_logging()
@@ -132,8 +137,16 @@ def _fast_render(args: list[str]) -> str | None:
 
 
 def main() -> None:
-    """`autodevhub`: the render fast path, else the Typer app."""
+    """`autodevhub`: a plain render through the warm render server when one runs, else the
+    render fast path, else the Typer app."""
     args = sys.argv[1:]
+    if args[:1] == ["render"] and _parse_render(args[1:]) is not None:
+        from autodevhub_cli import render_server
+
+        if render_server.enabled() and os.environ.get("AUTODEVHUB_DEBUG") != "1":
+            code = render_server.run_remote(args)
+            if code is not None:  # the server's child wrote the output (or the error)
+                raise SystemExit(code)
     if args[:1] == ["render"]:
         text = _fast_render(args[1:])
         if text is not None:
