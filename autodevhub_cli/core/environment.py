@@ -619,6 +619,14 @@ class Smoke(Model):
     """Smoke checks run after every deploy and by `autodevhub smoke-test`."""
 
     timeout_seconds: float = Field(60, gt=0, description="Deadline for retries while settling.")
+    confirm_attempts: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="A check whose target answers, but answers the same wrong thing (a 500, a "
+        "wrong body) this many times in a row, fails at once instead of waiting for the "
+        "deadline; refused connections and 502/503/504 count as settling.",
+    )
     headers: dict[str, str] = Field(
         default_factory=dict,
         description="Sent with every request; a header whose ${env:NAME} is unset is not sent.",

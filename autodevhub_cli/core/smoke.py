@@ -79,8 +79,19 @@ class SmokeResult:
         return "; ".join(f"{c.name}: {c.detail}" for c in self.failed)
 
 
+# Answers of a release that is still settling: a proxy without a ready upstream, a readiness 503.
+SETTLING_STATUSES = frozenset({502, 503, 504})
+
+
 class _Failed(Exception):
-    """A check's answer was wrong (retried until the deadline)."""
+    """A check's answer was wrong. `settling` answers (and connection errors) are retried until
+    the deadline; any other wrong answer fails the check once it repeats `confirm_attempts`
+    times in a row (`signature` says which answers are the same, whatever ids they carry)."""
+
+    def __init__(self, message: str, *, settling: bool = False, signature: str | None = None):
+        super().__init__(message)
+        self.settling = settling
+        self.signature = signature or message
 
 
 def configured_endpoints(environment: Environment, preview: bool) -> Endpoints:
@@ -129,7 +140,7 @@ def run_smoke_checks(
             checks.append((check.name, runner.declared(check, endpoint)))
         for name, probe in checks:
             say(name, "checking")
-            outcome = _retry(name, probe, deadline)
+            outcome = _retry(name, probe, deadline, spec.confirm_attempts)
             say(name, ("ok: " if outcome.ok else "FAILED: ") + outcome.detail)
             result.checks.append(outcome)
     return result
@@ -265,7 +276,8 @@ class _Runner:
         value = samples[max(0, math.ceil(budget.percentile / 100 * len(samples)) - 1)]
         what = f"p{budget.percentile} {value:.1f} ms over {len(samples)} requests"
         if value > budget.budget_ms:
-            raise _Failed(f"{what} is above the {budget.budget_ms:.0f} ms budget")
+            # A release warming up is slow at first: retried until the deadline.
+            raise _Failed(f"{what} is above the {budget.budget_ms:.0f} ms budget", settling=True)
         return f"{what} (budget {budget.budget_ms:.0f} ms)"
 
 
@@ -313,10 +325,16 @@ def _expect(response: Any, step: Step, url: str) -> None:
         text = response.text.strip().replace("\n", " ")[:160]
         raise _Failed(
             f"{step.method} {url} answered {response.status_code}, expected {expect.status}"
-            + (f": {text}" if text else "")
+            + (f": {text}" if text else ""),
+            settling=response.status_code in SETTLING_STATUSES,
+            signature=f"{step.method} {step.path} {response.status_code} {text}",
         )
     if expect.contains is not None and expect.contains not in response.text:
-        raise _Failed(f"{step.method} {url} does not contain {expect.contains!r}")
+        raise _Failed(
+            f"{step.method} {url} does not contain {expect.contains!r}: "
+            f"{response.text.strip()[:160]!r}",
+            signature=f"{step.method} {step.path} contains {response.text[:160]}",
+        )
     if expect.fields or expect.not_empty:
         data = _json(response, step.method, url)
         for path, value in expect.fields.items():
@@ -324,19 +342,28 @@ def _expect(response: Any, step: Step, url: str) -> None:
             if not found or actual != value:
                 shown = json.dumps(actual) if found else "nothing"
                 raise _Failed(
-                    f"{step.method} {url}: {path} is {shown}, expected {json.dumps(value)}"
+                    f"{step.method} {url}: {path} is {shown}, expected {json.dumps(value)}",
+                    signature=f"{step.method} {step.path} {path}={shown}",
                 )
         for path in expect.not_empty:
             found, actual = _lookup(data, path)
             if not found or actual in (None, "", [], {}):
-                raise _Failed(f"{step.method} {url}: {path} is empty")
+                raise _Failed(
+                    f"{step.method} {url}: {path} is empty",
+                    signature=f"{step.method} {step.path} {path} empty",
+                )
 
 
-def _retry(name: str, probe: Callable[[], str], deadline: float) -> CheckResult:
+def _retry(
+    name: str, probe: Callable[[], str], deadline: float, confirm_attempts: int = 3
+) -> CheckResult:
+    """Run `probe` until it passes, the deadline passes, or it gives the same wrong answer
+    `confirm_attempts` times in a row (the release is up and wrong: fail at once)."""
     import httpx
 
     started = time.monotonic()
     attempts, delay, detail = 0, 0.25, ""
+    same, last = 0, None
     while True:
         attempts += 1
         try:
@@ -344,8 +371,17 @@ def _retry(name: str, probe: Callable[[], str], deadline: float) -> CheckResult:
             return CheckResult(name, True, detail, time.monotonic() - started, attempts)
         except _Failed as exc:
             detail = str(exc)
+            if exc.settling:
+                same, last = 0, None
+            else:
+                same = same + 1 if exc.signature == last else 1
+                last = exc.signature
         except httpx.HTTPError as exc:
             detail = f"{type(exc).__name__}: {exc}"
+            same, last = 0, None
+        if same >= confirm_attempts:
+            detail += f" (the same answer {same} times in a row: up and wrong, not settling)"
+            return CheckResult(name, False, detail, time.monotonic() - started, attempts)
         if time.monotonic() + delay > deadline:
             return CheckResult(name, False, detail, time.monotonic() - started, attempts)
         time.sleep(delay)
