@@ -79,6 +79,9 @@ def baseline_compose(work: Path, name: str, env: dict[str, str]) -> Path:
             "dockerfile": dockerfile,
             "args": args,
         }
+    # The worker runs the backend's image, built here by the backend service.
+    compose["services"]["worker"]["image"] = compose["services"]["backend"]["image"]
+    compose["services"]["worker"]["pull_policy"] = "never"
     compose["services"]["frontend"]["ports"] = [f"127.0.0.1:{free_port()}:80"]
     compose["services"]["backend"]["ports"] = [f"127.0.0.1:{free_port()}:8000"]
     path = work / "byhand-compose.yaml"
