@@ -18,7 +18,7 @@ from typing import Any
 from autodevhub_cli.core import releases as states
 from autodevhub_cli.core.build import BuildRequest, build_images, git_commit, record_path
 from autodevhub_cli.core.config import load_environment
-from autodevhub_cli.core.environment import Environment
+from autodevhub_cli.core.environment import Environment, Task
 from autodevhub_cli.core.errors import (
     AutodevhubError,
     ConfigError,
@@ -161,7 +161,8 @@ def task_fingerprints(root: Path, environment: Environment) -> dict[str, str]:
     return found
 
 
-def _tasks(environment: Environment) -> list[tuple[TaskRef, Any]]:
+def _tasks(environment: Environment) -> list[tuple[TaskRef, Task]]:
+    """Every enabled task, in the order the components and their tasks are declared."""
     return [
         (TaskRef(name, task_name), task)
         for name, component in environment.components.items()

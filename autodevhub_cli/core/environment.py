@@ -307,7 +307,7 @@ class Component(Model):
     run_as_user: int = Field(10001, ge=1)
 
     @model_validator(mode="after")
-    def _ports_exist(self) -> Component:
+    def _consistent(self) -> Component:
         if self.image is None:
             needs = f"its tasks ({', '.join(self.tasks)}) run in it and " if self.tasks else ""
             raise ValueError(
