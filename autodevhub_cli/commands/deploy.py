@@ -51,6 +51,14 @@ def deploy(
     promote: Annotated[
         bool, typer.Option("--promote", help="Blue-green: promote once the preview passes.")
     ] = False,
+    keep_failed: Annotated[
+        bool,
+        typer.Option(
+            "--keep-failed",
+            help="When a first release fails (nothing to roll back to), leave it running for "
+            "debugging instead of stopping it.",
+        ),
+    ] = False,
     output: Output = OutputFormat.text,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every step.")] = False,
     context: KubeContext = None,
@@ -65,14 +73,15 @@ def deploy(
     from autodevhub_cli.core.deploy import deploy as run_deploy
 
     request = DeployRequest(
-        env,
-        project_dir,
-        sets or (),
-        skip_build,
-        dry_run,
-        timeout,
-        promote,
-        _options(context, kubeconfig, force_conflicts, prune),
+        environment=env,
+        project_dir=project_dir,
+        sets=sets or (),
+        skip_build=skip_build,
+        dry_run=dry_run,
+        timeout=timeout,
+        promote=promote,
+        options=_options(context, kubeconfig, force_conflicts, prune),
+        keep_failed=keep_failed,
     )
     progress = Progress(verbose=verbose)
     try:

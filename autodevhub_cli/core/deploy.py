@@ -48,6 +48,8 @@ class DeployRequest:
     timeout: float = 300.0
     promote: bool = False
     options: TargetOptions = field(default_factory=TargetOptions)
+    # A first release that fails is stopped (no good one to go back to) unless kept to debug.
+    keep_failed: bool = False
 
 
 @dataclass
@@ -312,10 +314,10 @@ def _run(
             refs = {i.name: i.ref for i in pushed.images}
             release.images = [{**i, "ref": refs.get(i["name"], i["ref"])} for i in release.images]
     except (RolloutError, SmokeCheckError) as exc:
-        return _roll_back(ctx, release, previous, exc, outcome, request.timeout)
+        return _roll_back(ctx, request, release, previous, exc, outcome)
     except AutodevhubError as exc:
         if switched:
-            return _roll_back(ctx, release, previous, exc, outcome, request.timeout)
+            return _roll_back(ctx, request, release, previous, exc, outcome)
         release.status = states.FAILED
         release.error = str(exc)
         ctx.store.save(release)
@@ -364,11 +366,11 @@ class _BackgroundPush:
 
 def _roll_back(
     ctx: DeployContext,
+    request: DeployRequest,
     release: Release,
     previous: Release | None,
     cause: AutodevhubError,
     outcome: DeployOutcome,
-    timeout: float,
 ) -> DeployOutcome:
     release.status = states.FAILED
     release.error = str(cause)
@@ -377,9 +379,7 @@ def _roll_back(
     name = ctx.environment.name
     if previous is None:
         raise DeployFailed(
-            f"Deploy of {name!r} failed: {cause} There is no earlier good release to roll back "
-            f"to; the failed release {release.id} is left running for inspection "
-            f"(`autodevhub status --env {name}`, `autodevhub down --env {name}`).",
+            f"Deploy of {name!r} failed: {cause} {_first_release_failed(ctx, request, release)}",
             exit_code=code,
             outcome=outcome,
         )
@@ -390,7 +390,7 @@ def _roll_back(
             ctx.target.abort(rendered)
     ctx.say("rollback", f"rolling back to release {previous.id}")
     try:
-        restored_smoke = reapply(ctx, previous, timeout)
+        restored_smoke = reapply(ctx, previous, request.timeout)
     except AutodevhubError as exc:
         raise DeployFailed(
             f"Deploy of {name!r} failed: {cause} The rollback to release {previous.id} failed "
@@ -407,6 +407,32 @@ def _roll_back(
         f"({', '.join(i['ref'].split('/')[-1] for i in previous.images)}), which {verdict}.",
         exit_code=code,
         outcome=outcome,
+    )
+
+
+def _first_release_failed(ctx: DeployContext, request: DeployRequest, release: Release) -> str:
+    """No good release to go back to: stop the failed one (volumes kept), or keep it as asked.
+    Says which, for the error message."""
+    name = ctx.environment.name
+    if request.keep_failed:
+        return (
+            f"There is no earlier good release to roll back to; the failed release {release.id} "
+            f"is left running, as --keep-failed asked (`autodevhub status --env {name}`, "
+            f"`autodevhub down --env {name}`)."
+        )
+    rendered = ctx.store.rendered_path(release, ctx.target.rendered_filename)
+    ctx.say("rollback", f"no earlier good release: stopping the failed release {release.id}")
+    try:
+        ctx.target.remove(rendered, volumes=False)
+    except AutodevhubError as exc:
+        return (
+            f"There is no earlier good release to roll back to, and stopping the failed release "
+            f"{release.id} failed too: {exc} Stop it with `autodevhub down --env {name}`."
+        )
+    return (
+        f"There is no earlier good release to roll back to, so the failed release {release.id} "
+        "was stopped (its volumes are kept). To leave a failed first release running for "
+        "debugging, deploy with --keep-failed."
     )
 
 
