@@ -25,6 +25,7 @@ from autodevhub_cli.core.errors import (
     RolloutError,
     SmokeCheckError,
 )
+from autodevhub_cli.core.lock import LockLostError
 from autodevhub_cli.core.pipeline import RenderRequest, render_environment
 from autodevhub_cli.core.project import Project, find_project
 from autodevhub_cli.core.releases import Release, ReleaseStore
@@ -258,6 +259,7 @@ def _run(
             ctx.say("build", ", ".join(f"{i.name} {i.action}" for i in built.images))
             if overlap_push:
                 pusher = _BackgroundPush(ctx, request.sets)
+        ctx.target.check_lock()
         ctx.say("render", "rendering and validating")
         rendered = _timed(
             release,
@@ -279,13 +281,16 @@ def _run(
         tasks, skipped = _tasks_to_run(ctx, release, previous)
         for reason in skipped:
             ctx.say("tasks", reason)
+        ctx.target.check_lock()
         if tasks:
             ctx.say("tasks", "running " + ", ".join(str(t) for t in tasks))
             _timed(release, "tasks", lambda: ctx.target.run_tasks(path, request.timeout, tasks))
+        ctx.target.check_lock()
         ctx.say("apply", "applying and waiting until healthy")
         switched = True
         _timed(release, "apply", lambda: ctx.target.apply(path, request.timeout))
         blue_green = ctx.target.blue_green
+        ctx.target.check_lock()
         ctx.say("smoke", "running smoke checks" + (" against the preview" if blue_green else ""))
         smoke = _timed(
             release, "smoke", lambda: _smoke(ctx, rendered.environment, preview=blue_green)
@@ -303,6 +308,7 @@ def _run(
                 f"`autodevhub promote --env {name}`",
             )
             return outcome
+        ctx.target.check_lock()
         if blue_green:
             _timed(release, "promote", lambda: _promote(ctx, path, request.timeout))
             release.smoke = _smoke(ctx, rendered.environment).to_dict()
@@ -313,6 +319,12 @@ def _run(
             # the existing image they run.
             refs = {i.name: i.ref for i in pushed.images}
             release.images = [{**i, "ref": refs.get(i["name"], i["ref"])} for i in release.images]
+    except LockLostError as exc:
+        # Another deploy may be running: change nothing more, roll nothing back.
+        release.status = states.FAILED
+        release.error = str(exc)
+        ctx.store.save(release)
+        raise DeployFailed(str(exc), exit_code=exc.exit_code, outcome=outcome) from None
     except (RolloutError, SmokeCheckError) as exc:
         return _roll_back(ctx, request, release, previous, exc, outcome)
     except AutodevhubError as exc:

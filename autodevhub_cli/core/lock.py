@@ -23,6 +23,10 @@ class DeployLockedError(AutodevhubError):
     """Another deploy of the same environment holds the lock."""
 
 
+class LockLostError(AutodevhubError):
+    """The deploy no longer holds its lock (taken over, gone, or not renewed in time)."""
+
+
 @dataclass
 class DeployLock:
     """An exclusive, crash-safe lock for one environment of a project."""

@@ -40,6 +40,9 @@ class Target(Protocol):
     def lock(self, project: Project, command: str) -> AbstractContextManager[None]:
         """Hold the environment's deploy lock for a block."""
 
+    def check_lock(self) -> None:
+        """Raise LockLostError when the lock held by `lock` is no longer this deploy's."""
+
     def run_tasks(self, rendered: Path, timeout: float, tasks: list[TaskRef]) -> None:
         """Run components' one-off tasks (such as a migration) in the new images, before
         switching; raise ApplyError when one fails."""

@@ -33,6 +33,9 @@ class ComposeTarget:
         with DeployLock(path, self.environment.name, command=command):
             yield
 
+    def check_lock(self) -> None:
+        """The flock holds until the process ends: it cannot be lost."""
+
     def run_tasks(self, rendered: Path, timeout: float, tasks: list[TaskRef]) -> None:
         """`compose run --rm` each task's command in its component's new image, in order,
         before anything switches."""

@@ -107,6 +107,7 @@ class KubernetesTarget:
         self._kube = kube
         self.poll_seconds = poll_seconds
         self.say = say or (lambda _step, _message: None)
+        self._lease: Any = None
 
     @property
     def blue_green(self) -> bool:
@@ -182,7 +183,16 @@ class KubernetesTarget:
 
         lease = Lease(self.kube, self.environment.namespace, f"autodevhub-{self.environment.name}")
         with lease.hold(command):
-            yield
+            self._lease = lease
+            try:
+                yield
+            finally:
+                self._lease = None
+
+    def check_lock(self) -> None:
+        """Raise LockLostError when the Lease held by `lock` is no longer this deploy's."""
+        if self._lease is not None:
+            self._lease.check()
 
     # --- apply ------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import logging
 import os
 import socket
 import threading
@@ -16,7 +17,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from autodevhub_cli.core.adapters.kube import Conflict, Kube, ObjectRef, parse_time
-from autodevhub_cli.core.lock import DeployLockedError
+from autodevhub_cli.core.errors import AutodevhubError
+from autodevhub_cli.core.lock import DeployLockedError, LockLostError
+
+log = logging.getLogger("autodevhub.lease")
 
 DURATION_SECONDS = 60
 
@@ -43,6 +47,8 @@ class Lease:
         except (KeyError, OSError):
             user = str(os.getuid())
         self.identity = f"{user}@{socket.gethostname()} pid {os.getpid()}"
+        self.lost: str | None = None  # why the Lease is no longer ours, once it is not
+        self._renewed = _now()
 
     def _body(self, command: str, acquired: dt.datetime, version: str | None) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -102,13 +108,57 @@ class Lease:
             ) from None
 
     def renew(self, command: str) -> None:
-        """Push renewTime forward (keeps acquireTime)."""
+        """Push renewTime forward (keeps acquireTime); a Lease that is gone or held by another
+        identity is lost for good."""
         current = self.kube.get(self.ref)
-        if current is None or (current.get("spec") or {}).get("holderIdentity") != self.identity:
+        if current is None:
+            self.lost = f"Lease {self.namespace}/{self.name} was deleted while this deploy held it"
             return
-        spec = current["spec"]
+        spec = current.get("spec") or {}
+        if spec.get("holderIdentity") != self.identity:
+            self.lost = (
+                f"Lease {self.namespace}/{self.name} was taken over by "
+                f"{spec.get('holderIdentity') or 'nobody'} at {spec.get('acquireTime')}"
+            )
+            return
         acquired = parse_time(spec.get("acquireTime")) or _now()
-        self.kube.replace(self._body(command, acquired, current["metadata"].get("resourceVersion")))
+        try:
+            self.kube.replace(
+                self._body(command, acquired, current["metadata"].get("resourceVersion"))
+            )
+        except Conflict:
+            return  # changed under us: the next renewal reads it again
+        self._renewed = _now()
+
+    def check(self) -> None:
+        """Raise LockLostError unless the Lease is still this deploy's: not lost, and renewed
+        within a third of its duration (past that, another deploy may soon take it)."""
+        if self.lost is None:
+            try:
+                current = self.kube.get(self.ref)
+            except Exception:  # unreachable now: the silence below decides
+                current = {"spec": {"holderIdentity": self.identity}}
+            holder = ((current or {}).get("spec") or {}).get("holderIdentity")
+            if current is None:
+                self.lost = (
+                    f"Lease {self.namespace}/{self.name} was deleted while this deploy held it"
+                )
+            elif holder != self.identity:
+                self.lost = (
+                    f"Lease {self.namespace}/{self.name} was taken over by {holder or 'nobody'}"
+                )
+        if self.lost is None:
+            silent = (_now() - self._renewed).total_seconds()
+            if silent > self.duration / 3:
+                self.lost = (
+                    f"Lease {self.namespace}/{self.name} has not been renewed for {silent:.0f}s "
+                    f"(the limit is a third of its {self.duration}s duration)"
+                )
+        if self.lost is not None:
+            raise LockLostError(
+                f"The deploy stopped: {self.lost}. Nothing more was changed after that.",
+                hint="Check who deploys this environment (`autodevhub status`), then deploy again.",
+            )
 
     def release(self) -> None:
         """Give the Lease back if it is still ours."""
@@ -120,13 +170,16 @@ class Lease:
     def hold(self, command: str) -> Iterator[None]:
         """Hold the Lease for a block, renewing it in the background."""
         self.acquire(command)
+        self._renewed = _now()
         stop = threading.Event()
 
         def renew_loop() -> None:
-            while not stop.wait(self.duration / 3):
+            # Every sixth of the duration: one missed renewal still leaves the deploy within
+            # the third that `check` allows; two in a row stop it at its next step.
+            while not stop.wait(self.duration / 6) and self.lost is None:
                 try:
                     self.renew(command)
-                except Exception:  # a missed renewal is retried; the deploy goes on
+                except Exception:  # retried at the next tick; `check` counts the silence
                     continue
 
         thread = threading.Thread(target=renew_loop, name="lease-renewal", daemon=True)
@@ -136,7 +189,12 @@ class Lease:
         finally:
             stop.set()
             thread.join(timeout=5)
-            self.release()
+            try:
+                self.release()
+            except AutodevhubError as exc:  # the deploy's own outcome matters more
+                log.warning(
+                    "could not give Lease %s back (%s); it expires by itself", self.name, exc
+                )
 
     def _ensure_namespace(self) -> None:
         if self.kube.get(ObjectRef("v1", "Namespace", "", self.namespace)) is None:
