@@ -29,7 +29,16 @@ import sys
 from pathlib import Path
 
 IDLE_SECONDS = 900
-_LIBRARIES = ("pydantic", "pydantic_core", "jinja2", "yaml", "typer", "rich")
+_LIBRARIES = (
+    "pydantic",
+    "pydantic_core",
+    "jinja2",
+    "yaml",
+    "typer",
+    "rich",
+    "kubernetes_validate",
+    "jsonschema",
+)
 _HEADER = struct.Struct("!I")
 _MAX_SOCKET_PATH = 100
 
@@ -40,28 +49,19 @@ def enabled() -> bool:
 
 
 def _runtime_dir() -> Path:
-    base = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        "autodevhub",
-    )
+    from autodevhub_cli.core.render_cache import cache_home
+
+    base = os.environ.get("XDG_RUNTIME_DIR") or cache_home()
     return Path(base) / f"autodevhub-render-{os.getuid()}"
 
 
 def _identity() -> str:
-    """A hash of what a render would run: the interpreter, autodevhub's files, its libraries."""
-    import importlib.util
+    """A hash of what a render would run: the interpreter, autodevhub's files, its libraries
+    (the render cache's own fingerprint of the code)."""
+    from autodevhub_cli.core.render_cache import code_identity
 
     digest = hashlib.sha256(f"{os.path.realpath(sys.executable)}\0{sys.version}\0".encode())
-    package = Path(__file__).resolve().parent
-    for path in sorted(package.rglob("*.py")):
-        stat = path.stat()
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
-    for name in _LIBRARIES:
-        spec = importlib.util.find_spec(name)
-        origin = spec.origin if spec is not None else None
-        if origin:
-            stat = os.stat(origin)
-            digest.update(f"{origin}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    code_identity(digest, _LIBRARIES)
     return digest.hexdigest()[:20]
 
 

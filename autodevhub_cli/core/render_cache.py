@@ -23,13 +23,18 @@ _LIBRARIES = ("jinja2", "yaml", "pydantic", "pydantic_core", "kubernetes_validat
 
 
 def enabled() -> bool:
-    """False when AUTODEVHUB_NO_CACHE=1."""
+    """False when AUTODEVHUB_NO_CACHE=1 (every cache autodevhub keeps asks this)."""
     return os.environ.get("AUTODEVHUB_NO_CACHE") != "1"
 
 
-def _folder() -> Path:
+def cache_home() -> Path:
+    """The folder all of autodevhub's per-user caches live under ($XDG_CACHE_HOME/autodevhub)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "autodevhub" / "render"
+    return Path(base) / "autodevhub"
+
+
+def _folder() -> Path:
+    return cache_home() / "render"
 
 
 def _tree(digest: hashlib._Hash, root: Path, contents: bool) -> None:
@@ -46,8 +51,11 @@ def _tree(digest: hashlib._Hash, root: Path, contents: bool) -> None:
                 digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
 
 
-def _libraries(digest: hashlib._Hash) -> None:
-    for name in _LIBRARIES:
+def code_identity(digest: hashlib._Hash, libraries: Sequence[str]) -> None:
+    """Feed `digest` what identifies the code that runs: autodevhub's own files (sizes and
+    times) and each library's installed module."""
+    _tree(digest, _PACKAGE, contents=False)
+    for name in libraries:
         spec = importlib.util.find_spec(name)
         origin = spec.origin if spec else None
         if origin and os.path.exists(origin):
@@ -55,6 +63,9 @@ def _libraries(digest: hashlib._Hash) -> None:
             digest.update(f"{name}:{origin}:{stat.st_size}:{stat.st_mtime_ns}".encode())
         else:
             digest.update(f"{name}:missing".encode())
+
+
+def _compose(digest: hashlib._Hash) -> None:
     from autodevhub_cli.core.adapters.compose import compose_binary
     from autodevhub_cli.core.errors import ToolError
 
@@ -88,8 +99,8 @@ def key(
     for folder in ("environments", "templates"):
         digest.update(folder.encode() + b"\0")
         _tree(digest, project_root / folder, contents=True)
-    _tree(digest, _PACKAGE, contents=False)
-    _libraries(digest)
+    code_identity(digest, _LIBRARIES)
+    _compose(digest)
     return digest.hexdigest()
 
 

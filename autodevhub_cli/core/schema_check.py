@@ -268,8 +268,9 @@ def _strip(node: Any) -> Any:
 
 def cache_folder() -> Path:
     """Where compact schemas are kept (per user, like the other caches)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "autodevhub" / "schemas"
+    from autodevhub_cli.core.render_cache import cache_home
+
+    return cache_home() / "schemas"
 
 
 def load_compact(key: str) -> dict[str, Any] | None:

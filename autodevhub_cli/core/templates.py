@@ -63,8 +63,9 @@ def short_hash(value: str, length: int = 10) -> str:
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "autodevhub" / f"jinja-{jinja2.__version__}"
+    from autodevhub_cli.core.render_cache import cache_home
+
+    return cache_home() / f"jinja-{jinja2.__version__}"
 
 
 def template_environment(templates_dir: Path) -> jinja2.Environment:

@@ -235,7 +235,9 @@ def _json_schema_problems_jsonschema(schema_file: Path, doc: dict[str, Any]) -> 
 
 
 def _caching() -> bool:
-    return os.environ.get("AUTODEVHUB_NO_CACHE") != "1"
+    from autodevhub_cli.core import render_cache
+
+    return render_cache.enabled()
 
 
 def _validate_compose(result: RenderResult) -> ValidationReport:
@@ -292,10 +294,11 @@ class _VerdictCache:
     """Content hashes of documents that passed validation, one empty file per verdict."""
 
     def __init__(self, namespace: str) -> None:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        self.folder = Path(base) / "autodevhub" / "validated"
+        from autodevhub_cli.core import render_cache
+
+        self.folder = render_cache.cache_home() / "validated"
         self.namespace = f"{_CACHE_FORMAT}:{namespace}:{self._schemas_identity()}"
-        self.enabled = os.environ.get("AUTODEVHUB_NO_CACHE") != "1"
+        self.enabled = render_cache.enabled()
 
     @staticmethod
     def _schemas_identity() -> str:

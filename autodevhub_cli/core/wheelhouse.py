@@ -26,8 +26,9 @@ _MARKER = ".complete"
 
 def cache_root() -> Path:
     """Where wheelhouses are kept: shared by projects, keyed by requirements, platform, Python."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "autodevhub" / "wheelhouse"
+    from autodevhub_cli.core.render_cache import cache_home
+
+    return cache_home() / "wheelhouse"
 
 
 def platform_tags(arch: str) -> list[str]:
