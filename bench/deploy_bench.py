@@ -16,7 +16,12 @@ Measures, on a throwaway copy of the project deployed as its own Compose project
 - a deploy when nothing changed (build skipped by content tag, Compose has nothing to do);
 - a deploy whose smoke check fails, back to a healthy previous release (the whole command): the
   release is up and its checked path answers the same 404 every time, with the default 60 s
-  smoke deadline; the check fails after `smoke.confirm_attempts` identical answers.
+  smoke deadline; the check fails after `smoke.confirm_attempts` identical answers;
+- a bad release: a real bug in the backend's list endpoint (`GET /api/stories` answers 500 while
+  `/healthz` and `/readyz` pass), built and deployed with the project's own smoke checks. Timed
+  from the start of `autodevhub deploy` to the first 200 from `GET /api/stories` through the
+  frontend after the 500s (the good release serving again), and to the end of the command (the
+  restored release checked again). A poller asks every 50 ms.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import socket
 import statistics
 import subprocess
 import sysconfig
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -42,6 +49,56 @@ def free_port() -> int:
 def touch_backend(work: Path, note: str) -> None:
     source = work / "service" / "logs.py"
     source.write_text(source.read_text() + f"\n# {note}\n")
+
+
+def break_list_endpoint(work: Path) -> None:
+    """The bad release: GET /api/stories raises, every other route works."""
+    source = work / "service" / "routes" / "stories.py"
+    text = source.read_text()
+    marker = '    """A page of story sets, optionally filtered by text in feature, context or persona."""\n'  # noqa: E501
+    assert marker in text, "the list endpoint moved; update the bench"
+    source.write_text(
+        text.replace(marker, marker + '    raise RuntimeError("bench: a bad release")\n')
+    )
+
+
+def bad_release(
+    work: Path, env: dict[str, str], cli: list[str], url: str
+) -> tuple[float, float | None]:
+    """(whole command, first 200 after the 500s) in seconds from the start of the deploy."""
+    source = work / "service" / "routes" / "stories.py"
+    good = source.read_text()
+    break_list_endpoint(work)
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+
+    def poll(start: float) -> None:
+        import httpx
+
+        with httpx.Client(timeout=2) as client:
+            while not stop.is_set():
+                try:
+                    status = client.get(url).status_code
+                except httpx.HTTPError:
+                    status = 0
+                now = time.perf_counter() - start
+                if status == 500:
+                    seen.setdefault("bad", now)
+                elif status == 200 and "bad" in seen:
+                    seen.setdefault("good", now)
+                    return
+                time.sleep(0.05)
+
+    start = time.perf_counter()
+    poller = threading.Thread(target=poll, args=(start,), daemon=True)
+    poller.start()
+    try:
+        total = timed([*cli, "deploy", "--env", "dev"], env, work, expect=3)
+    finally:
+        stop.set()
+        poller.join(5)
+        source.write_text(good)
+    return total, seen.get("good")
 
 
 def baseline_compose(work: Path, name: str, env: dict[str, str]) -> Path:
@@ -133,6 +190,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold-rounds", type=int, default=2, help="0 skips the cold case")
+    parser.add_argument(
+        "--only-bad-release", action="store_true", help="first deploy, then the bad release only"
+    )
     options = parser.parse_args()
     work = copy_project("autodevhub-deploy-bench-")
     name = f"bench{uuid.uuid4().hex[:6]}"
@@ -154,35 +214,41 @@ def main() -> None:
         if options.cold_rounds:
             cold_hand, cold_tool = cold_rounds(work, name, env, cli, compose, options.cold_rounds)
         timed([*cli, "deploy", "--env", "dev"], env, work)  # first deploy: everything built
-        byhand = baseline_compose(work, name, env)
-        timed([compose, "-f", str(byhand), "up", "--build", "-d", "--wait"], env, work)
-        # The comparison: one backend change, then each way of bringing it up.
-        for_hand, for_tool = [], []
-        for round_ in range(3):
-            touch_backend(work / "byhand-context", f"by hand {round_}")
-            for_hand.append(
-                timed([compose, "-f", str(byhand), "up", "--build", "-d", "--wait"], env, work)
+        for_hand, for_tool, noop, failing = [], [], [], 0.0
+        if not options.only_bad_release:
+            byhand = baseline_compose(work, name, env)
+            timed([compose, "-f", str(byhand), "up", "--build", "-d", "--wait"], env, work)
+            # The comparison: one backend change, then each way of bringing it up.
+            for round_ in range(3):
+                touch_backend(work / "byhand-context", f"by hand {round_}")
+                for_hand.append(
+                    timed([compose, "-f", str(byhand), "up", "--build", "-d", "--wait"], env, work)
+                )
+                touch_backend(work, f"tool {round_}")
+                for_tool.append(timed([*cli, "deploy", "--env", "dev"], env, work))
+            timed([compose, "-f", str(byhand), "down", "--volumes"], env, work)
+            noop = [timed([*cli, "deploy", "--env", "dev"], env, work) for _ in range(5)]
+            failing = timed(
+                [
+                    *cli,
+                    "deploy",
+                    "--env",
+                    "dev",
+                    "--skip-build",
+                    "--set",
+                    "components.backend.env.LOG_LEVEL=warning",
+                    "--set",
+                    "smoke.checks=[{name: broken, component: frontend, path: /api/nope}]",
+                ],
+                env,
+                work,
+                expect=3,
             )
-            touch_backend(work, f"tool {round_}")
-            for_tool.append(timed([*cli, "deploy", "--env", "dev"], env, work))
-        timed([compose, "-f", str(byhand), "down", "--volumes"], env, work)
-        noop = [timed([*cli, "deploy", "--env", "dev"], env, work) for _ in range(5)]
-        failing = timed(
-            [
-                *cli,
-                "deploy",
-                "--env",
-                "dev",
-                "--skip-build",
-                "--set",
-                "components.backend.env.LOG_LEVEL=warning",
-                "--set",
-                "smoke.checks=[{name: broken, component: frontend, path: /api/nope}]",
-            ],
-            env,
-            work,
-            expect=3,
+        frontend = env["AUTODEVHUB__COMPONENTS__FRONTEND__EXPOSE__COMPOSE__HTTP"]
+        bad_total, bad_serving = bad_release(
+            work, env, cli, f"http://127.0.0.1:{frontend}/api/stories?limit=5"
         )
+        steps = release_steps(work)
     finally:
         subprocess.run(
             [*cli, "down", "--env", "dev", "--volumes"], env=env, cwd=work, capture_output=True
@@ -196,6 +262,30 @@ def main() -> None:
             f"cold: autodevhub deploy --env dev                      {ct:6.2f} s "
             f"({ct / ch:.2f}x; medians of {len(cold_tool)}; by hand/tool per round: {runs})"
         )
+    if not options.only_bad_release:
+        print_comparison(for_hand, for_tool, noop, failing)
+    serving = f"{bad_serving:6.2f} s" if bad_serving is not None else "never seen"
+    print(f"bad release (GET /api/stories 500): good one serving  {serving}")
+    print(f"bad release (GET /api/stories 500): whole command      {bad_total:6.2f} s")
+    print(f"  steps of the bad release and of its rollback: {steps}")
+
+
+def release_steps(work: Path) -> str:
+    """The step timings of the two newest release records (the bad release, the rollback)."""
+    import json
+
+    records = sorted((work / ".autodevhub" / "releases" / "dev").glob("*/release.json"))
+    parts = []
+    for path in records[-2:]:
+        data = json.loads(path.read_text())
+        timings = ", ".join(f"{k} {v:.1f}" for k, v in data.get("timings", {}).items())
+        parts.append(f"{data['status']}: {timings}")
+    return "; ".join(parts)
+
+
+def print_comparison(
+    for_hand: list[float], for_tool: list[float], noop: list[float], failing: float
+) -> None:
     hand, tool = statistics.median(for_hand), statistics.median(for_tool)
     print(f"one backend change: docker compose up --build --wait   {hand:6.2f} s (median of 3)")
     print(

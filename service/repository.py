@@ -106,6 +106,17 @@ def _columns(record: StorySetRecord) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Claimant:
+    """Who claims: `slot` names the process's place (`<worker name>/<slot number>`, held by a
+    lock while the process lives, so a process that takes a slot knows the slot's previous
+    holder is gone), `token` this incarnation of it. Every write of a claimed set is guarded by
+    the token: a process whose lease was taken over cannot overwrite the new owner's work."""
+
+    slot: str
+    token: str
+
+
+@dataclass(frozen=True)
 class ClaimedJob:
     """A story set this process has claimed for generation."""
 
@@ -118,10 +129,13 @@ class ClaimedJob:
 
 @dataclass(frozen=True)
 class Recovery:
-    """What start-up recovery did with abandoned work."""
+    """What recovery did with abandoned work: the sets put back in the queue and those failed."""
 
-    requeued: int
-    failed: int
+    requeued: list[str]
+    failed: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.requeued or self.failed)
 
 
 class StoryRepository:
@@ -180,8 +194,8 @@ class StoryRepository:
             result = conn.execute(delete(StorySetRecord).where(T.id == story_set_id))
         return result.rowcount == 1
 
-    def claim(self, limit: int, lease_seconds: float) -> list[ClaimedJob]:
-        """Move up to `limit` queued sets to `running` under a lease, in one statement.
+    def claim(self, limit: int, lease_seconds: float, claimant: Claimant) -> list[ClaimedJob]:
+        """Move up to `limit` queued sets to `running` under `claimant`'s lease, in one statement.
 
         Safe across processes: PostgreSQL skips rows another claimer has locked, SQLite runs
         one writer at a time, and the `status = 'queued'` guard makes a lost race a no-op.
@@ -202,6 +216,8 @@ class StoryRepository:
                 status="running",
                 attempts=T.attempts + 1,
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
+                claimed_by=claimant.slot,
+                claim_token=claimant.token,
                 updated_at=now,
             )
             .returning(T.id, T.feature, T.context, T.persona, T.attempts)
@@ -210,26 +226,35 @@ class StoryRepository:
             rows = conn.execute(statement).all()
         return [ClaimedJob(r.id, r.feature, r.context, r.persona, r.attempts) for r in rows]
 
-    def renew_leases(self, ids: list[str], lease_seconds: float) -> None:
-        """Extend the lease on sets this process is still generating."""
+    def renew_leases(self, ids: list[str], lease_seconds: float, claimant: Claimant) -> set[str]:
+        """Extend the lease on sets `claimant` is still generating; returns those it still holds
+        (a set missing from the answer was taken over after its lease ran out)."""
         if not ids:
-            return
+            return set()
         now = utcnow()
         with self.background.begin() as conn:
-            conn.execute(
+            rows = conn.execute(
                 update(StorySetRecord)
-                .where(T.id.in_(ids), T.status == "running")
+                .where(T.id.in_(ids), T.status == "running", T.claim_token == claimant.token)
                 .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
-            )
+                .returning(T.id)
+            ).all()
+        return {row.id for row in rows}
 
     def complete(
-        self, story_set_id: str, generator: str, model: str | None, stories: list[Story]
+        self,
+        story_set_id: str,
+        generator: str,
+        model: str | None,
+        stories: list[Story],
+        claimant: Claimant,
     ) -> bool:
-        """Store the parsed stories and mark the set done, all in one transaction."""
+        """Store the parsed stories and mark the set done, all in one transaction; False when
+        `claimant` no longer holds the set."""
         with self.background.begin() as conn:
             result = conn.execute(
                 update(StorySetRecord)
-                .where(T.id == story_set_id, T.status == "running")
+                .where(T.id == story_set_id, T.status == "running", T.claim_token == claimant.token)
                 .values(
                     status="done",
                     generator=generator,
@@ -244,13 +269,18 @@ class StoryRepository:
         return result.rowcount == 1
 
     def fail(
-        self, story_set_id: str, reason: str, generator: str | None, model: str | None
+        self,
+        story_set_id: str,
+        reason: str,
+        generator: str | None,
+        model: str | None,
+        claimant: Claimant,
     ) -> bool:
-        """Mark a set failed with a reason; no stories are kept."""
+        """Mark a set `claimant` holds failed with a reason; no stories are kept."""
         with self.background.begin() as conn:
             result = conn.execute(
                 update(StorySetRecord)
-                .where(T.id == story_set_id, T.status.in_(("queued", "running")))
+                .where(T.id == story_set_id, T.status == "running", T.claim_token == claimant.token)
                 .values(
                     status="failed",
                     generator=generator,
@@ -264,32 +294,39 @@ class StoryRepository:
             )
         return result.rowcount == 1
 
-    def release(self, ids: list[str]) -> None:
+    def release(self, ids: list[str], claimant: Claimant) -> None:
         """Hand sets back to the queue on orderly shutdown; the interrupted claim does not count."""
         if not ids:
             return
         with self.background.begin() as conn:
             conn.execute(
                 update(StorySetRecord)
-                .where(T.id.in_(ids), T.status == "running")
+                .where(T.id.in_(ids), T.status == "running", T.claim_token == claimant.token)
                 .values(
                     status="queued",
                     attempts=T.attempts - 1,
                     lease_expires_at=None,
+                    claimed_by=None,
+                    claim_token=None,
                     updated_at=utcnow(),
                 )
             )
 
-    def recover_abandoned(self, max_claims: int) -> Recovery:
-        """Requeue `running` sets whose lease ran out; fail those interrupted too often."""
+    def recover_abandoned(self, max_claims: int, claimant: Claimant | None = None) -> Recovery:
+        """Requeue `running` sets whose owner is gone; fail those interrupted too often.
+
+        Gone means: the lease ran out, or (with `claimant`) the set was claimed from the
+        claimant's slot by an earlier incarnation, which ended when it gave the slot up.
+        """
         now = utcnow()
-        expired = (T.status == "running") & (
-            T.lease_expires_at.is_(None) | (T.lease_expires_at < now)
-        )
+        gone = T.lease_expires_at.is_(None) | (T.lease_expires_at < now)
+        if claimant is not None:
+            gone = gone | ((T.claimed_by == claimant.slot) & (T.claim_token != claimant.token))
+        abandoned = (T.status == "running") & gone
         with self.background.begin() as conn:
             failed = conn.execute(
                 update(StorySetRecord)
-                .where(expired, T.attempts >= max_claims)
+                .where(abandoned, T.attempts >= max_claims)
                 .values(
                     status="failed",
                     error=(
@@ -297,12 +334,22 @@ class StoryRepository:
                         "(the service stopped while it ran); giving up"
                     ),
                     lease_expires_at=None,
+                    claimed_by=None,
+                    claim_token=None,
                     updated_at=now,
                 )
-            ).rowcount
+                .returning(T.id)
+            ).all()
             requeued = conn.execute(
                 update(StorySetRecord)
-                .where(expired)
-                .values(status="queued", lease_expires_at=None, updated_at=now)
-            ).rowcount
-        return Recovery(requeued=requeued, failed=failed)
+                .where(abandoned)
+                .values(
+                    status="queued",
+                    lease_expires_at=None,
+                    claimed_by=None,
+                    claim_token=None,
+                    updated_at=now,
+                )
+                .returning(T.id)
+            ).all()
+        return Recovery(requeued=[r.id for r in requeued], failed=[r.id for r in failed])

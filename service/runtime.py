@@ -67,7 +67,7 @@ async def start_runtime(settings: Settings) -> Runtime:
     )
     if settings.generates:
         try:
-            await worker.recover()
+            await worker.recover(own_slot=True)
         except Exception:
             log.exception("recovery at startup failed; the worker retries while it runs")
         await worker.start_loops()

@@ -62,7 +62,14 @@ class Settings(BaseSettings):
     # worker pods "worker" (`python -m service worker`: the queue, health and metrics).
     process_role: Literal["all", "api", "worker"] = "all"
     max_concurrent_generations: int = Field(default=16, ge=1, le=1000)
-    generation_lease_seconds: float = Field(default=300.0, ge=1)
+    # A claimed set's lease, renewed every quarter of it while the generation runs: the work of
+    # a process that died is back in the queue within about 1.25 leases, and at once when the
+    # process restarts in the same slot (see service.worker.Slot).
+    generation_lease_seconds: float = Field(default=20.0, ge=1, le=3600)
+    # Names this process's slots; the host name by default (a pod's or container's name). Give
+    # each process group its own when several share a host name but not /tmp.
+    worker_name: str = Field(default="", max_length=150)
+    worker_slot_dir: str = ""
     generation_max_claims: int = Field(default=3, ge=1, le=20)
     worker_poll_seconds: float = Field(default=2.0, gt=0, le=300)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 from service.db import make_engine, make_session_factory
-from service.repository import StoryRepository
+from service.generation import GenerationInput
+from service.offline_generator import OfflineGenerator
+from service.repository import Claimant, StoryRepository
 from service.schemas import StoryRequest
 from tests.service.conftest import SettingsFactory
 
@@ -15,15 +18,24 @@ def _repository(settings_factory: SettingsFactory) -> StoryRepository:
     return StoryRepository(engine, make_session_factory(engine))
 
 
+def _status(repo: StoryRepository, story_set_id: str) -> str:
+    found = repo.get(story_set_id)
+    assert found is not None
+    return str(found["status"])
+
+
+ME = Claimant(slot="host/0", token="a" * 32)
+
+
 def test_claim_takes_the_oldest_up_to_the_limit(migrated: SettingsFactory) -> None:
     repo = _repository(migrated)
     ids = [repo.create(StoryRequest(feature=f"Feature {i}"))["id"] for i in range(5)]
-    first = repo.claim(2, 60)
+    first = repo.claim(2, 60, ME)
     assert sorted(job.id for job in first) == sorted(ids[:2])
     assert all(job.attempts == 1 for job in first)
-    rest = repo.claim(10, 60)
+    rest = repo.claim(10, 60, ME)
     assert sorted(job.id for job in rest) == sorted(ids[2:])
-    assert repo.claim(10, 60) == []
+    assert repo.claim(10, 60, ME) == []
     repo.engine.dispose()
 
 
@@ -35,7 +47,7 @@ def test_concurrent_claimers_never_share_a_set(migrated: SettingsFactory) -> Non
 
     def drain(repo: StoryRepository) -> list[str]:
         taken: list[str] = []
-        while batch := repo.claim(3, 60):
+        while batch := repo.claim(3, 60, ME):
             assert len(batch) <= 3
             taken += [job.id for job in batch]
         return taken
@@ -47,3 +59,48 @@ def test_concurrent_claimers_never_share_a_set(migrated: SettingsFactory) -> Non
     assert len(set(claimed)) == total
     for repo in repos:
         repo.engine.dispose()
+
+
+def test_a_set_taken_over_cannot_be_written_by_its_old_owner(migrated: SettingsFactory) -> None:
+    """The first claimant's lease ran out and another took the set: the first can neither renew,
+    complete, fail nor release it; the new owner can."""
+    repo = _repository(migrated)
+    created = repo.create(StoryRequest(feature="Taken over"))
+    old = Claimant(slot="host/0", token="1" * 32)
+    new = Claimant(slot="host/1", token="2" * 32)
+    [job] = repo.claim(1, -1, old)  # a lease that has already run out
+    recovery = repo.recover_abandoned(3)
+    assert recovery.requeued == [created["id"]] and recovery.failed == []
+    [again] = repo.claim(1, 60, new)
+    assert again.id == job.id and again.attempts == 2
+    stories = asyncio.run(OfflineGenerator().generate(GenerationInput("Taken over")))
+    assert repo.renew_leases([job.id], 60, old) == set()
+    assert not repo.complete(job.id, "offline", None, stories, old)
+    assert not repo.fail(job.id, "late", "offline", None, old)
+    repo.release([job.id], old)
+    assert _status(repo, job.id) == "running"
+    assert repo.renew_leases([job.id], 60, new) == {job.id}
+    assert repo.complete(job.id, "offline", None, stories, new)
+    assert _status(repo, job.id) == "done"
+    repo.engine.dispose()
+
+
+def test_a_slot_recovers_what_its_earlier_incarnation_left_running(
+    migrated: SettingsFactory,
+) -> None:
+    """Live leases of an earlier incarnation of the same slot are requeued at once; those of
+    other slots wait for their lease."""
+    repo = _repository(migrated)
+    mine = repo.create(StoryRequest(feature="Mine, before the crash"))
+    theirs = repo.create(StoryRequest(feature="Another process's"))
+    before = Claimant(slot="host/0", token="1" * 32)
+    other = Claimant(slot="host/1", token="3" * 32)
+    repo.claim(1, 600, before)
+    repo.claim(1, 600, other)
+    now = Claimant(slot="host/0", token="4" * 32)
+    assert repo.recover_abandoned(3).requeued == []
+    recovery = repo.recover_abandoned(3, now)
+    assert recovery.requeued == [mine["id"]], recovery
+    assert _status(repo, mine["id"]) == "queued"
+    assert _status(repo, theirs["id"]) == "running"
+    repo.engine.dispose()

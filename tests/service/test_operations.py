@@ -26,7 +26,7 @@ def test_readyz_when_migrated(client: TestClient) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ready"
-    assert body["migration"] == body["head"] == "0001"
+    assert body["migration"] == body["head"] == "0002"
     assert body["generator"] == "offline"
 
 
@@ -151,7 +151,7 @@ def test_migrate_command_creates_the_sqlite_directory(tmp_path: Path) -> None:
     result = _run_service("migrate", env={}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "var" / "autodevhub.db").exists()
-    assert '"revision": "0001"' in result.stdout
+    assert '"revision": "0002"' in result.stdout
 
 
 @pytest.mark.postgres

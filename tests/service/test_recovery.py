@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,8 +20,9 @@ from fastapi.testclient import TestClient
 from service.db import make_engine, make_session_factory
 from service.main import create_app
 from service.models import StorySetRecord
-from service.repository import StoryRepository, utcnow
+from service.repository import Claimant, StoryRepository, utcnow
 from service.schemas import StoryRequest
+from service.settings import Settings
 from tests.service.conftest import SettingsFactory, anthropic_settings, wait_for
 from tests.service.fake_anthropic import FakeMessagesAPI
 
@@ -98,68 +102,190 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _serve(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{env['PORT']}/readyz").status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("service did not become ready")
-
-
-def test_killed_process_loses_nothing(database_url: str, fake_api: FakeMessagesAPI) -> None:
-    """SIGKILL mid-generation; the next process takes the work over once the lease runs out."""
-    port = _free_port()
-    env = {
+def _service_env(
+    database_url: str, fake_api: FakeMessagesAPI, tmp: Path, **extra: str
+) -> dict[str, str]:
+    return {
         **os.environ,
         "DATABASE_URL": database_url,
-        "PORT": str(port),
         "MIGRATE_ON_START": "true",
         "ANTHROPIC_API_KEY": "sk-ant-test-key-0123456789",
         "ANTHROPIC_BASE_URL": fake_api.base_url,
-        "ANTHROPIC_TIMEOUT_SECONDS": "30",
-        "GENERATION_LEASE_SECONDS": "1",
+        "ANTHROPIC_TIMEOUT_SECONDS": "120",
+        "MAX_CONCURRENT_GENERATIONS": "16",
         "WORKER_POLL_SECONDS": "0.2",
+        "WORKER_NAME": "crash-test",
+        "WORKER_SLOT_DIR": str(tmp / "slots"),
         "LOG_LEVEL": "warning",
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "READ_RATE_LIMIT_PER_MINUTE": "0",
+        **extra,
     }
-    fake_api.delay_seconds = 10
-    base = f"http://127.0.0.1:{port}"
-    proc = _serve(env)
+
+
+class Served:
+    """A `python -m service` process and where it listens."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], base_url: str) -> None:
+        self.proc = proc
+        self.base_url = base_url
+
+    def send_signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+
+def _serve(env: dict[str, str], log: Path) -> Served:
+    """`python -m service` with its log in `log`, once /readyz answers 200."""
+    port = _free_port()
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service"],
+            env={**env, "PORT": str(port)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/readyz").status_code == 200:
+                return Served(proc, base_url)
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"service did not become ready: {log.read_text()[-3000:]}")
+
+
+def _statuses(base: str, ids: list[str]) -> dict[str, str]:
+    page = httpx.get(f"{base}/api/stories", params={"limit": 100}).json()["items"]
+    found = {item["id"]: item["status"] for item in page}
+    return {story_id: found.get(story_id, "missing") for story_id in ids}
+
+
+def _model_calls(fake_api: FakeMessagesAPI) -> Counter[str]:
+    """How often the model was asked for each feature."""
+    calls: Counter[str] = Counter()
+    for call in fake_api.calls:
+        prompt = call["body"]["messages"][0]["content"]
+        text = prompt if isinstance(prompt, str) else prompt[0]["text"]
+        calls[text.split("\n")[1]] += 1
+    return calls
+
+
+def _requeued(log: Path) -> list[tuple[str, list[str]]]:
+    """(reason, ids) of every requeue the service logged."""
+    found = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{") and "requeued generations" in line:
+            entry = json.loads(line)
+            found.append((entry["reason"], entry["requeued"] + entry["failed"]))
+    return found
+
+
+def test_sigkill_mid_generation_then_restart_finishes_everything_once(
+    database_url: str, fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    """50 sets, 16 generating when the process is SIGKILLed; the restarted process takes its
+    slot, requeues its earlier incarnation's 16 at once (the 300 s leases are not waited for),
+    and every set is done within 60 s, the model asked once per set plus once per logged
+    requeue."""
+    env = _service_env(database_url, fake_api, tmp_path, GENERATION_LEASE_SECONDS="300")
+    log = tmp_path / "service.log"
+    fake_api.delay_seconds = 60  # generations that are still running when the process dies
+    proc = _serve(env, log)
     try:
-        story_set_id = httpx.post(
-            f"{base}/api/stories", json={"feature": "Survive a crash"}
-        ).json()["id"]
-        deadline = time.monotonic() + 10
-        while httpx.get(f"{base}/api/stories/{story_set_id}").json()["status"] != "running":
-            assert time.monotonic() < deadline
+        ids = [
+            httpx.post(
+                f"{proc.base_url}/api/stories", json={"feature": f"Crash feature {n}"}
+            ).json()["id"]
+            for n in range(50)
+        ]
+        deadline = time.monotonic() + 20
+        while Counter(_statuses(proc.base_url, ids).values())["running"] < 16:
+            assert time.monotonic() < deadline, _statuses(proc.base_url, ids)
+            time.sleep(0.1)
+        deadline = time.monotonic() + 20
+        while len(fake_api.calls) < 16:  # each of the 16 is at the model
+            assert time.monotonic() < deadline, len(fake_api.calls)
             time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-    fake_api.delay_seconds = 0
-    proc = _serve(env)
+    assert Counter(_statuses_offline(database_url, ids).values()) == {"running": 16, "queued": 34}
+    fake_api.delay_seconds = 0.2
+    restarted = time.monotonic()
+    proc = _serve(env, log)
     try:
-        deadline = time.monotonic() + 20
         while True:
-            body = httpx.get(f"{base}/api/stories/{story_set_id}").json()
-            if body["status"] in {"done", "failed"}:
+            statuses = _statuses(proc.base_url, ids)
+            if all(status in {"done", "failed"} for status in statuses.values()):
                 break
-            assert time.monotonic() < deadline, body
-            time.sleep(0.1)
+            assert time.monotonic() - restarted < 60, Counter(statuses.values())
+            time.sleep(0.2)
+        took = time.monotonic() - restarted
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
-    assert body["status"] == "done", body
+        proc.wait(30)
+    assert set(statuses.values()) == {"done"}, Counter(statuses.values())
+    assert took < 60
+    requeues = _requeued(log)
+    assert [reason for reason, _ in requeues] == ["earlier incarnation of this slot"], requeues
+    retried = set(requeues[0][1])
+    assert len(retried) == 16 and retried <= set(ids)
+    calls = _model_calls(fake_api)
+    features = {story_id: f"Crash feature {n}" for n, story_id in enumerate(ids)}
+    expected = {features[i]: 2 if i in retried else 1 for i in ids}
+    assert dict(calls) == expected
+
+
+def _statuses_offline(database_url: str, ids: list[str]) -> dict[str, str]:
+    """Statuses read from the database while no service runs."""
+    engine = make_engine(Settings(database_url=database_url))
+    try:
+        repo = StoryRepository(engine, make_session_factory(engine))
+        return {story_id: (repo.get(story_id) or {}).get("status", "missing") for story_id in ids}
+    finally:
+        engine.dispose()
+
+
+def test_a_dead_process_s_work_is_taken_over_within_its_lease(
+    database_url: str, fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    """SIGKILL with no restart: another running process requeues the set once its lease (2 s,
+    renewed every 0.5 s while the owner lived) runs out, and finishes it."""
+    env = _service_env(database_url, fake_api, tmp_path, GENERATION_LEASE_SECONDS="2")
+    fake_api.delay_seconds = 30
+    doomed = _serve(env, tmp_path / "doomed.log")
+    try:
+        story_set_id = httpx.post(
+            f"{doomed.base_url}/api/stories", json={"feature": "Survive a crash"}
+        ).json()["id"]
+        deadline = time.monotonic() + 10
+        while len(fake_api.calls) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(3)  # past one lease: the owner's heartbeat kept it
+        assert _statuses(doomed.base_url, [story_set_id])[story_set_id] == "running"
+        fake_api.delay_seconds = 0
+        survivor = _serve(env, tmp_path / "survivor.log")
+    finally:
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(10)
+    try:
+        killed = time.monotonic()
+        while _statuses(survivor.base_url, [story_set_id])[story_set_id] != "done":
+            assert time.monotonic() - killed < 15
+            time.sleep(0.1)
+    finally:
+        survivor.send_signal(signal.SIGTERM)
+        survivor.wait(30)
     assert len(fake_api.calls) == 2
+    assert _requeued(tmp_path / "survivor.log") == [("lease expired", [story_set_id])]
 
 
 @pytest.mark.parametrize("attempts", [0])
@@ -168,9 +294,10 @@ def test_release_does_not_count_an_orderly_stop(migrated: SettingsFactory, attem
     engine = make_engine(settings)
     repo = StoryRepository(engine, make_session_factory(engine))
     created = repo.create(StoryRequest(feature="Released on shutdown"))
-    [job] = repo.claim(5, 60)
+    me = Claimant(slot="host/0", token="a" * 32)
+    [job] = repo.claim(5, 60, me)
     assert job.id == created["id"] and job.attempts == 1
-    repo.release([job.id])
-    [again] = repo.claim(5, 60)
+    repo.release([job.id], me)
+    [again] = repo.claim(5, 60, me)
     assert again.attempts == attempts + 1
     engine.dispose()
