@@ -71,6 +71,15 @@ def run(
     return proc
 
 
+# What Compose prints when the engine does not answer (stopped or restarting).
+_ENGINE_GONE = ("Cannot connect to the Docker daemon", "Is the docker daemon running")
+
+
+def engine_unreachable(exc: ToolError) -> bool:
+    """Whether a failed Compose command failed because the engine did not answer."""
+    return any(marker in exc.output_tail for marker in _ENGINE_GONE)
+
+
 def containers(compose_file: Path) -> list[dict[str, Any]]:
     """`compose ps --all --format json`: every container of the project with state and health."""
     proc = run(compose_file, "ps", "--all", "--format", "json", what="docker compose ps")

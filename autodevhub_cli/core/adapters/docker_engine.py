@@ -16,6 +16,10 @@ log = logging.getLogger("autodevhub.docker")
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 
 
+# How long a step the engine dropped waits for it to come back (a dockerd restart takes seconds).
+ENGINE_RETURN_SECONDS = 60.0
+
+
 class EngineUnavailable(BuildError):
     """No Docker engine answered."""
 
@@ -24,6 +28,7 @@ def connect(timeout: int = 120) -> Any:
     """A docker-py client for the engine at DOCKER_HOST (or the default socket)."""
     import docker
     from docker.errors import DockerException
+    from requests.exceptions import RequestException
 
     where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     log.info("docker: connect %s", where)
@@ -31,12 +36,26 @@ def connect(timeout: int = 120) -> Any:
         client = docker.from_env(timeout=timeout)
         client.ping()
         return client
-    except DockerException as exc:
+    except (DockerException, RequestException) as exc:
         raise EngineUnavailable(
             f"No Docker engine answers at {where} ({_short(exc)}).",
             hint="Start one (`sudo systemctl start docker`, or `dockerd &` as root) or point "
             "DOCKER_HOST at a running engine, then run the command again.",
         ) from None
+
+
+def wait_for_engine(seconds: float) -> bool:
+    """Whether an engine answers within `seconds` (one ping a half second; e.g. dockerd being
+    restarted under a running deploy)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            connect(timeout=2).close()
+            return True
+        except EngineUnavailable:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
 
 
 def engine_arch(client: Any) -> str:
@@ -96,6 +115,7 @@ def build(
 ) -> BuildLog:
     """Build `tag` from a tar context with the classic builder; fail with the step and log tail."""
     from docker.errors import APIError
+    from requests.exceptions import RequestException
 
     log.info("docker: build %s (dockerfile %s, args %s)", tag, dockerfile, sorted(buildargs))
     record = BuildLog(lines=[])
@@ -130,6 +150,11 @@ def build(
                     on_line(line)
     except APIError as exc:
         raise build_failure(image, record, _short(exc)) from None
+    except RequestException as exc:
+        # The engine went away mid-build (stopped or restarted).
+        raise build_failure(
+            image, record, f"the Docker engine stopped answering ({_short(exc)})"
+        ) from None
     return record
 
 
@@ -160,8 +185,10 @@ def push(
     attempts: int = 3,
     backoff: float = 1.0,
 ) -> str:
-    """Push `repository:tag`, retrying transient failures with backoff; return the digest."""
+    """Push `repository:tag`, retrying transient failures with backoff; return the digest. The
+    engine going away mid-push (a dockerd restart) is one of them."""
     from docker.errors import APIError
+    from requests.exceptions import RequestException
 
     last = ""
     for attempt in range(1, attempts + 1):
@@ -181,6 +208,10 @@ def push(
             if digest:
                 return digest
             last = "the engine reported no digest"
+        except RequestException as exc:
+            last = f"the Docker engine stopped answering ({_short(exc)})"
+            if attempt < attempts and wait_for_engine(ENGINE_RETURN_SECONDS):
+                continue  # the engine is back: push again (the registry keeps what it got)
         except (_PushChunkError, APIError) as exc:
             last = _short(exc)
             if _is_auth_error(last):

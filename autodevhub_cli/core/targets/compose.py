@@ -2,18 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from autodevhub_cli.core.adapters import compose
+from autodevhub_cli.core.adapters.docker_engine import ENGINE_RETURN_SECONDS, wait_for_engine
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import ApplyError, ConfigError, RolloutError, ToolError
 from autodevhub_cli.core.lock import DeployLock
 from autodevhub_cli.core.project import Project
 from autodevhub_cli.core.smoke import Endpoint, Endpoints, configured_endpoints
 from autodevhub_cli.core.targets import TaskRef
+
+log = logging.getLogger("autodevhub.compose")
+
+
+def _through_engine_restart(what: str, action: Callable[[], object], budget: float) -> None:
+    """Run an idempotent Compose step; if the engine stops answering, wait for it to come back
+    (up to `budget` seconds) and run the step once more."""
+    try:
+        action()
+        return
+    except ToolError as exc:
+        if not compose.engine_unreachable(exc):
+            raise
+        log.warning("%s: the Docker engine stopped answering; waiting for it", what)
+    started = time.monotonic()
+    if not wait_for_engine(budget):
+        raise ApplyError(
+            f"The Docker engine stopped answering during {what} and did not come back within "
+            f"{budget:.0f}s.",
+            hint="Start the engine (`sudo systemctl start docker`, or `dockerd &` as root), then "
+            "run the deploy again: containers with a restart policy come back with the engine, "
+            "and the release records say which release served.",
+        )
+    log.warning(
+        "%s: the engine is back after %.1fs; running it again", what, time.monotonic() - started
+    )
+    action()
 
 
 class ComposeTarget:
@@ -63,18 +93,23 @@ class ComposeTarget:
                 ) from None
 
     def apply(self, rendered: Path, timeout: float) -> None:
-        """`compose up -d --wait --remove-orphans`; on failure, say which container and why."""
+        """`compose up -d --wait --remove-orphans`; on failure, say which container and why. An
+        engine restarted under it is waited for and the (idempotent) `up` run again."""
         try:
-            compose.run(
-                rendered,
-                "up",
-                "--detach",
-                "--wait",
-                "--wait-timeout",
-                str(max(1, int(timeout))),
-                "--remove-orphans",
-                timeout=timeout + 60,
-                what="docker compose up",
+            _through_engine_restart(
+                "docker compose up",
+                lambda: compose.run(
+                    rendered,
+                    "up",
+                    "--detach",
+                    "--wait",
+                    "--wait-timeout",
+                    str(max(1, int(timeout))),
+                    "--remove-orphans",
+                    timeout=timeout + 60,
+                    what="docker compose up",
+                ),
+                min(ENGINE_RETURN_SECONDS, timeout),
             )
         except ToolError as exc:
             said = exc.output_tail.splitlines()[-1] if exc.output_tail else exc.message
@@ -128,7 +163,11 @@ class ComposeTarget:
         args = ["down", "--remove-orphans", "--timeout", "10"]
         if volumes:
             args.append("--volumes")
-        compose.run(rendered, *args, timeout=180, what="docker compose down")
+        _through_engine_restart(
+            "docker compose down",
+            lambda: compose.run(rendered, *args, timeout=180, what="docker compose down"),
+            ENGINE_RETURN_SECONDS,
+        )
 
     @property
     def blue_green(self) -> bool:
