@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -72,3 +74,30 @@ def ping(engine: Engine) -> None:
     """Run a trivial query; raises when the database is unreachable."""
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database cannot serve right now (a retry may succeed), not a bug.
+
+    True for a lost or refused connection, a server shutting down or out of resources, and a
+    connection pool with none free in time; False for errors in the statement or the data.
+    """
+    if isinstance(exc, sa_exc.TimeoutError):
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if isinstance(exc.orig, sqlite3.Error):
+        # SQLite raises OperationalError for bugs as well (syntax, a missing table); only a
+        # lock held past busy_timeout is worth retrying.
+        return "database is locked" in str(exc.orig)
+    # psycopg's OperationalError is the server's state (connection, shutdown, resources).
+    return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+
+
+def unavailable_reason(exc: BaseException) -> str:
+    """The driver's first message line, without the SQL and parameters SQLAlchemy appends."""
+    cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"

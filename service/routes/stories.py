@@ -18,11 +18,13 @@ NOT_FOUND = "story set not found"
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorDetail, "description": "No story set with this id."},
     429: {"model": ErrorDetail, "description": "Rate limit exceeded; see Retry-After."},
+    503: {"model": ErrorDetail, "description": "Database unavailable; retry after Retry-After."},
 }
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorDetail, "description": "Missing or invalid API key."},
     413: {"model": ErrorDetail, "description": "Request body too large."},
     429: ERRORS[429],
+    503: ERRORS[503],
 }
 
 
@@ -55,7 +57,7 @@ async def create_story_set(body: StoryRequest, runtime: RuntimeDep) -> Response:
 @router.get(
     "",
     response_model=StorySetPage,
-    responses={429: ERRORS[429]},
+    responses={429: ERRORS[429], 503: ERRORS[503]},
     summary="List story sets, newest first",
 )
 async def list_story_sets(
