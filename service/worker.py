@@ -9,10 +9,12 @@ import logging
 import os
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from service.db import is_unavailable, unavailable_reason
 from service.generation import GenerationError, GenerationInput, StoryGenerator
 from service.metrics import ServiceMetrics
 from service.repository import Claimant, ClaimedJob, Recovery, StoryRepository
@@ -90,6 +92,7 @@ class GenerationWorker:
         self._stopping = False
         self._slot: Slot | None = None
         self._slot_recovered = False
+        self._outage_since: float | None = None
 
     @property
     def claimant(self) -> Claimant:
@@ -137,6 +140,7 @@ class GenerationWorker:
     async def _run(self) -> None:
         """Claim while there is room; sleep until woken or the poll interval passes."""
         claimant = self.claimant
+        poll = self.settings.worker_poll_seconds
         while not self._stopping:
             self._wake.clear()
             free = self.capacity - len(self._tasks)
@@ -149,8 +153,13 @@ class GenerationWorker:
                         self.settings.generation_lease_seconds,
                         claimant,
                     )
-            except Exception:
-                log.exception("claiming work failed; will retry")
+                self._database_back()
+                poll = self.settings.worker_poll_seconds
+            except Exception as exc:
+                if not self._database_gone(exc, "claiming"):
+                    log.exception("claiming work failed; will retry")
+                # Back off while the database is away; a new request still wakes the loop.
+                poll = min(poll * 2, max(5.0, self.settings.worker_poll_seconds))
             if claimed:
                 self.on_change()
             for job in claimed:
@@ -158,7 +167,27 @@ class GenerationWorker:
             if claimed and len(claimed) == free:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.worker_poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), poll)
+
+    def _database_gone(self, exc: Exception, doing: str) -> bool:
+        """Whether `exc` says the database is unreachable; logs one warning per outage."""
+        if not is_unavailable(exc):
+            return False
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            log.warning(
+                "database unavailable: generation paused until it is back",
+                extra={"while": doing, "error": unavailable_reason(exc)},
+            )
+        return True
+
+    def _database_back(self) -> None:
+        if self._outage_since is not None:
+            log.warning(
+                "database back: generation resumed",
+                extra={"outage_seconds": round(time.monotonic() - self._outage_since, 1)},
+            )
+            self._outage_since = None
 
     async def _heartbeat(self) -> None:
         """Every quarter lease: extend the leases of this process's generations, stop those that
@@ -177,8 +206,9 @@ class GenerationWorker:
                     self.settings.generation_lease_seconds,
                     claimant,
                 )
-            except Exception:
-                log.exception("renewing leases failed")
+            except Exception as exc:
+                if not self._database_gone(exc, "renewing leases"):
+                    log.exception("renewing leases failed")
             else:
                 for lost in set(running) - held:
                     task = self._tasks.get(lost)
@@ -191,8 +221,9 @@ class GenerationWorker:
             try:
                 # Until the start-up pass has worked once (the database may have been down).
                 await self.recover(own_slot=not self._slot_recovered)
-            except Exception:
-                log.exception("requeueing abandoned work failed")
+            except Exception as exc:
+                if not self._database_gone(exc, "requeueing abandoned work"):
+                    log.exception("requeueing abandoned work failed")
 
     async def _generate(self, job: ClaimedJob) -> None:
         """Generate one set and store the outcome: all stories, or a failure reason."""

@@ -285,6 +285,12 @@ def test_database_outage_answers_503_and_recovers_without_restart(
     assert len(during) < 4 * attempts + 20, f"{len(during)} log lines in {outage:.1f} s of outage"
     worker = [e for e in during if e.get("logger") == "service.worker"]
     assert len(worker) <= 2 * attempts + 5, f"{len(worker)} worker log lines in {outage:.1f} s"
+    # The worker says the outage once, without a traceback, and says when it is over.
+    entries = [e for e in _log_entries(log) if e.get("logger") == "service.worker"]
+    paused = [e for e in entries if e.get("msg", "").startswith("database unavailable")]
+    resumed = [e for e in entries if e.get("msg", "").startswith("database back")]
+    assert len(paused) >= 1 and len(paused) == len(resumed), (paused, resumed)
+    assert not [e for e in worker if e.get("level") == "error"], worker[:3]
 
 
 @pytest.mark.parametrize(
