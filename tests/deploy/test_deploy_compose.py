@@ -130,8 +130,18 @@ def test_broken_backend_is_rolled_back(stack: Stack) -> None:
     assert code == 0, err
 
 
+def _container_ids(stack: Stack) -> dict[str, str]:
+    """Running container id per Compose service."""
+    return {
+        c["Names"].removeprefix(f"{stack.name}-").rsplit("-", 1)[0]: c["ID"]
+        for c in _containers(stack)
+        if c["State"] == "running"
+    }
+
+
 def test_failed_smoke_check_is_rolled_back_with_exit_code_3(stack: Stack) -> None:
     good = [r for r in stack.releases() if r["status"] == "deployed"][-1]
+    before = _container_ids(stack)
     code, _, err = stack.cli(
         "deploy",
         "--env",
@@ -146,6 +156,13 @@ def test_failed_smoke_check_is_rolled_back_with_exit_code_3(stack: Stack) -> Non
     )
     assert code == 3, err
     assert "missing page" in err and f"Rolled back to release {good['id']}" in err
+    # Only the backend changed: the rollback recreated it alone (and built nothing).
+    after = _container_ids(stack)
+    assert set(after) == set(before) and after["backend"] != before["backend"]
+    assert {k: v for k, v in after.items() if k != "backend"} == {
+        k: v for k, v in before.items() if k != "backend"
+    }
+    assert "build:" not in err.replace("build: skipped", "")
 
 
 def test_second_deploy_is_refused_by_the_lock(stack: Stack) -> None:
