@@ -69,7 +69,7 @@ def deploy(
     project_dir: ProjectDir = None,
 ) -> None:
     """Build, push, migrate, apply, wait, smoke-check and record a release; roll back on failure."""
-    from autodevhub_cli.core.deploy import DeployFailed, DeployRequest
+    from autodevhub_cli.core.deploy import DeployFailed, DeployInterrupted, DeployRequest
     from autodevhub_cli.core.deploy import deploy as run_deploy
 
     request = DeployRequest(
@@ -87,7 +87,7 @@ def deploy(
     try:
         with progress.live():
             outcome = run_deploy(request, report=progress)
-    except DeployFailed as exc:
+    except (DeployFailed, DeployInterrupted) as exc:
         _summarise(env, exc.outcome.to_dict(), exc.message)
         if output is OutputFormat.json:
             _json({**exc.outcome.to_dict(), "ok": False, "error": exc.message})

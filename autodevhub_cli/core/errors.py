@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno as errno_module
 from collections.abc import Sequence
+from pathlib import Path
 
 INTERRUPTED = "stopped by the user; nothing more was done."  # after Ctrl-C, on every path
 
@@ -99,3 +101,87 @@ class SmokeCheckError(AutodevhubError):
     """A smoke check failed against the deployed release."""
 
     exit_code = 3
+
+
+class RecordError(AutodevhubError):
+    """A record under the project's `.autodevhub/` could not be written (no space left, a
+    read-only filesystem, no permission): names the file, the reason and what to do."""
+
+    def __init__(
+        self,
+        path: Path,
+        reason: str,
+        *,
+        errno: int | None,
+        filesystem: Path | None = None,
+        free_bytes: int | None = None,
+    ) -> None:
+        self.path = path
+        self.reason = reason
+        self.errno = errno
+        self.filesystem = filesystem
+        self.free_bytes = free_bytes
+        super().__init__(f"Could not write {path}: {reason}.", hint=self._what_to_do())
+
+    def explain(self, consequence: str) -> None:
+        """Add what the missing record means (said by the caller that knows), before the hint."""
+        self.message = f"{self.message} {consequence}"
+        self.args = (self.message,)
+
+    def _what_to_do(self) -> str:
+        where = f"the filesystem mounted at {self.filesystem}" if self.filesystem else "its disk"
+        if self.errno in (errno_module.ENOSPC, errno_module.EDQUOT):
+            free = "" if self.free_bytes is None else f" ({_size(self.free_bytes)} free now)"
+            return f"Free space on {where}{free}, then run the command again."
+        if self.errno == errno_module.EROFS:
+            return (
+                f"{where[0].upper()}{where[1:]} is read-only: remount it read-write, then run "
+                "the command again."
+            )
+        if self.errno in (errno_module.EACCES, errno_module.EPERM):
+            return f"Make {self.path.parent} writable for this user, then run the command again."
+        return f"Check {where}, then run the command again."
+
+
+def _size(count: int) -> str:
+    """`0 bytes`, `12.0 KiB`, `3.4 MiB`."""
+    if count < 1024:
+        return f"{count} byte{'' if count == 1 else 's'}"
+    value = float(count)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def reported(error: AutodevhubError) -> tuple[str, int]:
+    """The message and exit code to show for `error`.
+
+    A record that cannot be written is often met again while recording an earlier failure
+    (a full disk stays full): then that earlier failure is what happened, and is shown first.
+    """
+    if not isinstance(error, RecordError):
+        return str(error), error.exit_code
+    cause = _cause_being_recorded(error)
+    if cause is error:
+        return str(error), error.exit_code
+    if isinstance(cause, RecordError):
+        also = "" if cause.path == error.path else f" {error.path} could not be written either."
+        tail = f" {cause.hint}" if cause.hint else ""
+        return f"{cause.message}{also}{tail}", cause.exit_code
+    return f"{cause} Recording that failed too: {error}", cause.exit_code
+
+
+def _cause_being_recorded(error: RecordError) -> AutodevhubError:
+    """The first error, down the chain of errors raised while handling others, that is not a
+    RecordError (else the earliest RecordError)."""
+    found: AutodevhubError = error
+    seen = error.__context__
+    while seen is not None:
+        if isinstance(seen, AutodevhubError):
+            found = seen
+            if not isinstance(seen, RecordError):
+                break
+        seen = seen.__context__
+    return found

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from autodevhub_cli.core.errors import AutodevhubError
+from autodevhub_cli.core.records import record_error
 
 
 class DeployLockedError(AutodevhubError):
@@ -37,9 +38,15 @@ class DeployLock:
     _fd: int | None = None
 
     def acquire(self) -> DeployLock:
-        """Take the lock or raise DeployLockedError naming the holder."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        """Take the lock or raise DeployLockedError naming the holder (RecordError when the lock
+        file cannot be written: no space left, a read-only or foreign folder)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            error = record_error(self.path, exc)
+            error.explain("No deploy was started: the deploy lock lives in this file.")
+            raise error from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -58,8 +65,16 @@ class DeployLock:
             "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": self.command,
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        except OSError as exc:
+            # Held but unnamed, and the release records could not be written either: stop here.
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            error = record_error(self.path, exc)
+            error.explain("No deploy was started.")
+            raise error from None
         self._fd = fd
         return self
 

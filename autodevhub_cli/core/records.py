@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from autodevhub_cli.core.errors import RecordError
+
 
 def write_json(path: Path, data: Any) -> None:
     """Write `data` to `path` so a reader sees the old file or the new one, never a torn one."""
@@ -15,18 +17,51 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write `text` to `path` through a temporary file, fsync and rename; raise RecordError
+    (the old file untouched, no temporary file left) when the filesystem refuses."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise record_error(path, exc) from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise record_error(path, exc) from exc
         raise
+
+
+def record_error(path: Path, exc: OSError) -> RecordError:
+    """The RecordError for a failed write of `path`, naming the filesystem that holds it."""
+    mount = _mount_point(path)
+    free = None
+    if mount is not None:
+        try:
+            stats = os.statvfs(mount)
+            free = stats.f_bavail * stats.f_frsize
+        except OSError:
+            pass
+    return RecordError(
+        path, exc.strerror or str(exc), errno=exc.errno, filesystem=mount, free_bytes=free
+    )
+
+
+def _mount_point(path: Path) -> Path | None:
+    """The mount point of the filesystem that holds `path` (or would, once it is made)."""
+    here = Path(os.path.abspath(path))
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    while not os.path.ismount(here):
+        if here == here.parent:
+            return None
+        here = here.parent
+    return here
 
 
 def read_json(path: Path) -> Any | None:

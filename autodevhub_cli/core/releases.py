@@ -7,15 +7,16 @@ at every state change) and the rendered output it applied, so `rollback` can re-
 from __future__ import annotations
 
 import calendar
+import contextlib
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autodevhub_cli.core.errors import ConfigError
+from autodevhub_cli.core.errors import ConfigError, RecordError
 from autodevhub_cli.core.project import Project
-from autodevhub_cli.core.records import read_json, write_json, write_text_atomically
+from autodevhub_cli.core.records import read_json, record_error, write_json, write_text_atomically
 
 PENDING = "pending"  # being deployed
 DEPLOYED = "deployed"  # passed its checks: a good release
@@ -66,6 +67,23 @@ def _stamp_millis(release_id: str) -> int | None:
     return seconds * 1000 + (int(millis) if millis.isdigit() else 0)
 
 
+def _unrecorded_success(release: Release, recorded_status: str | None) -> str:
+    """What a release that runs, but whose record cannot say so, means for the user."""
+    how = "as the preview " if release.status == PREVIEW else ""
+    shows = f"still shows it as {recorded_status}" if recorded_status else "is missing"
+    return (
+        f"Release {release.id} of {release.environment!r} was applied {how}and passed its "
+        f"checks, so it runs now, but its record {shows}: the history will not match what "
+        "runs until the next deploy is recorded."
+    )
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove a release folder a failed write left empty (a full disk can still do that)."""
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
 def _order(path: Path) -> tuple[int, str]:
     """Sort key of a `<id>/release.json`: its stamp in milliseconds, then the id."""
     name = path.parent.name
@@ -80,7 +98,8 @@ class ReleaseStore:
         self.folder = project.state_dir / "releases" / environment
 
     def new(self, target: str, commit: str) -> Release:
-        """Record a new pending release."""
+        """Record a new pending release: the first step of a deploy or rollback, before
+        anything is applied. When it cannot be written, nothing of it is left behind."""
         release = Release(
             id=f"{self._next_stamp()}-{secrets.token_hex(3)}",
             environment=self.environment,
@@ -88,8 +107,20 @@ class ReleaseStore:
             commit=commit,
             created_at=_now(),
         )
-        (self.folder / release.id).mkdir(parents=True)
-        self.save(release)
+        folder = self.folder / release.id
+        try:
+            try:
+                folder.mkdir(parents=True)
+            except OSError as exc:
+                raise record_error(folder, exc) from exc
+            self.save(release)
+        except RecordError as exc:
+            _remove_empty(folder)
+            exc.explain(
+                f"Release {release.id} of {self.environment!r} could not be started, so "
+                "nothing was applied and the release history is unchanged."
+            )
+            raise
         return release
 
     def _next_stamp(self) -> str:
@@ -110,14 +141,30 @@ class ReleaseStore:
     def attach(self, release: Release, filename: str, rendered: str) -> Path:
         """Keep the rendered output a release applies, for rollbacks and diffs."""
         path = self.folder / release.id / filename
-        write_text_atomically(path, rendered)
+        try:
+            write_text_atomically(path, rendered)
+        except RecordError as exc:
+            # Every caller keeps the output before applying it, so that a rollback can.
+            exc.explain(
+                f"Release {release.id} keeps its {filename} before applying it, so it was not "
+                "applied."
+            )
+            raise
         return path
 
     def save(self, release: Release) -> None:
         """Write the record atomically."""
         if release.status != PENDING and release.finished_at is None:
             release.finished_at = _now()
-        write_json(self.folder / release.id / "release.json", release.to_dict())
+        path = self.folder / release.id / "release.json"
+        try:
+            write_json(path, release.to_dict())
+        except RecordError as exc:
+            if release.status in (DEPLOYED, PREVIEW):
+                recorded = read_json(path)
+                was = recorded.get("status") if isinstance(recorded, dict) else None
+                exc.explain(_unrecorded_success(release, was))
+            raise
 
     def all(self) -> list[Release]:
         """Every release, oldest first."""
