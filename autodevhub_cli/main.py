@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 import traceback
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 # pydantic looks for plugins through every installed distribution's entry points on first use
@@ -24,7 +26,7 @@ from autodevhub_cli.commands import doctor as doctor_commands
 from autodevhub_cli.commands import init as init_commands
 from autodevhub_cli.commands import render as render_commands
 from autodevhub_cli.commands import secrets as secrets_commands
-from autodevhub_cli.core.errors import INTERRUPTED, AutodevhubError
+from autodevhub_cli.core.errors import INTERRUPTED, AutodevhubError, reported
 from autodevhub_cli.logs import configure_logging
 
 EXIT_UNEXPECTED = 1
@@ -43,6 +45,25 @@ def _print_error(title: str, body: str) -> None:
     console.print(f"[bold red]{title}:[/] {escape(body)}")
 
 
+def _interruption(exc: KeyboardInterrupt) -> tuple[int, str]:
+    """Exit code (128 + the signal's number) and message of an interrupted command.
+
+    A KeyboardInterrupt's args are (signal name, message), both optional: Ctrl-C raises it
+    bare, `_on_sigterm` names SIGTERM, and a deploy adds where it stopped and what it left
+    (core.deploy.DeployInterrupted)."""
+    named = exc.args[0] if exc.args else None
+    number = signal.Signals.__members__.get(named) if isinstance(named, str) else None
+    message = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], str) else INTERRUPTED
+    return 128 + int(number or signal.SIGINT), message
+
+
+def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM (a cancelled CI job, `kill`, a pod shutting down) unwinds the command the way
+    Ctrl-C does, so the same cleanup runs: the deploy records where it stopped, rolls back what
+    it had begun to switch and gives its lock back; the process then exits 143."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 class AutodevhubGroup(TyperGroup):
     """The one place that turns errors into a red message and an exit code."""
 
@@ -50,13 +71,15 @@ class AutodevhubGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except AutodevhubError as exc:
-            _print_error("Error", str(exc))
-            raise typer.Exit(exc.exit_code) from None
+            message, code = reported(exc)
+            _print_error("Error", message)
+            raise typer.Exit(code) from None
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
-        except KeyboardInterrupt:
-            _print_error("Interrupted", INTERRUPTED)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            code, message = _interruption(exc)
+            _print_error("Interrupted", message)
+            raise typer.Exit(code) from None
         except Exception as exc:
             log = _debug_log_path()
             try:
@@ -119,4 +142,6 @@ app.add_typer(secrets_commands.app, name="secrets")
 
 def main() -> None:
     """Console-script entry point."""
+    # Here, not at import: a caller that imports the app (tests, a Python program) keeps its own.
+    signal.signal(signal.SIGTERM, _on_sigterm)
     app(prog_name="autodevhub")

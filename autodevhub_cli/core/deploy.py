@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from autodevhub_cli.core.environment import Environment, Task
 from autodevhub_cli.core.errors import (
     AutodevhubError,
     ConfigError,
+    RecordError,
     RolloutError,
     SmokeCheckError,
 )
@@ -87,6 +89,47 @@ class DeployFailed(AutodevhubError):
         self.outcome = outcome
 
 
+class DeployInterrupted(KeyboardInterrupt):
+    """A deploy stopped by SIGINT or SIGTERM: says during which step, what serves now and what
+    to do. Still a KeyboardInterrupt, so no `except Exception` on the way up swallows it; its
+    args are (signal name, message), as the CLI reads every interruption."""
+
+    def __init__(self, signal_name: str, message: str, *, outcome: DeployOutcome) -> None:
+        super().__init__(signal_name, message)
+        self.signal_name = signal_name
+        self.message = message
+        self.outcome = outcome
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number, as a shell reports a process that signal ended."""
+        return 128 + int(signal.Signals[self.signal_name])
+
+
+@dataclass
+class _Steps:
+    """The deploy's reporter, remembering the steps it announced: the last one is where a
+    signal stopped it, and once `apply` was announced the release has begun to switch."""
+
+    report: Reporter
+    seen: list[str] = field(default_factory=list)
+
+    def __call__(self, step: str, message: str) -> None:
+        if not self.seen or self.seen[-1] != step:
+            self.seen.append(step)
+        self.report(step, message)
+
+    @property
+    def current(self) -> str:
+        """The step running now."""
+        return self.seen[-1] if self.seen else "start"
+
+    @property
+    def switched(self) -> bool:
+        """Whether the release has begun to replace the previous one."""
+        return "apply" in self.seen
+
+
 @dataclass
 class DeployContext:
     """What every deploy-side command works with: project, environment, target, releases."""
@@ -130,13 +173,11 @@ def deploy(request: DeployRequest, report: Reporter | None = None) -> DeployOutc
             ctx.say("recover", f"release {old.id} was left unfinished; marked aborted")
         previous = ctx.store.current()
         release = ctx.store.new(ctx.target.name, git_commit(ctx.project.root))
+        steps = ctx.say = _Steps(ctx.say)
         try:
             return _run(ctx, request, release, previous)
-        except KeyboardInterrupt:
-            release.status = states.INTERRUPTED
-            release.error = "interrupted by a signal"
-            ctx.store.save(release)
-            raise
+        except KeyboardInterrupt as exc:
+            raise _interrupted(ctx, request, release, previous, steps, exc) from None
         except DeployFailed:
             raise
         except Exception as exc:
@@ -386,12 +427,15 @@ def _roll_back(
 ) -> DeployOutcome:
     release.status = states.FAILED
     release.error = str(cause)
-    ctx.store.save(release)
+    # Recording the failure must not stand between it and the rollback (a full disk): the
+    # rollback runs, and the message says what could not be recorded.
+    unrecorded = _save_best_effort(ctx, release)
     code = cause.exit_code
     name = ctx.environment.name
     if previous is None:
         raise DeployFailed(
-            f"Deploy of {name!r} failed: {cause} {_first_release_failed(ctx, request, release)}",
+            f"Deploy of {name!r} failed: {cause} {_first_release_failed(ctx, request, release)}"
+            + unrecorded,
             exit_code=code,
             outcome=outcome,
         )
@@ -406,20 +450,113 @@ def _roll_back(
     except AutodevhubError as exc:
         raise DeployFailed(
             f"Deploy of {name!r} failed: {cause} The rollback to release {previous.id} failed "
-            f"too: {exc}",
+            f"too: {exc}" + unrecorded,
             exit_code=code,
             outcome=outcome,
         ) from None
     release.restored = previous.id
-    ctx.store.save(release)
+    unrecorded = _save_best_effort(ctx, release) or unrecorded
     outcome.restored = previous
     verdict = "passes its smoke checks" if restored_smoke.ok else "FAILS its smoke checks too"
     raise DeployFailed(
         f"Deploy of {name!r} failed: {cause} Rolled back to release {previous.id} "
-        f"({', '.join(i['ref'].split('/')[-1] for i in previous.images)}), which {verdict}.",
+        f"({', '.join(i['ref'].split('/')[-1] for i in previous.images)}), which {verdict}."
+        + unrecorded,
         exit_code=code,
         outcome=outcome,
     )
+
+
+def _save_best_effort(ctx: DeployContext, release: Release) -> str:
+    """Save `release`; if its record cannot be written, say so (for the message) instead."""
+    try:
+        ctx.store.save(release)
+    except RecordError as exc:
+        return (
+            f" The record of release {release.id} could not be updated ({exc.message}); it may "
+            "still say pending."
+        )
+    return ""
+
+
+def _interrupted(
+    ctx: DeployContext,
+    request: DeployRequest,
+    release: Release,
+    previous: Release | None,
+    steps: _Steps,
+    signalled: KeyboardInterrupt,
+) -> DeployInterrupted:
+    """Record where a signal stopped the deploy and leave the cluster in a known state: before
+    the switch nothing that serves was touched; once apply has begun, roll back to the previous
+    release as a failed check does (a second signal stops that as well). Says which."""
+    name = ctx.environment.name
+    signal_name = _signal_name(signalled)
+    step = steps.current
+    stopped = f"stopped by {signal_name} during {step}"
+    release.status = states.INTERRUPTED
+    release.error = f"{release.error}; then {stopped}" if release.error else stopped
+    ctx.store.save(release)
+    redo = f"`autodevhub rollback --env {name}" + (f" --to {previous.id}`" if previous else "`")
+    if not steps.switched:
+        serving = f"release {previous.id} still serves" if previous else "nothing was deployed"
+        state = f"before anything switched: {serving}."
+        if "tasks" in steps.seen:
+            state += " A task Job it started may still run to its end in the cluster."
+    elif previous is None:
+        state = (
+            "with no earlier release to roll back to, so what it applied stays "
+            f"(`autodevhub status --env {name}` shows it, `autodevhub down --env {name}` "
+            "removes it)."
+        )
+    elif step == "rollback":
+        state = f"so the cluster may run parts of both releases: roll back with {redo}."
+    else:
+        state = _roll_back_interrupted(ctx, request, release, previous, stopped, redo)
+    message = (
+        f"Deploy of {name!r} was {stopped}, {state} Release {release.id} is recorded as "
+        "interrupted; the next deploy marks it aborted. Deploy again when ready."
+    )
+    return DeployInterrupted(signal_name, message, outcome=DeployOutcome(name, release))
+
+
+def _roll_back_interrupted(
+    ctx: DeployContext,
+    request: DeployRequest,
+    release: Release,
+    previous: Release,
+    stopped: str,
+    redo: str,
+) -> str:
+    """Roll an interrupted release back to the previous one; how that went, for the message."""
+    ctx.say("rollback", f"{stopped}: rolling back to release {previous.id}")
+    try:
+        rendered = ctx.store.rendered_path(release, ctx.target.rendered_filename)
+        if ctx.target.blue_green and rendered.exists():
+            ctx.target.abort(rendered)
+        smoke = reapply(ctx, previous, request.timeout)
+    except KeyboardInterrupt as again:
+        release.error = f"{release.error}; the rollback was stopped by {_signal_name(again)} too"
+        ctx.store.save(release)
+        return (
+            f"and {_signal_name(again)} stopped its rollback to release {previous.id} too, so "
+            f"the cluster may run parts of both releases: roll back with {redo}."
+        )
+    except AutodevhubError as exc:
+        release.error = f"{release.error}; the rollback failed: {exc}"
+        ctx.store.save(release)
+        return f"and its rollback to release {previous.id} failed: {exc} Roll back with {redo}."
+    release.restored = previous.id
+    release.error = f"{release.error}; rolled back to release {previous.id}"
+    ctx.store.save(release)
+    verdict = "passes its smoke checks" if smoke.ok else "FAILS its smoke checks too"
+    return f"so it rolled back to release {previous.id}, which {verdict}."
+
+
+def _signal_name(interruption: KeyboardInterrupt) -> str:
+    """SIGINT raises a bare KeyboardInterrupt; the CLI's SIGTERM handler names its signal."""
+    named = interruption.args[0] if interruption.args else None
+    return named if isinstance(named, str) and named in signal.Signals.__members__ else "SIGINT"
 
 
 def _first_release_failed(ctx: DeployContext, request: DeployRequest, release: Release) -> str:

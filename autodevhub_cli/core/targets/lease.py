@@ -168,9 +168,9 @@ class Lease:
 
     @contextmanager
     def hold(self, command: str) -> Iterator[None]:
-        """Hold the Lease for a block, renewing it in the background."""
-        self.acquire(command)
-        self._renewed = _now()
+        """Hold the Lease for a block, renewing it in the background. It is given back however
+        the block ends, a signal included, even one that lands while the Lease is being taken
+        (its write may have reached the server); `release` leaves another holder's alone."""
         stop = threading.Event()
 
         def renew_loop() -> None:
@@ -183,12 +183,15 @@ class Lease:
                     continue
 
         thread = threading.Thread(target=renew_loop, name="lease-renewal", daemon=True)
-        thread.start()
         try:
+            self.acquire(command)
+            self._renewed = _now()
+            thread.start()
             yield
         finally:
             stop.set()
-            thread.join(timeout=5)
+            if thread.ident is not None:
+                thread.join(timeout=5)
             try:
                 self.release()
             except AutodevhubError as exc:  # the deploy's own outcome matters more
