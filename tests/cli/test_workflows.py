@@ -104,3 +104,41 @@ def test_step_summary_is_written_for_ci(tmp_path: Path) -> None:
     text = summary_file.read_text()
     assert "### autodevhub smoke-test --env dev: FAILED" in text
     assert "| frontend page | **FAIL** |" in text
+
+
+SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_the_token_is_least_privilege_and_secrets_reach_only_their_steps(path: Path) -> None:
+    """No default token rights; each job names its own; registry credentials and kubeconfigs
+    only in the env of the steps that use them (never the job running pull-request code), and
+    no secret expanded inside a script."""
+    text = path.read_text()
+    data = yaml.safe_load(text)
+    assert data.get("permissions") == {}, "the workflow must start with `permissions: {}`"
+    assert "REGISTRY_PASSWORD" not in (data.get("env") or {})
+    for name, job in data["jobs"].items():
+        assert "permissions" in job, f"job {name} names no permissions"
+        assert "write" not in str(job["permissions"]), f"job {name}: {job['permissions']}"
+        assert "secrets." not in str(job.get("env", {})), f"job {name} puts secrets in job env"
+        for step in job.get("steps", []):
+            assert "secrets." not in step.get("run", ""), f"job {name}: a secret in a script"
+            if "REGISTRY_PASSWORD" in str(step.get("env", {})):
+                assert name != "test", "the test job runs pull-request code"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_actions_are_pinned_by_commit_with_their_version(path: Path) -> None:
+    lines = path.read_text().splitlines()
+    uses = [line.strip() for line in lines if line.strip().startswith(("- uses:", "uses:"))]
+    assert uses
+    for line in uses:
+        ref, _, comment = line.split("uses:", 1)[1].partition("#")
+        assert SHA_PIN.match(ref.strip()), f"not pinned by commit: {line}"
+        assert re.match(r"^\s*v\d+\.\d+\.\d+$", comment), f"no version comment: {line}"
+    data = yaml.safe_load(path.read_text())
+    for job in data["jobs"].values():
+        for step in job.get("steps", []):
+            if str(step.get("uses", "")).startswith("actions/checkout@"):
+                assert step.get("with", {}).get("persist-credentials") is False
