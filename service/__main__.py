@@ -10,6 +10,22 @@ import sys
 from pydantic import ValidationError
 
 
+def settings_error_text(exc: ValidationError) -> str:
+    """One line per bad setting; an unsafe one is its own paragraph, which names the setting.
+
+    Only the messages are shown, never the values (they may be secrets).
+    """
+    from service.settings import UNSAFE_SETTING
+
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        if error["type"] == UNSAFE_SETTING:
+            lines.append(f"  {error['msg']}")
+        else:
+            lines.append(f"  {'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}")
+    return "invalid settings:\n" + "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command, load settings, run it; exit 2 on bad settings."""
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
@@ -19,15 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from service.logs import configure_logging
-    from service.settings import get_settings
+    from service.settings import get_settings, load_settings
 
     try:
-        settings = get_settings()
+        # The worker serves no API: validated as one, it needs no API_KEYS.
+        settings = (
+            load_settings(process_role="worker") if args.command == "worker" else get_settings()
+        )
     except ValidationError as exc:
-        lines = [
-            f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-        ]
-        print("invalid settings:\n" + "\n".join(lines), file=sys.stderr)
+        print(settings_error_text(exc), file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
 
@@ -44,13 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         from service.main import create_app
 
-        worker = settings.model_copy(update={"process_role": "worker"})
         uvicorn.run(
-            create_app(worker),
+            create_app(settings),
             host=settings.host,
             port=settings.port,
             log_config=None,
             access_log=False,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
             server_header=False,
         )
         return 0

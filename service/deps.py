@@ -8,8 +8,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.runtime import Runtime
-from service.security import RateLimiter, key_is_valid, retry_after_header
-from service.settings import hash_api_key
+from service.security import RateLimiter, bearer_token, matching_key, retry_after_header
 
 bearer = HTTPBearer(auto_error=False, description="An API key from API_KEYS.")
 
@@ -30,11 +29,19 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def _client_id(request: Request, token: str | None) -> str:
-    """Rate-limit identity: the API key's digest when one is given, else the client address."""
-    if token:
-        return "key:" + hash_api_key(token)[:16]
-    return "ip:" + (request.client.host if request.client else "unknown")
+def client_address(request: Request) -> str:
+    """The client's address. Behind a proxy, uvicorn has already replaced the peer with the
+    X-Forwarded-For entry the proxy added, if (and only if) the peer is in FORWARDED_ALLOW_IPS;
+    a client cannot choose its own."""
+    return request.client.host if request.client else "unknown"
+
+
+def _rate_identity(request: Request, key_digest: str | None) -> str:
+    """Rate-limit identity: a verified API key's digest, else the client address. An
+    unverified token never names a bucket: a fresh one per request would get a fresh bucket."""
+    if key_digest is not None:
+        return "key:" + key_digest[:16]
+    return "ip:" + client_address(request)
 
 
 def _check_rate(limiter: RateLimiter, client: str, runtime: Runtime, scope: str) -> None:
@@ -49,6 +56,33 @@ def _check_rate(limiter: RateLimiter, client: str, runtime: Runtime, scope: str)
         )
 
 
+def _verified_key(request: Request, runtime: Runtime, token: str | None) -> str | None:
+    """The digest of the configured key the bearer token matches; 401 without one.
+
+    Wrong keys are counted per client address: past AUTH_FAILURES_PER_MINUTE, that address
+    gets 429 for every key, right or wrong, until its budget refills, so guessing cannot go
+    faster than the limit (a 429 for wrong keys only would tell a right guess apart).
+    """
+    address = "ip:" + client_address(request)
+    failures = runtime.auth_failure_limiter
+    wait = failures.wait(address)
+    if wait > 0:
+        runtime.metrics.rate_limited.labels("auth").inc()
+        raise HTTPException(
+            429,
+            f"too many failed API-key checks from this address (limit {failures.per_minute} "
+            "per minute); retry later",
+            headers={"Retry-After": retry_after_header(wait)},
+        )
+    if token is None:
+        raise HTTPException(401, "missing bearer API key", headers={"WWW-Authenticate": "Bearer"})
+    digest = matching_key(token, runtime.settings.api_keys)
+    if digest is None:
+        failures.acquire(address)
+        raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
+    return digest
+
+
 async def require_writer(
     request: Request,
     runtime: RuntimeDep,
@@ -56,22 +90,17 @@ async def require_writer(
 ) -> None:
     """Write endpoints: a valid bearer API key when keys are configured, then the write limit."""
     token = credentials.credentials if credentials else None
-    digests = runtime.settings.api_keys
-    if digests:
-        if token is None:
-            raise HTTPException(
-                401, "missing bearer API key", headers={"WWW-Authenticate": "Bearer"}
-            )
-        if not key_is_valid(token, digests):
-            raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
-    _check_rate(runtime.write_limiter, _client_id(request, token), runtime, "write")
+    digest = _verified_key(request, runtime, token) if runtime.settings.api_keys else None
+    _check_rate(runtime.write_limiter, _rate_identity(request, digest), runtime, "write")
 
 
 def limit_reader(request: Request, runtime: Runtime) -> None:
-    """Read endpoints: the per-client read limit (called inline: reads are the hot path)."""
+    """Read endpoints: the per-client read limit (called inline: reads are the hot path).
+
+    Reads need no key; a valid one gets the key's own bucket, anything else the address's.
+    """
     if runtime.read_limiter.enabled:
-        token = None
-        auth = request.headers.get("authorization")
-        if auth and auth.lower().startswith("bearer "):
-            token = auth[7:].strip() or None
-        _check_rate(runtime.read_limiter, _client_id(request, token), runtime, "read")
+        token = bearer_token(request.headers.get("authorization"))
+        digests = runtime.settings.api_keys
+        digest = matching_key(token, digests) if token and digests else None
+        _check_rate(runtime.read_limiter, _rate_identity(request, digest), runtime, "read")

@@ -15,6 +15,12 @@ from service.logs import new_request_id, request_id_var
 
 access_log = logging.getLogger("service.access")
 error_log = logging.getLogger("service.error")
+# Every answer forbids loading anything (scripts included) unless it sets its own policy: the
+# API serves JSON, and the one HTML page (routes.docs) allows only its inline style.
+DEFAULT_SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -70,7 +76,10 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                message["headers"] = [*message.get("headers", []), id_header]
+                headers = [*message.get("headers", []), id_header]
+                present = {bytes(name).lower() for name, _ in headers}
+                headers += [h for h in DEFAULT_SECURITY_HEADERS if h[0] not in present]
+                message["headers"] = headers
             await send(message)
 
         try:

@@ -33,6 +33,7 @@ class Runtime:
     metrics: ServiceMetrics
     write_limiter: RateLimiter
     read_limiter: RateLimiter
+    auth_failure_limiter: RateLimiter
     list_cache: ListPageCache
     head: str | None
 
@@ -62,6 +63,7 @@ async def start_runtime(settings: Settings) -> Runtime:
         metrics=metrics,
         write_limiter=RateLimiter(settings.rate_limit_per_minute),
         read_limiter=RateLimiter(settings.read_rate_limit_per_minute),
+        auth_failure_limiter=RateLimiter(settings.auth_failures_per_minute),
         list_cache=list_cache,
         head=head_revision(),
     )
@@ -71,11 +73,6 @@ async def start_runtime(settings: Settings) -> Runtime:
         except Exception:
             log.exception("recovery at startup failed; the worker retries while it runs")
         await worker.start_loops()
-    if settings.app_env != "dev" and not settings.api_keys:
-        log.warning(
-            "API_KEYS is empty: POST and DELETE are open to anyone who can reach the service",
-            extra={"app_env": settings.app_env},
-        )
     log.info(
         "service started",
         extra={

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from annotated_types import Interval
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 Status = Literal["queued", "running", "done", "failed"]
 GeneratorName = Literal["anthropic", "offline"]
@@ -14,30 +24,69 @@ Estimate = Literal[1, 2, 3, 5, 8, 13]
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
 
+# What the request fields may hold, stated so that the OpenAPI document says exactly what is
+# validated: lengths count the text as sent, NUL is refused (PostgreSQL text cannot hold it),
+# and the ASCII whitespace stripped afterwards is spelled out rather than left to a regex
+# engine's idea of `\s`.
+WHITESPACE = "\t\n\x0b\x0c\r "
+_WS = r"\t\n\x0b\x0c\r "
+NO_NUL = r"^[^\x00]*$"
+# At least three characters between the first and the last that are not whitespace.
+FEATURE_PATTERN = rf"^[{_WS}]*[^{_WS}\x00][^\x00]+[^{_WS}\x00][{_WS}]*$"
+
+
+def _strip(value: str) -> str:
+    return value.strip(WHITESPACE)
+
+
+def _strip_to_none(value: str) -> str | None:
+    return value.strip(WHITESPACE) or None
+
+
+Feature = Annotated[
+    str,
+    StringConstraints(min_length=3, max_length=4000, pattern=FEATURE_PATTERN),
+    AfterValidator(_strip),
+]
+Context = Annotated[
+    str, StringConstraints(max_length=4000, pattern=NO_NUL), AfterValidator(_strip_to_none)
+]
+Persona = Annotated[
+    str, StringConstraints(max_length=200, pattern=NO_NUL), AfterValidator(_strip_to_none)
+]
+
+
+def _decimal_digits(value: object) -> object:
+    """Query integers as ASCII decimal digits only: `5`, never `5.0`, `+5`, ` 5`, `1_0` or
+    other scripts' digits, all of which the lax integer parsing would take."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise PydanticCustomError(
+            "int_parsing", "Input should be a whole number in decimal digits, like 20"
+        )
+    return value
+
+
+# Integer query parameters, bounds first so that the document shows them as minimum and
+# maximum; OpenAPI cannot say "digits only" of an integer, the description does.
+PageLimit = Annotated[int, Interval(ge=1, le=100), BeforeValidator(_decimal_digits)]
+PageOffset = Annotated[int, Interval(ge=0, le=1_000_000), BeforeValidator(_decimal_digits)]
+
 
 class StoryRequest(BaseModel):
     """The body of `POST /api/stories`."""
 
     model_config = ConfigDict(extra="forbid")
 
-    feature: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=3, max_length=4000)
-    ] = Field(description="What the feature should do, in plain words.")
-    context: Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)] | None = None
-    persona: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
-
-    @field_validator("feature", "context", "persona")
-    @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        # PostgreSQL text cannot hold NUL; refuse it here rather than fail on insert.
-        if value is not None and "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        return value
-
-    @field_validator("context", "persona")
-    @classmethod
-    def _blank_is_none(cls, value: str | None) -> str | None:
-        return value or None
+    feature: Feature = Field(
+        description="What the feature should do, in plain words: 3 to 4000 characters without "
+        "NUL, at least 3 of them left after trimming spaces, tabs and line breaks."
+    )
+    context: Context | None = Field(
+        default=None, description="Product context; blank is the same as none."
+    )
+    persona: Persona | None = Field(
+        default=None, description="The main user of the feature; blank is the same as none."
+    )
 
 
 class AcceptanceCriterion(BaseModel):

@@ -20,13 +20,15 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
-def key_is_valid(token: str, digests: list[str]) -> bool:
-    """Compare the token's digest with every configured digest in constant time."""
+def matching_key(token: str, digests: list[str]) -> str | None:
+    """The configured digest the token hashes to, or None; every digest is compared, in
+    constant time, so the timing says nothing about which one (or whether one) matched."""
     digest = hash_api_key(token)
-    matched = False
+    found = None
     for known in digests:
-        matched |= hmac.compare_digest(digest, known)
-    return matched
+        if hmac.compare_digest(digest, known):
+            found = known
+    return found
 
 
 @dataclass
@@ -48,6 +50,17 @@ class RateLimiter:
     def enabled(self) -> bool:
         """A limit of 0 switches limiting off."""
         return self.per_minute > 0
+
+    def wait(self, client: str, now: float | None = None) -> float:
+        """Seconds until the client has a token (0 if it has one now), without taking it."""
+        if not self.enabled:
+            return 0.0
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        tokens = min(float(self.per_minute), bucket.tokens + (now - bucket.updated) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def acquire(self, client: str, now: float | None = None) -> float:
         """Take one token; returns 0 when allowed, else the seconds until a token is available."""

@@ -6,13 +6,16 @@ import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_DATABASE_URL = "sqlite:///./var/autodevhub.db"
-PLACEHOLDER_MARKERS = ("changeme", "change-me", "change_me", "placeholder", "replace-me", "xxx")
+from service import safety
+from service.safety import DEFAULT_DATABASE_URL
+
+UNSAFE_SETTING = "unsafe_setting"
 
 
 def hash_api_key(key: str) -> str:
@@ -20,12 +23,16 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _is_placeholder(value: str) -> bool:
-    """True for values that look like a template default rather than a real secret."""
-    lowered = value.strip().lower()
-    return lowered in {"", "secret", "password", "test", "dummy"} or any(
-        marker in lowered for marker in PLACEHOLDER_MARKERS
-    )
+def _refuse(problem: str | None) -> None:
+    """Raise the refusal of an unsafe setting; its message is the whole explanation."""
+    if problem is not None:
+        raise PydanticCustomError(UNSAFE_SETTING, "{problem}", {"problem": problem})
+
+
+def _strict_env(info: ValidationInfo) -> str | None:
+    """The APP_ENV whose rules apply to this field: None in dev (or when APP_ENV is invalid)."""
+    app_env = info.data.get("app_env")
+    return app_env if app_env not in (None, "dev") else None
 
 
 def _split_csv(value: object) -> object:
@@ -41,10 +48,14 @@ def _split_csv(value: object) -> object:
 class Settings(BaseSettings):
     """Everything the service reads from its environment (see docs/service.md)."""
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+    # hide_input_in_errors: a validation error's text (in a traceback, say) never shows a value.
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, hide_input_in_errors=True
+    )
 
+    # Declared first: the checks of the fields below read it (they run in declaration order).
     app_env: Literal["dev", "staging", "prod"] = "dev"
-    database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    database_url: SecretStr = Field(default=SecretStr(DEFAULT_DATABASE_URL), validate_default=True)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=20, ge=0, le=200)
 
@@ -73,7 +84,9 @@ class Settings(BaseSettings):
     generation_max_claims: int = Field(default=3, ge=1, le=20)
     worker_poll_seconds: float = Field(default=2.0, gt=0, le=300)
 
-    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, validate_default=True)
+    # Failed API-key checks per client address per minute (also the burst), then 429.
+    auth_failures_per_minute: int = Field(default=10, ge=0)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit_per_minute: int = Field(default=60, ge=0)
     read_rate_limit_per_minute: int = Field(default=1200, ge=0)
@@ -87,6 +100,8 @@ class Settings(BaseSettings):
     access_log: bool = True
     migrate_on_start: bool | None = None
     forwarded_allow_ips: str = "127.0.0.1"
+    # /docs and /openapi.json: on in dev, off elsewhere unless set.
+    docs_enabled: bool | None = None
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
@@ -103,10 +118,32 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("database_url")
+    @classmethod
+    def _refuse_unsafe_database(cls, url: SecretStr, info: ValidationInfo) -> SecretStr:
+        app_env = _strict_env(info)
+        if app_env is not None:
+            _refuse(safety.database_url_problem(url.get_secret_value(), app_env))
+        return url
+
+    @field_validator("anthropic_api_key")
+    @classmethod
+    def _refuse_placeholder_key(
+        cls, key: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        app_env = _strict_env(info)
+        if app_env is not None and key is not None:
+            _refuse(safety.anthropic_api_key_problem(key.get_secret_value(), app_env))
+        return key
+
     @field_validator("api_keys")
     @classmethod
-    def _hash_keys(cls, keys: list[str]) -> list[str]:
-        """Keep only digests: `sha256:<hex>` entries as given, plain keys hashed at load."""
+    def _hash_keys(cls, keys: list[str], info: ValidationInfo) -> list[str]:
+        """Keep only digests: `sha256:<hex>` entries as given, plain keys hashed at load.
+
+        Outside dev, weak or placeholder keys are refused (their strength can only be judged
+        before hashing), and so is an empty list where the API is served.
+        """
         hashed = []
         for key in keys:
             if key.startswith("sha256:"):
@@ -116,29 +153,19 @@ class Settings(BaseSettings):
                 hashed.append(digest)
             else:
                 hashed.append(hash_api_key(key))
+        app_env = _strict_env(info)
+        if app_env is not None:
+            serves_api = info.data.get("process_role") != "worker"
+            _refuse(safety.api_keys_problem(keys, app_env, serves_api=serves_api))
         return hashed
 
-    @model_validator(mode="after")
-    def _refuse_placeholders(self) -> Settings:
-        """Outside dev, refuse placeholder secrets (an open write API is only warned about)."""
-        if self.app_env == "dev":
-            return self
-        key = self.anthropic_api_key
-        if key is not None and _is_placeholder(key.get_secret_value()):
-            raise ValueError(
-                f"ANTHROPIC_API_KEY looks like a placeholder; set a real key for {self.app_env}"
-            )
-        if _is_placeholder(self.database_url.get_secret_value()) or any(
-            marker in self.database_url.get_secret_value().lower() for marker in PLACEHOLDER_MARKERS
-        ):
-            raise ValueError(
-                f"DATABASE_URL contains a placeholder; set the real URL for {self.app_env}"
-            )
-        if any(digest in _PLACEHOLDER_DIGESTS for digest in self.api_keys):
-            raise ValueError(
-                f"API_KEYS contains a placeholder key; set real keys for {self.app_env}"
-            )
-        return self
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _refuse_trust_all(cls, value: str, info: ValidationInfo) -> str:
+        app_env = _strict_env(info)
+        if app_env is not None:
+            _refuse(safety.forwarded_allow_ips_problem(value, app_env))
+        return value
 
     @property
     def generator_name(self) -> Literal["anthropic", "offline"]:
@@ -155,6 +182,11 @@ class Settings(BaseSettings):
         """Dev migrates on start unless told not to; other envs run `migrate` explicitly."""
         return self.app_env == "dev" if self.migrate_on_start is None else self.migrate_on_start
 
+    @property
+    def serves_docs(self) -> bool:
+        """Whether /docs and /openapi.json answer: in dev unless DOCS_ENABLED says otherwise."""
+        return self.app_env == "dev" if self.docs_enabled is None else self.docs_enabled
+
     def sqlite_parent(self) -> Path | None:
         """The directory of a SQLite database file, if that is what DATABASE_URL names."""
         url = self.database_url.get_secret_value()
@@ -164,23 +196,22 @@ class Settings(BaseSettings):
         return Path(path).parent if path else None
 
 
-_PLACEHOLDER_DIGESTS = {
-    hash_api_key(word)
-    for word in ("changeme", "change-me", "placeholder", "secret", "password", "test", "dummy")
-}
-
-
 SECRETS_DIR = "/run/secrets"
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """Settings from the environment, read once per process on first use.
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with `overrides` on top (validated with them).
 
     Docker/Compose secrets mounted as files in /run/secrets (named after the setting, e.g.
     /run/secrets/database_url) are read too; an environment variable of the same name wins.
     """
     secrets_dir = os.environ.get("SECRETS_DIR", SECRETS_DIR)
     if os.path.isdir(secrets_dir):
-        return Settings(_secrets_dir=secrets_dir)
-    return Settings()
+        return Settings(_secrets_dir=secrets_dir, **overrides)
+    return Settings(**overrides)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment (see `load_settings`), read once per process on first use."""
+    return load_settings()

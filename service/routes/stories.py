@@ -10,11 +10,20 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import RuntimeDep, limit_reader, require_writer, runtime_of
-from service.schemas import ErrorDetail, StoryRequest, StorySet, StorySetPage
+from service.schemas import (
+    NO_NUL,
+    ErrorDetail,
+    PageLimit,
+    PageOffset,
+    StoryRequest,
+    StorySet,
+    StorySetPage,
+)
 
 router = APIRouter(prefix="/api/stories", tags=["stories"])
 
 NOT_FOUND = "story set not found"
+DIGITS = "Decimal digits only: `5`, not `5.0`, `+5` or `1e1`."
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorDetail, "description": "No story set with this id."},
     429: {"model": ErrorDetail, "description": "Rate limit exceeded; see Retry-After."},
@@ -62,21 +71,28 @@ async def create_story_set(body: StoryRequest, runtime: RuntimeDep) -> Response:
 )
 async def list_story_sets(
     request: Request,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    q: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")] = None,
+    limit: Annotated[PageLimit, Query(description=DIGITS)] = 20,
+    offset: Annotated[PageOffset, Query(description=DIGITS)] = 0,
+    q: Annotated[
+        str,
+        Query(
+            max_length=200,
+            pattern=NO_NUL,
+            description="Text to find in feature, context or persona (no NUL); empty: all.",
+        ),
+    ] = "",
 ) -> Response:
     """A page of story sets, optionally filtered by text in feature, context or persona."""
     runtime = runtime_of(request)
     limit_reader(request, runtime)
-    q = q or None
+    text = q or None
 
     async def load() -> bytes:
-        items, total = await run_in_threadpool(runtime.repository.list_page, limit, offset, q)
+        items, total = await run_in_threadpool(runtime.repository.list_page, limit, offset, text)
         page = {"items": items, "total": total, "limit": limit, "offset": offset}
         return bytes(JSONResponse(page).body)
 
-    body = await runtime.list_cache.get((limit, offset, q), load)
+    body = await runtime.list_cache.get((limit, offset, text), load)
     return Response(body, media_type="application/json")
 
 

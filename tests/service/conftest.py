@@ -32,6 +32,10 @@ SETTINGS_ENV = [
     "WORKERS",
     "PORT",
     "HOST",
+    "AUTH_FAILURES_PER_MINUTE",
+    "DOCS_ENABLED",
+    "FORWARDED_ALLOW_IPS",
+    "PROCESS_ROLE",
 ]
 
 

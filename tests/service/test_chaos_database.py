@@ -289,7 +289,9 @@ def test_database_outage_answers_503_and_recovers_without_restart(
     entries = [e for e in _log_entries(log) if e.get("logger") == "service.worker"]
     paused = [e for e in entries if e.get("msg", "").startswith("database unavailable")]
     resumed = [e for e in entries if e.get("msg", "").startswith("database back")]
-    assert len(paused) >= 1 and len(paused) == len(resumed), (paused, resumed)
+    # Two outages (the second one no request saw): each said at most once, the first one's end
+    # said (the second may end after the service stopped).
+    assert 1 <= len(resumed) <= len(paused) <= 2, (paused, resumed)
     assert not [e for e in worker if e.get("level") == "error"], worker[:3]
 
 

@@ -150,6 +150,110 @@ def test_read_rate_limit(migrated: SettingsFactory) -> None:
         assert client.get("/healthz").status_code == 200
 
 
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_read_limit_ignores_unverified_tokens(migrated: SettingsFactory) -> None:
+    settings = migrated(read_rate_limit_per_minute=3, api_keys=KEY)
+    with TestClient(create_app(settings)) as client:
+        # A fresh random token per request once got a fresh bucket each: no limit at all.
+        codes = [
+            client.get("/api/stories", headers=_bearer(f"random-{n}")).status_code for n in range(5)
+        ]
+        assert codes == [200, 200, 200, 429, 429]
+        # A verified key has its own bucket, apart from its address's.
+        assert client.get("/api/stories", headers=_bearer(KEY)).status_code == 200
+
+
+def test_tokens_name_no_bucket_when_no_keys_are_configured(migrated: SettingsFactory) -> None:
+    settings = migrated(read_rate_limit_per_minute=2, rate_limit_per_minute=2)
+    with TestClient(create_app(settings)) as client:
+        reads = [client.get("/api/stories", headers=_bearer(f"r{n}")).status_code for n in range(3)]
+        writes = [
+            client.post(
+                "/api/stories", json={"feature": "Open writes"}, headers=_bearer(f"w{n}")
+            ).status_code
+            for n in range(3)
+        ]
+        assert reads == [200, 200, 429] and writes == [202, 202, 429]
+
+
+def test_wrong_keys_are_limited_per_address(migrated: SettingsFactory) -> None:
+    with TestClient(create_app(migrated(api_keys=KEY, auth_failures_per_minute=5))) as client:
+        body = {"feature": "Guessing"}
+        codes = [
+            client.post("/api/stories", json=body, headers=_bearer(f"guess-{n}")).status_code
+            for n in range(8)
+        ]
+        assert codes == [401] * 5 + [429] * 3
+        locked = client.post("/api/stories", json=body, headers=_bearer("guess-9"))
+        assert int(locked.headers["retry-after"]) >= 1
+        assert "too many failed API-key checks from this address" in locked.json()["detail"]
+        # While locked out, the right key gets 429 too: otherwise 202 would tell a right guess.
+        assert client.post("/api/stories", json=body, headers=_bearer(KEY)).status_code == 429
+        assert client.delete(f"/api/stories/{'0' * 32}", headers=_bearer(KEY)).status_code == 429
+        # Reads need no key and are not locked.
+        assert client.get("/api/stories").status_code == 200
+        assert 'rate_limited_total{scope="auth"} 6.0' in client.get("/metrics").text
+
+
+def test_the_default_failure_limit_stops_fast_guessing(migrated: SettingsFactory) -> None:
+    with TestClient(create_app(migrated(api_keys=KEY))) as client:
+        codes = [
+            client.post(
+                "/api/stories", json={"feature": "Guessing"}, headers=_bearer(f"g{n}")
+            ).status_code
+            for n in range(60)
+        ]
+        assert codes.count(401) == 10 and codes.count(429) == 50
+
+
+def test_right_keys_do_not_use_up_the_failure_budget(migrated: SettingsFactory) -> None:
+    with TestClient(create_app(migrated(api_keys=KEY, auth_failures_per_minute=2))) as client:
+        for _ in range(5):
+            ok = client.post("/api/stories", json={"feature": "Mine"}, headers=_bearer(KEY))
+            assert ok.status_code == 202
+        assert client.post("/api/stories", json={"feature": "x y z"}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("trusted", "spoofing_helps"), [("testclient", True), ("127.0.0.1", False)]
+)
+def test_failed_checks_are_counted_per_client_address(
+    migrated: SettingsFactory, trusted: str, spoofing_helps: bool
+) -> None:
+    """The address is the one uvicorn derives (as `python -m service` runs it): X-Forwarded-For
+    counts only when the peer is in FORWARDED_ALLOW_IPS."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    app = create_app(migrated(api_keys=KEY, auth_failures_per_minute=2))
+    # TestClient connects from the peer "testclient": trusted as a proxy, or not.
+    with TestClient(ProxyHeadersMiddleware(app, trusted_hosts=trusted)) as client:
+
+        def post(forwarded_for: str, key: str) -> int:
+            headers = {**_bearer(key), "X-Forwarded-For": forwarded_for}
+            return client.post(
+                "/api/stories", json={"feature": "Mine"}, headers=headers
+            ).status_code
+
+        assert [post("203.0.113.7", "bad") for _ in range(3)] == [401, 401, 429]
+        # Another client behind the trusted proxy has its own budget; behind an untrusted
+        # peer, a made-up X-Forwarded-For changes nothing.
+        expected = [401, 202] if spoofing_helps else [429, 429]
+        assert [post("203.0.113.8", "bad"), post("203.0.113.8", KEY)] == expected
+
+
+def test_bucket_wait_does_not_take_a_token() -> None:
+    limiter = RateLimiter(per_minute=60)
+    assert limiter.wait("a", now=0.0) == 0
+    assert all(limiter.acquire("a", now=0.0) == 0 for _ in range(60))
+    assert limiter.wait("a", now=0.0) == pytest.approx(1.0)
+    assert limiter.wait("a", now=0.5) == pytest.approx(0.5)
+    assert limiter.wait("a", now=1.0) == 0
+    assert limiter.acquire("a", now=1.0) == 0
+
+
 def test_token_bucket_refills_over_time() -> None:
     limiter = RateLimiter(per_minute=60)
     assert all(limiter.acquire("a", now=0.0) == 0 for _ in range(60))
