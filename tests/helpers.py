@@ -44,3 +44,13 @@ def find(docs: list[dict], kind: str, name: str) -> dict:
     matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
     assert len(matches) == 1, f"expected one {kind} {name}, found {len(matches)}"
     return matches[0]
+
+
+def default_sigint() -> None:
+    """A `preexec_fn` giving the child the default SIGINT disposition, as in a terminal.
+
+    A shell starts background jobs (`cmd &`, a CI runner's detached script) with SIGINT ignored,
+    and Python leaves an inherited SIG_IGN alone: a test that sends SIGINT must undo that."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

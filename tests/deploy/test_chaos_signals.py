@@ -51,6 +51,7 @@ import pytest
 from autodevhub_cli.core.adapters.kube import ObjectRef
 from tests.deploy import local_cluster
 from tests.deploy.kube_cluster import Cluster, active_hash, project_copy
+from tests.helpers import default_sigint
 
 pytestmark = [pytest.mark.k8s, pytest.mark.browser]
 
@@ -212,6 +213,7 @@ def interrupt_at(cluster: Cluster, env: str, line: str, signum: int, *args: str)
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     lines: list[str] = []
     sent: dict[str, float] = {}

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.deploy.conftest import Stack
+from tests.helpers import default_sigint
 
 pytestmark = [pytest.mark.docker, pytest.mark.compose]
 
@@ -210,6 +211,7 @@ def test_interrupted_deploy_leaves_consistent_records_and_next_deploy_recovers(
         env=stack.process_env(),
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     assert proc.stderr is not None
     for line in proc.stderr:
