@@ -365,7 +365,7 @@ def test_an_env_name_the_template_sets_too_is_refused_at_render(
         "components.backend.env.PORT=9000",
         words=[
             "Rollout backend (templates/kubernetes/backend-rollout.yaml.j2)",
-            'spec.template.spec.containers[0].env[5]: duplicate entries for key [name="PORT"]',
+            'spec.template.spec.containers[0].env[6]: duplicate entries for key [name="PORT"]',
         ],
     )
     assert not out.exists()
