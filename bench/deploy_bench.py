@@ -1,7 +1,8 @@
 """Benchmark: `autodevhub deploy --env dev` on Docker Compose.
 
-Usage: python bench/deploy_bench.py   (needs the Docker engine, the registry on 127.0.0.1:5000
-and the stand-in base images from scripts/ci/provision-docker.sh)
+Usage: python bench/deploy_bench.py [--kubernetes]   (needs the Docker engine, the registry on
+127.0.0.1:5000 and the stand-in base images from scripts/ci/provision-docker.sh; --kubernetes
+also the local control plane from scripts/local-cluster.sh)
 
 Measures, on a throwaway copy of the project deployed as its own Compose project:
 - cold deploy: the engine's build caches emptied (`docker builder prune -af`, and every image
@@ -193,6 +194,11 @@ def main() -> None:
     parser.add_argument(
         "--only-bad-release", action="store_true", help="first deploy, then the bad release only"
     )
+    parser.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="then the same recovery on the local control plane (bench/kube_rollback_bench.py)",
+    )
     options = parser.parse_args()
     work = copy_project("autodevhub-deploy-bench-")
     name = f"bench{uuid.uuid4().hex[:6]}"
@@ -268,6 +274,11 @@ def main() -> None:
     print(f"bad release (GET /api/stories 500): good one serving  {serving}")
     print(f"bad release (GET /api/stories 500): whole command      {bad_total:6.2f} s")
     print(f"  steps of the bad release and of its rollback: {steps}")
+    if options.kubernetes:
+        import kube_rollback_bench
+
+        print("Kubernetes, a failed smoke check (bench/kube_rollback_bench.py):")
+        kube_rollback_bench.main([])
 
 
 def release_steps(work: Path) -> str:

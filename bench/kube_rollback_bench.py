@@ -646,12 +646,12 @@ def blue_green_round(kubeconfig: Path, stub: str, figures: Figures) -> None:
         add("poll errors", active_poll.errors + status_poll.errors, "")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=("rolling", "blue-green"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    options = parser.parse_args()
+    options = parser.parse_args(argv)
     EXTRA_SETS.extend(options.set)
     kubeconfig, why = local_cluster.kubeconfig()
     if kubeconfig is None:
