@@ -199,6 +199,7 @@ def main() -> None:
         action="store_true",
         help="then the same recovery on the local control plane (bench/kube_rollback_bench.py)",
     )
+    parser.add_argument("--kube-rounds", type=int, default=3, help="rounds of each Kubernetes case")
     options = parser.parse_args()
     work = copy_project("autodevhub-deploy-bench-")
     name = f"bench{uuid.uuid4().hex[:6]}"
@@ -278,7 +279,7 @@ def main() -> None:
         import kube_rollback_bench
 
         print("Kubernetes, a failed smoke check (bench/kube_rollback_bench.py):")
-        kube_rollback_bench.main([])
+        kube_rollback_bench.main(["--rounds", str(options.kube_rounds)])
 
 
 def release_steps(work: Path) -> str:

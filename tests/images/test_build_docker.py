@@ -219,12 +219,11 @@ def test_failing_dockerfile_step_names_image_step_and_log(
 ) -> None:
     dockerfile = build_project / "service" / "web" / "Dockerfile"
     original = dockerfile.read_text()
-    dockerfile.write_text(
-        original.replace(
-            "RUN cd /web && node build.mjs --out /web/dist",
-            "RUN echo about to fail && exit 7",
-        )
+    broken = original.replace(
+        "RUN node build.mjs --out /web/dist", "RUN echo about to fail && exit 7"
     )
+    assert broken != original, "the frontend Dockerfile's build step moved; update this test"
+    dockerfile.write_text(broken)
     try:
         code, _, err = _build(
             build_project, "--only", "frontend", "--set", f"build.builder={builder}"
