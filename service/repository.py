@@ -105,6 +105,10 @@ def _columns(record: StorySetRecord) -> dict[str, Any]:
     return {column.key: getattr(record, column.key) for column in StorySetRecord.__table__.c}
 
 
+# A set that leaves `running` other than by finishing drops its lease and its claimer together.
+_UNCLAIMED: dict[str, Any] = {"lease_expires_at": None, "claimed_by": None, "claim_token": None}
+
+
 @dataclass(frozen=True)
 class Claimant:
     """Who claims: `slot` names the process's place (`<worker name>/<slot number>`, held by a
@@ -305,10 +309,8 @@ class StoryRepository:
                 .values(
                     status="queued",
                     attempts=T.attempts - 1,
-                    lease_expires_at=None,
-                    claimed_by=None,
-                    claim_token=None,
                     updated_at=utcnow(),
+                    **_UNCLAIMED,
                 )
             )
 
@@ -333,10 +335,8 @@ class StoryRepository:
                         f"generation was interrupted {max_claims} times "
                         "(the service stopped while it ran); giving up"
                     ),
-                    lease_expires_at=None,
-                    claimed_by=None,
-                    claim_token=None,
                     updated_at=now,
+                    **_UNCLAIMED,
                 )
                 .returning(T.id)
             ).all()
@@ -345,10 +345,8 @@ class StoryRepository:
                 .where(abandoned)
                 .values(
                     status="queued",
-                    lease_expires_at=None,
-                    claimed_by=None,
-                    claim_token=None,
                     updated_at=now,
+                    **_UNCLAIMED,
                 )
                 .returning(T.id)
             ).all()

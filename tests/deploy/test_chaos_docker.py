@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,15 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.deploy.conftest import Stack
+from tests.deploy.conftest import Stack, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.compose]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Registry:
@@ -39,7 +32,7 @@ class Registry:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         (root / "config.yml").write_text(
             f"version: 0.1\nlog: {{level: warn}}\n"
