@@ -148,6 +148,11 @@ def test_registry_killed_mid_push_rolls_back_and_loses_nothing(
     good = _records_whole(stack)[-1]
     assert good["status"] == "deployed"
     story_id = _story(stack)
+    # An empty registry, so the push is of every layer, bases included, and lasts long enough to
+    # be killed in the middle (a changed backend layer alone can be pushed before the kill).
+    registry.kill()
+    shutil.rmtree(registry.root / "data")
+    registry.start()
     _touch_backend(stack, "registry chaos")
     proc = _deploy(stack, *sets)
     _wait_for_line(proc, "pushing")
