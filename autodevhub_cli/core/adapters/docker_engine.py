@@ -235,9 +235,10 @@ class _PushChunkError(Exception):
 
 def _is_auth_error(message: str) -> bool:
     lowered = message.lower()
+    # A 401 status, not "401" inside a port or a digest (127.0.0.1:40131 is not a refusal).
     return any(
-        word in lowered for word in ("unauthorized", "authentication required", "denied", "401")
-    )
+        word in lowered for word in ("unauthorized", "authentication required", "denied")
+    ) or bool(re.search(r"(?<![\w:.])401(?!\w)", lowered))
 
 
 def _short(exc: BaseException) -> str:
