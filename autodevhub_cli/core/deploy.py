@@ -9,12 +9,13 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import re
 import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autodevhub_cli.core import releases as states
 from autodevhub_cli.core.build import BuildRequest, build_images, git_commit, record_path
@@ -34,6 +35,8 @@ from autodevhub_cli.core.releases import Release, ReleaseStore
 from autodevhub_cli.core.smoke import SmokeResult, run_smoke_checks
 from autodevhub_cli.core.targets import Target, TargetOptions, TaskRef, target_for
 
+if TYPE_CHECKING:
+    from autodevhub_cli.core.render import RenderedManifest
 log = logging.getLogger("autodevhub.deploy")
 ENVIRONMENT_FILE = "environment.json"
 Reporter = Callable[[str, str], None]
@@ -309,6 +312,8 @@ def _run(
                 RenderRequest(name, ctx.project.root, sets=request.sets, images=images)
             ),
         )
+        if ctx.environment.kubernetes.require_image_digests and not ctx.target.runs_local_images:
+            require_digests(rendered.result.manifests, name)
         release.images = [
             {"name": c, "ref": rendered.environment.image_ref(c)}
             for c in rendered.environment.components
@@ -654,6 +659,29 @@ def promote(
                 hint=f"Roll back with `autodevhub rollback --env {ctx.environment.name}`.",
             )
         return release
+
+
+def require_digests(manifests: Sequence[RenderedManifest], environment: str) -> None:
+    """Refuse, before anything is applied, a container image that is not pinned by digest."""
+    unpinned = [
+        f"{m.kind}/{m.name} container {container or '?'}: {image}"
+        for m in manifests
+        for container, image in m.container_images()
+        if not _DIGEST.search(image)
+    ]
+    if unpinned:
+        raise ConfigError(
+            f"Environment {environment} sets kubernetes.require_image_digests, and "
+            f"{len(unpinned)} image(s) it would apply are not pinned by digest: "
+            f"{'; '.join(unpinned)}. A tag can be moved to other contents; a digest cannot.",
+            hint="Pin each image the environment file names as name:tag@sha256:<digest> (its "
+            "registry's index digest). The images this project builds are pinned by the digest "
+            "of their push: deploy without --skip-build, or after a `build --push` whose record "
+            "has digests.",
+        )
+
+
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 
 
 def _rendered_text(outcome: Any) -> str:

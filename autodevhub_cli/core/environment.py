@@ -450,7 +450,7 @@ class Backups(Model):
     storage_size: MemoryQuantity = "10Gi"
     storage_class: str | None = None
     image: str = "postgres:16-alpine"
-    run_as_user: int = Field(70, ge=1)
+    run_as_user: int = Field(10070, ge=1)
     database_url: SecretRef | None = None
 
     @model_validator(mode="after")
@@ -496,6 +496,11 @@ class KubernetesSettings(Model):
 
     context: str | None = None
     kubeconfig: str | None = None
+    require_image_digests: bool = Field(
+        False,
+        description="A deploy refuses to apply a container image that is not pinned by digest "
+        "(name@sha256:...): a tag can be moved to other contents, a digest cannot.",
+    )
 
 
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")

@@ -49,6 +49,9 @@ TARGETS = ("compose", "kubernetes")
 COMPOSE_FILE = "compose.yaml"
 
 
+_CONTAINER_LISTS = frozenset({"containers", "initContainers", "ephemeralContainers"})
+
+
 @dataclass(frozen=True)
 class RenderedManifest:
     """One rendered document and the template it came from."""
@@ -77,6 +80,24 @@ class RenderedManifest:
     def to_yaml(self) -> str:
         """The document as YAML text."""
         return to_yaml(self.document) + "\n"
+
+    def container_images(self) -> list[tuple[str, str]]:
+        """(container name, image) of every container the object runs, at any depth (pod
+        templates of Deployments, Rollouts, Jobs and CronJobs)."""
+        found: list[tuple[str, str]] = []
+
+        def walk(node: Any, in_containers: bool = False) -> None:
+            if isinstance(node, Mapping):
+                if in_containers and isinstance(node.get("image"), str):
+                    found.append((str(node.get("name", "")), node["image"]))
+                for key, value in node.items():
+                    walk(value, key in _CONTAINER_LISTS)
+            elif isinstance(node, list):
+                for item in node:
+                    walk(item, in_containers)
+
+        walk(self.document)
+        return found
 
 
 @dataclass

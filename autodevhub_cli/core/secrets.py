@@ -174,6 +174,11 @@ def _users(kube: Any, environment: Any, secret: str, selector: str) -> list[dict
                     for source in container.get("envFrom") or []
                 }
                 | {(v.get("secret") or {}).get("secretName") for v in pod.get("volumes") or []}
+                | {
+                    (source.get("secret") or {}).get("name")
+                    for v in pod.get("volumes") or []
+                    for source in (v.get("projected") or {}).get("sources") or []
+                }
             )
             if secret in names:
                 found.append({**item, "apiVersion": api_version, "kind": kind})

@@ -2,7 +2,7 @@
 # Fills in nginx.conf's placeholders from the environment and runs nginx in the foreground.
 # POSIX sh: runs under Debian's dash and Alpine's busybox.
 #
-#   LISTEN_PORT   port to listen on                    (default 80)
+#   LISTEN_PORT   port to listen on                    (default 8080)
 #   API_UPSTREAM  host:port of the backend             (default backend:8000)
 #   WEB_ROOT      directory with index.html, assets/   (default /usr/share/nginx/html)
 #   NGINX_TEMPLATE  the config with placeholders       (default /etc/nginx/nginx.conf.template)
@@ -11,7 +11,7 @@
 # With arguments, runs them instead of nginx once the config is written (e.g. `nginx -t -c ...`).
 set -eu
 
-LISTEN_PORT=${LISTEN_PORT:-80}
+LISTEN_PORT=${LISTEN_PORT:-8080}
 API_UPSTREAM=${API_UPSTREAM:-backend:8000}
 WEB_ROOT=${WEB_ROOT:-/usr/share/nginx/html}
 NGINX_TEMPLATE=${NGINX_TEMPLATE:-/etc/nginx/nginx.conf.template}

@@ -19,7 +19,8 @@ def test_dev_renders_compose_accepted_by_docker_compose(tmp_path) -> None:
     assert backend["healthcheck"]["test"][0] == "CMD"
     assert "/readyz" in backend["healthcheck"]["test"][-1]
     assert frontend["depends_on"] == {"backend": {"condition": "service_healthy"}}
-    assert frontend["ports"] == ["127.0.0.1:8080:80"]
+    assert frontend["ports"] == ["127.0.0.1:8080:8080"]
+    assert "sysctls" not in frontend, "an unprivileged port needs no sysctl"
     assert backend["ports"] == ["127.0.0.1:8000:8000"]
     assert backend["environment"]["DATABASE_URL"].startswith("sqlite:////data/")
     assert "backend-data:/data" in backend["volumes"]

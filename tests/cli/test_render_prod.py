@@ -45,7 +45,8 @@ def test_frontend(prod: list[dict]) -> None:
         "requests": {"cpu": "50m", "memory": "64Mi"},
         "limits": {"cpu": "100m", "memory": "128Mi"},
     }
-    assert c["ports"][0]["containerPort"] == 80
+    assert c["ports"][0]["containerPort"] == 8080, "an unprivileged port"
+    assert "sysctls" not in deploy["spec"]["template"]["spec"]["securityContext"]
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["readinessProbe"]["httpGet"]["port"] == "http"
 
@@ -70,14 +71,54 @@ def test_backend_is_a_blue_green_rollout(prod: list[dict]) -> None:
         "limits": {"cpu": "500m", "memory": "512Mi"},
     }
     assert c["ports"][0]["containerPort"] == 8000
-    secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
-    assert secret_env == {
-        "ANTHROPIC_API_KEY": {"name": "autodevhub-secrets", "key": "anthropic-api-key"},
-        "DATABASE_URL": {"name": "autodevhub-secrets", "key": "database-url"},
-        "API_KEYS": {"name": "autodevhub-secrets", "key": "api-keys"},
-    }
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [("Rollout", "backend"), ("Deployment", "worker"), ("Job", "backend-migrate-*")],
+)
+def test_secrets_are_read_only_files_never_env_vars(prod: list[dict], kind: str, name: str) -> None:
+    """Each key of the component's secret_env is a file in /run/secrets named after the variable
+    (where the service's settings read it), readable by the pod's group only."""
+    import fnmatch
+
+    (workload,) = [
+        d for d in prod if d["kind"] == kind and fnmatch.fnmatch(d["metadata"]["name"], name)
+    ]
+    pod = workload["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert not [e for e in c["env"] if "valueFrom" in e], "no secret as an environment variable"
+    assert {"name": "secrets", "mountPath": "/run/secrets", "readOnly": True} in c["volumeMounts"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "secrets"]
+    assert volume["projected"]["defaultMode"] == 0o440
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
+    (source,) = volume["projected"]["sources"]
+    files = {i["path"]: i["key"] for i in source["secret"]["items"]}
+    assert source["secret"]["name"] == "autodevhub-secrets"
+    expected = {"anthropic_api_key": "anthropic-api-key", "database_url": "database-url"}
+    if kind != "Deployment":
+        expected["api_keys"] = "api-keys"
+    assert files == expected
+
+
+def test_the_service_reads_the_mounted_files(tmp_path, monkeypatch) -> None:
+    """The file names the manifests mount are the ones the service's settings read."""
+    from service.settings import get_settings
+
+    (tmp_path / "database_url").write_text("postgresql://app@db:5432/stories")
+    (tmp_path / "anthropic_api_key").write_text("sk-ant-from-a-file")
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path))
+    for name in ("DATABASE_URL", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    try:
+        settings = get_settings()
+        assert settings.database_url.get_secret_value() == "postgresql://app@db:5432/stories"
+        assert settings.anthropic_api_key.get_secret_value() == "sk-ant-from-a-file"
+    finally:
+        get_settings.cache_clear()
 
 
 def test_no_secret_values_anywhere(prod: list[dict]) -> None:
@@ -133,7 +174,7 @@ def test_ingress(prod: list[dict]) -> None:
         p["path"]: (p["backend"]["service"]["name"], p["backend"]["service"]["port"]["number"])
         for p in rule["http"]["paths"]
     }
-    assert routes == {"/api": ("backend", 8000), "/": ("frontend", 80)}
+    assert routes == {"/api": ("backend", 8000), "/": ("frontend", 8080)}
 
 
 def test_network_policies(prod: list[dict]) -> None:
@@ -148,7 +189,7 @@ def test_network_policies(prod: list[dict]) -> None:
     }
     assert first["ports"] == [{"protocol": "TCP", "port": 8000}]
     frontend = find(prod, "NetworkPolicy", "frontend")
-    assert frontend["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 80}]
+    assert frontend["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8080}]
 
 
 def test_service_monitor(prod: list[dict]) -> None:
@@ -171,7 +212,8 @@ def test_backup_cronjob(prod: list[dict]) -> None:
     assert "pg_dump" in c["args"][0]
     env = {e["name"]: e for e in c["env"]}
     assert env["RETENTION_DAYS"]["value"] == "30"
-    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "autodevhub-secrets"
+    # The database URL is a mounted file (tests/cli/test_backup_cronjob.py runs the script).
+    assert "DATABASE_URL" not in env
     assert job_pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "backups"
     find(prod, "PersistentVolumeClaim", "backups")
 

@@ -63,6 +63,29 @@ def test_apply_creates_then_updates(cluster: Cluster) -> None:
     assert updated["status"]["updatedReplicas"] == updated["spec"]["replicas"]
 
 
+def test_an_image_not_pinned_by_digest_is_refused_before_anything_is_applied(
+    cluster: Cluster,
+) -> None:
+    """staging sets kubernetes.require_image_digests: a mutable tag anywhere stops the deploy
+    before any object is applied, naming the object, the container and the image."""
+    cluster.record_build("staging", "c-00000000000000b1")
+    code, out, err = cluster.deploy("staging", "--set", "backups.image=postgres:16-alpine")
+    assert code == 2, out + err
+    message = " ".join(err.split())
+    assert "kubernetes.require_image_digests" in message
+    assert "CronJob/backup container pg-dump: postgres:16-alpine" in message
+    assert "name:tag@sha256:<digest>" in message and "Traceback" not in err
+    for kind, name in (("CronJob", "backup"), ("Deployment", "backend"), ("Service", "frontend")):
+        assert cluster.obj(kind, name, cluster.ns) is None, f"{kind} {name} was applied"
+    # The same deploy with the pinned image of the environment file goes through.
+    code, _, err = cluster.deploy("staging")
+    assert code == 0, err
+    cron = cluster.obj("CronJob", "backup", cluster.ns)
+    assert cron is not None
+    image = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert "@sha256:" in image
+
+
 def test_apply_is_server_side_in_dependency_order(fake_cluster: Cluster) -> None:
     """On the double: the order of a deploy's requests is seen only by the server."""
     cluster = fake_cluster
