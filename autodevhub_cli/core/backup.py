@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from autodevhub_cli.core.errors import AutodevhubError, ConfigError, ToolError
 
@@ -74,6 +74,18 @@ def libpq_url(url: str) -> str:
     return f"postgresql://{rest}" if scheme.split("+")[0] in ("postgresql", "postgres") else url
 
 
+def libpq_dsn(url: str) -> tuple[str, str | None]:
+    """(the libpq URL without its password, the password percent-decoded or None): the URL goes
+    on the client tools' command line, which every process can read; the password does not."""
+    url = libpq_url(url)
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, None
+    netloc = parts.netloc.rpartition("@")[2]
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc}")), unquote(parts.password)
+
+
 def sqlite_path(url: str) -> Path:
     """The file of a `sqlite:///relative` or `sqlite:////absolute` URL."""
     path = url.split("://", 1)[1]
@@ -115,7 +127,7 @@ def backup(
                     "--format=custom",
                     "--no-owner",
                     f"--file={partial}",
-                    f"--dbname={libpq_url(database_url)}",
+                    f"--dbname={libpq_dsn(database_url)[0]}",
                 ],
                 "pg_dump",
                 database_url,
@@ -209,7 +221,7 @@ def restore(database_url: str, source: Path, *, force: bool = False) -> dict[str
                 "--if-exists",
                 "--no-owner",
                 "--single-transaction",
-                f"--dbname={libpq_url(database_url)}",
+                f"--dbname={libpq_dsn(database_url)[0]}",
                 str(source),
             ],
             "pg_restore",
@@ -260,7 +272,7 @@ def row_counts(database_url: str) -> dict[str, int]:
             connection.close()
     # psql, like pg_dump and pg_restore: the CLI needs PostgreSQL's client tools, not a driver.
     psql = ["psql", "--no-psqlrc", "--tuples-only", "--no-align", "--quiet"]
-    target = f"--dbname={libpq_url(database_url)}"
+    target = f"--dbname={libpq_dsn(database_url)[0]}"
     listed = _run(
         [
             *psql,
@@ -292,8 +304,27 @@ def _count_query(table: str) -> str:
 
 
 def _run(command: list[str], what: str, database_url: str) -> str:
+    """Run a PostgreSQL client tool; the URL's password reaches it in a 0600 pgpass file."""
+    import tempfile
+
+    env = dict(os.environ)
+    password = libpq_dsn(database_url)[1]
+    with tempfile.TemporaryDirectory(prefix="autodevhub-pg-") as private:
+        if password is not None:
+            # Any host, port, database and user: the file holds this one password only.
+            escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+            pgpass = Path(private) / "pgpass"
+            fd = os.open(pgpass, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(f"*:*:*:*:{escaped}\n")
+            env["PGPASSFILE"] = str(pgpass)
+            env.pop("PGPASSWORD", None)
+        return _run_tool(command, what, database_url, env)
+
+
+def _run_tool(command: list[str], what: str, database_url: str, env: dict[str, str]) -> str:
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
     except FileNotFoundError:
         raise ToolError(
             f"{what} is not installed.",
@@ -304,7 +335,7 @@ def _run(command: list[str], what: str, database_url: str) -> str:
     if proc.returncode != 0:
 
         def hide(text: str) -> str:
-            for spelling in (libpq_url(database_url), database_url):
+            for spelling in (libpq_url(database_url), database_url, libpq_dsn(database_url)[0]):
                 text = text.replace(spelling, redact(spelling))
             return text
 
