@@ -9,12 +9,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autodevhub_cli.core.config import load_environment
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import AutodevhubError, BuildError
 from autodevhub_cli.core.images import ImagePlan, context_tar, plan_images, stage_context
+
+if TYPE_CHECKING:
+    from autodevhub_cli.core.wheelhouse import ImagePython
 from autodevhub_cli.core.project import Project, find_project
 from autodevhub_cli.core.records import read_json, write_json
 
@@ -37,7 +40,8 @@ class BuildRequest:
 
 @dataclass
 class BuiltImage:
-    """One image's outcome: its reference, digest (after a push), and what was done."""
+    """One image's outcome: its reference, digest (after a push), what was done, and the base
+    images it was built from (reference, field, registry digest, image ID, pinned reference)."""
 
     name: str
     repository: str
@@ -47,6 +51,7 @@ class BuiltImage:
     digest: str | None
     seconds: float
     size_bytes: int | None = None
+    bases: list[dict[str, str | None]] = field(default_factory=list)
 
     @property
     def ref(self) -> str:
@@ -107,6 +112,7 @@ def build_images(request: BuildRequest, report: Reporter | None = None) -> Build
     commit = git_commit(project.root)
     say = report or (lambda _image, _message: None)
     builder = _Builder(project, environment, commit, request.push, say, request.no_cache)
+    plans = builder.resolve_bases(plans)
     with ThreadPoolExecutor(max_workers=len(plans) or 1) as pool:
         futures = [pool.submit(builder.run, plan) for plan in plans]
         results, errors = [], []
@@ -183,6 +189,7 @@ class _Builder:
                     False,
                     digest,
                     time.perf_counter() - started,
+                    bases=[b.to_dict() for b in plan.bases],
                 )
         client = self.client()
         action = "reused"
@@ -211,50 +218,107 @@ class _Builder:
             digest,
             time.perf_counter() - started,
             docker_engine.image_size(client, plan.ref()),
+            bases=[b.to_dict() for b in plan.bases],
         )
 
-    def _check_bases(self, client: Any, plan: ImagePlan) -> None:
-        from autodevhub_cli.core.adapters import docker_engine
-        from autodevhub_cli.core.images import base_image_field, base_images
+    def resolve_bases(self, plans: list[ImagePlan]) -> list[ImagePlan]:
+        """The plans with their base images resolved on the engine (pulled when missing) and
+        their content tags: one inspection per distinct base."""
+        from autodevhub_cli.core import bases
+        from autodevhub_cli.core.images import base_image_field, base_images, with_bases
 
-        for reference, build_arg in base_images(self.project.root, plan):
-            if docker_engine.image_exists(client, reference):
-                continue
-            field = base_image_field(plan, build_arg, self.environment)
-            self.say(plan.component, f"pulling base image {reference}")
-            problem = docker_engine.pull(client, reference)
-            if problem:
-                raise BuildError(
-                    f"The {plan.component} image starts from {reference} ({field}), which this "
-                    f"Docker engine does not have and could not pull: {problem}.",
-                    hint=f"Pull, load or import {reference} into the engine, or set {field} in "
-                    "the environment file to an image the engine has.",
-                )
+        inspected: dict[str, dict[str, Any]] = {}
+        out = []
+        for plan in plans:
+            resolved = []
+            for reference, build_arg in base_images(self.project.root, plan):
+                field = base_image_field(plan, build_arg, self.environment)
+                if reference not in inspected:
+                    inspected[reference] = self._inspect_base(plan, reference, field)
+                resolved.append(bases.resolve(reference, field, inspected[reference]))
+            out.append(with_bases(plan, resolved))
+        return out
+
+    def _inspect_base(self, plan: ImagePlan, reference: str, field: str) -> dict[str, Any]:
+        from autodevhub_cli.core.adapters import docker_engine
+
+        client = self.client()
+        attrs = docker_engine.inspect_image(client, reference)
+        if attrs is not None:
+            return attrs
+        self.say(plan.component, f"pulling base image {reference}")
+        problem = docker_engine.pull(client, reference)
+        attrs = None if problem else docker_engine.inspect_image(client, reference)
+        if attrs is None:
+            raise BuildError(
+                f"The {plan.component} image starts from {reference} ({field}), which this "
+                f"Docker engine does not have and could not pull: "
+                f"{problem or 'the pulled image is not found under that name'}.",
+                hint=f"Pull, load or import {reference} into the engine, or set {field} in "
+                "the environment file to an image the engine has.",
+            )
+        return attrs
+
+    def _python(self, client: Any, plan: ImagePlan) -> ImagePython:
+        """The Python the wheelhouse is installed with: that of the base image(s) of the
+        stage(s) that read it."""
+        from autodevhub_cli.core import wheelhouse
+        from autodevhub_cli.core.images import wheelhouse_bases
+
+        found: dict[str, ImagePython] = {}
+        for reference, _build_arg in wheelhouse_bases(self.project.root, plan):
+            base = plan.base(reference)
+            found[f"{reference} ({base.field})"] = wheelhouse.image_python(
+                client, base.image_id, reference, base.field
+            )
+        if not found:
+            raise BuildError(
+                f"The {plan.component} image has a wheelhouse "
+                f"(components.{plan.component}.build.wheelhouse), but {plan.dockerfile} starts "
+                "from no image whose Python could install it.",
+                hint="Start the stage that copies wheelhouse/ from a Python image, or drop "
+                "build.wheelhouse.",
+            )
+        if len(set(found.values())) > 1:
+            said = "; ".join(f"{where}: {python.describe()}" for where, python in found.items())
+            raise BuildError(
+                f"The stages of {plan.dockerfile} that install the {plan.component} image's "
+                f"wheelhouse start from images with different Pythons ({said}); one wheelhouse "
+                "fits one Python.",
+                hint="Set those fields to images with the same Python.",
+            )
+        return next(iter(found.values()))
 
     def _build(self, client: Any, plan: ImagePlan) -> None:
         from autodevhub_cli.core import wheelhouse
         from autodevhub_cli.core.adapters import docker_engine
+        from autodevhub_cli.core.images import final_base
 
         wheels = None
         if plan.wheelhouse_requirements:
-            self.say(plan.component, "preparing the wheelhouse")
+            python = self._python(client, plan)
+            self.say(plan.component, f"preparing the wheelhouse for {python.describe()}")
             wheels = wheelhouse.prepare(
                 self.project.root / plan.wheelhouse_requirements,
                 wheelhouse.cache_root(),
-                arch=docker_engine.engine_arch(client),
+                python=python,
             )
-        self._check_bases(client, plan)
         self.say(plan.component, f"building {plan.ref()}")
         labels = {
             "org.opencontainers.image.revision": self.commit,
             "org.opencontainers.image.title": plan.component,
             "io.autodevhub.content-tag": plan.content_tag,
         }
+        final = final_base(self.project.root, plan)
+        if final is not None:
+            base = plan.base(final[0])
+            labels["org.opencontainers.image.base.name"] = base.reference
+            labels["org.opencontainers.image.base.digest"] = base.identity
         common: dict[str, Any] = {
             "image": plan.component,
             "dockerfile": plan.dockerfile,
             "tag": plan.ref(),
-            "buildargs": plan.buildargs,
+            "buildargs": plan.pinned_buildargs(self.project.root),
             "labels": labels,
             "stage": plan.stage,
             "nocache": self.no_cache,

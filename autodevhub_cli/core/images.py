@@ -8,9 +8,11 @@ import io
 import os
 import re
 import tarfile
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from autodevhub_cli.core.bases import BaseImage
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import ConfigError
 from autodevhub_cli.core.project import Project
@@ -18,12 +20,19 @@ from autodevhub_cli.core.project import Project
 TAG_PREFIX = "c-"
 TAG_DIGITS = 16
 # Bumped when the way a context is assembled changes, so old tags are not reused wrongly.
-_CONTEXT_FORMAT = b"autodevhub-context-1"
+# 2: the base images' identities are part of the tag.
+_CONTEXT_FORMAT = b"autodevhub-context-2"
+# The folder of the build context the wheels are put in (see `context_tar`).
+WHEELHOUSE_FOLDER = "wheelhouse"
 
 
 @dataclass
 class ImagePlan:
-    """One image to build: where its inputs are, the build args, and the content tag."""
+    """One image to build: where its inputs are, the build args, and the content tag.
+
+    `plan_images` reads the project only; the content tag is known once the base images are
+    resolved on the engine (`with_bases`).
+    """
 
     component: str
     repository: str
@@ -34,10 +43,29 @@ class ImagePlan:
     stage: str | None = None
     content_tag: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    inputs_digest: str = ""  # the files, modes and build args, hashed
+    bases: tuple[BaseImage, ...] = ()
 
     def ref(self, tag: str | None = None) -> str:
         """`registry/repository:tag`."""
-        return f"{self.repository}:{tag or self.content_tag}"
+        tag = tag or self.content_tag
+        if not tag:
+            raise ValueError(f"{self.component}: no content tag before its bases are resolved")
+        return f"{self.repository}:{tag}"
+
+    def base(self, reference: str) -> BaseImage:
+        """The resolved base image named `reference`."""
+        return next(b for b in self.bases if b.reference == reference)
+
+    def pinned_buildargs(self, root: Path) -> dict[str, str]:
+        """The build args with each base image named by its immutable reference."""
+        args = dict(self.buildargs)
+        for reference, build_arg in base_images(root, self):
+            if build_arg is not None and self.bases:
+                pinned = self.base(reference).pinned
+                if pinned != reference:
+                    args[build_arg] = pinned
+        return args
 
 
 def build_args(environment: Environment, component: str) -> dict[str, str]:
@@ -88,7 +116,7 @@ def plan_images(
             wheelhouse_requirements=build.wheelhouse,
             stage=build.target,
         )
-        plan.content_tag = content_tag(project.root, plan)
+        plan.inputs_digest = inputs_digest(project.root, plan)
         plans.append(plan)
     return plans
 
@@ -163,8 +191,24 @@ def glob_match(path: str, pattern: str) -> bool:
     return _glob_regex(pattern).match(path) is not None
 
 
-def content_tag(root: Path, plan: ImagePlan) -> str:
-    """A tag that changes exactly when the image's inputs change (files, modes, build args)."""
+def with_bases(plan: ImagePlan, bases: Sequence[BaseImage]) -> ImagePlan:
+    """The plan with its resolved base images and the content tag they complete."""
+    distinct = tuple({b.reference: b for b in bases}.values())
+    return replace(plan, bases=distinct, content_tag=content_tag(plan.inputs_digest, distinct))
+
+
+def content_tag(inputs: str, bases: Sequence[BaseImage]) -> str:
+    """A tag that changes exactly when the image's inputs change: files, modes, build args,
+    and what each base image is (a base re-tagged to other contents makes a new tag)."""
+    digest = hashlib.sha256(_CONTEXT_FORMAT)
+    digest.update(f"inputs\0{inputs}\0".encode())
+    for base in sorted(bases, key=lambda b: b.reference):
+        digest.update(f"base\0{base.reference}\0{base.identity}\0".encode())
+    return TAG_PREFIX + digest.hexdigest()[:TAG_DIGITS]
+
+
+def inputs_digest(root: Path, plan: ImagePlan) -> str:
+    """The hash of an image's own inputs (files, modes, build args), bases aside."""
     digest = hashlib.sha256(_CONTEXT_FORMAT)
     for arg, value in sorted(plan.buildargs.items()):
         digest.update(f"arg\0{arg}\0{value}\0".encode())
@@ -176,7 +220,7 @@ def content_tag(root: Path, plan: ImagePlan) -> str:
         mode = os.stat(path).st_mode & 0o111
         digest.update(f"file\0{rel}\0{mode:o}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return TAG_PREFIX + digest.hexdigest()[:TAG_DIGITS]
+    return digest.hexdigest()
 
 
 def context_tar(root: Path, plan: ImagePlan, wheelhouse: Path | None) -> io.BytesIO:
@@ -196,7 +240,7 @@ def _context_entries(
     entries = [(root / rel, rel) for rel in plan.files]
     if wheelhouse is not None:
         entries += [
-            (wheel, f"wheelhouse/{wheel.name}")
+            (wheel, f"{WHEELHOUSE_FOLDER}/{wheel.name}")
             for wheel in sorted(wheelhouse.iterdir())
             if wheel.suffix == ".whl"
         ]
@@ -234,30 +278,135 @@ def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-def base_images(root: Path, plan: ImagePlan) -> list[tuple[str, str | None]]:
-    """The external images a Dockerfile starts from, with the build arg that names each."""
-    text = (root / plan.dockerfile).read_text(encoding="utf-8")
-    defaults: dict[str, str] = {}
-    stages: set[str] = set()
-    found: list[tuple[str, str | None]] = []
+@dataclass(frozen=True)
+class Stage:
+    """One `FROM` of a Dockerfile: what it starts from, and whether it reads the wheelhouse."""
+
+    name: str | None
+    reference: str  # build args resolved; "" when an arg names nothing
+    build_arg: str | None
+    parent: int | None  # the earlier stage it starts from, if any
+    uses_wheelhouse: bool = False
+
+    @property
+    def external(self) -> bool:
+        """Whether it starts from an image (not an earlier stage, `scratch` or nothing)."""
+        return self.parent is None and self.reference not in ("", "scratch")
+
+
+_FROM = re.compile(r"^FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE)
+_ARG = re.compile(r"^ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\S+))?", re.IGNORECASE)
+# `COPY wheelhouse/ ...`, `ADD ./wheelhouse ...`, `RUN --mount=type=bind,source=wheelhouse ...`
+_COPY_SOURCES = re.compile(r"^(?:COPY|ADD)\s+(.*)$", re.IGNORECASE)
+_MOUNT = re.compile(r"--mount=(\S+)", re.IGNORECASE)
+
+
+def _instructions(text: str) -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
+    out: list[str] = []
+    pending = ""
     for raw in text.splitlines():
         line = raw.strip()
-        arg = re.match(r"^ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\S+))?", line, re.IGNORECASE)
+        if not line or line.startswith("#"):  # also inside a continued instruction
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        out.append((pending + line).strip())
+        pending = ""
+    if pending:
+        out.append(pending.strip())
+    return out
+
+
+def _reads_wheelhouse(instruction: str) -> bool:
+    def is_wheelhouse(path: str) -> bool:
+        return path.removeprefix("./").rstrip("/").split("/", 1)[0] == WHEELHOUSE_FOLDER
+
+    copy = _COPY_SOURCES.match(instruction)
+    if copy:
+        words = copy.group(1).split()
+        if any(w.lower().startswith("--from") for w in words):
+            return False
+        sources = [w for w in words if not w.startswith("--")][:-1]
+        return any(is_wheelhouse(s.strip('"[],')) for s in sources)
+    if instruction[:3].upper() == "RUN":
+        for mount in _MOUNT.findall(instruction):
+            options = dict(o.partition("=")[::2] for o in mount.split(","))
+            source = options.get("source") or options.get("src")
+            if source and "from" not in options and is_wheelhouse(source):
+                return True
+    return False
+
+
+def stages(root: Path, plan: ImagePlan) -> list[Stage]:
+    """The stages of a plan's Dockerfile, in order."""
+    text = (root / plan.dockerfile).read_text(encoding="utf-8")
+    defaults: dict[str, str] = {}
+    found: list[Stage] = []
+    for line in _instructions(text):
+        arg = _ARG.match(line)
         if arg and arg.group(2) is not None:
             defaults.setdefault(arg.group(1), arg.group(2))
-        match = re.match(r"^FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", line, re.IGNORECASE)
+        match = _FROM.match(line)
         if not match:
+            if found and _reads_wheelhouse(line):
+                found[-1] = replace(found[-1], uses_wheelhouse=True)
             continue
-        reference, stage = match.group(1), match.group(2)
+        reference, name = match.group(1), match.group(2)
         variable = re.fullmatch(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", reference)
-        name = variable.group(1) if variable else None
-        if name:
-            reference = plan.buildargs.get(name) or defaults.get(name, "")
-        if reference and reference not in stages and reference != "scratch":
-            found.append((reference, name))
-        if stage:
-            stages.add(stage)
+        build_arg = variable.group(1) if variable else None
+        if build_arg:
+            reference = plan.buildargs.get(build_arg) or defaults.get(build_arg, "")
+        parent = next(
+            (i for i, s in enumerate(found) if s.name and s.name.lower() == reference.lower()),
+            None,
+        )
+        found.append(Stage(name, reference, build_arg, parent))
     return found
+
+
+def base_images(root: Path, plan: ImagePlan) -> list[tuple[str, str | None]]:
+    """The external images a Dockerfile starts from, with the build arg that names each."""
+    return [(s.reference, s.build_arg) for s in stages(root, plan) if s.external]
+
+
+def _origin(found: list[Stage], index: int) -> Stage | None:
+    """The external image stage `index` starts from, through the stages it builds on."""
+    stage = found[index]
+    while stage.parent is not None:
+        stage = found[stage.parent]
+    return stage if stage.external else None
+
+
+def final_base(root: Path, plan: ImagePlan) -> tuple[str, str | None] | None:
+    """The external image the built stage (`build.target`, else the last) starts from."""
+    found = stages(root, plan)
+    if not found:
+        return None
+    index = len(found) - 1
+    if plan.stage:
+        index = next(
+            (i for i, s in enumerate(found) if s.name and s.name.lower() == plan.stage.lower()),
+            index,
+        )
+    origin = _origin(found, index)
+    return (origin.reference, origin.build_arg) if origin else None
+
+
+def wheelhouse_bases(root: Path, plan: ImagePlan) -> list[tuple[str, str | None]]:
+    """The external images whose Python installs the wheelhouse: the bases of the stages that
+    read `wheelhouse/` from the context (else of the built stage), once each."""
+    found = stages(root, plan)
+    origins = [_origin(found, i) for i, s in enumerate(found) if s.uses_wheelhouse]
+    if not origins:
+        last = final_base(root, plan)
+        return [last] if last else []
+    out: list[tuple[str, str | None]] = []
+    for origin in origins:
+        if origin is not None and (origin.reference, origin.build_arg) not in out:
+            out.append((origin.reference, origin.build_arg))
+    return out
 
 
 def base_image_field(plan: ImagePlan, build_arg: str | None, environment: Environment) -> str:

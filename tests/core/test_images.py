@@ -8,14 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from autodevhub_cli.core.bases import BaseImage, resolve
 from autodevhub_cli.core.config import load_environment
-from autodevhub_cli.core.errors import ConfigError
+from autodevhub_cli.core.errors import BuildError, ConfigError
 from autodevhub_cli.core.images import (
+    ImagePlan,
     base_images,
     context_tar,
+    final_base,
     glob_match,
     plan_images,
     stage_context,
+    wheelhouse_bases,
+    with_bases,
 )
 from autodevhub_cli.core.project import find_project
 from tests.helpers import REPO, copy_project
@@ -50,9 +55,20 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def _plans(root: Path, *sets: str) -> dict:
+ID_A = "sha256:" + "a" * 64
+ID_B = "sha256:" + "b" * 64
+DIGEST = "sha256:" + "d" * 64
+
+
+def _bases(root: Path, plan: ImagePlan, image_id: str = ID_A) -> list[BaseImage]:
+    """Every base of the plan resolved to one local image (no registry digest)."""
+    return [BaseImage(ref, "f", image_id) for ref, _ in base_images(root, plan)]
+
+
+def _plans(root: Path, *sets: str, image_id: str = ID_A) -> dict[str, ImagePlan]:
     p = find_project(root)
-    return {plan.component: plan for plan in plan_images(p, load_environment(p, "dev", sets, {}))}
+    plans = plan_images(p, load_environment(p, "dev", sets, {}))
+    return {plan.component: with_bases(plan, _bases(root, plan, image_id)) for plan in plans}
 
 
 def test_backend_context_excludes_the_web_folder(project: Path) -> None:
@@ -77,6 +93,93 @@ def test_content_tag_follows_build_args(project: Path) -> None:
     other = _plans(project, "build.args.PYTHON_IMAGE=python:3.11-bookworm")["backend"]
     assert other.content_tag != first
     assert other.buildargs["PYTHON_IMAGE"] == "python:3.11-bookworm"
+
+
+def test_content_tag_follows_what_the_base_image_is(project: Path) -> None:
+    first = _plans(project)
+    # The same base image: the same tag, on every run.
+    assert _plans(project)["backend"].content_tag == first["backend"].content_tag
+    # The same base tag re-pointed at other contents (a patched base): a new tag.
+    patched = _plans(project, image_id=ID_B)
+    assert patched["backend"].content_tag != first["backend"].content_tag
+    assert patched["frontend"].content_tag != first["frontend"].content_tag
+    # A registry digest, where the engine has one, is the identity instead of the image ID.
+    plan = first["backend"]
+    pulled = with_bases(plan, [BaseImage("python:3.11-slim", "f", ID_A, DIGEST)])
+    assert pulled.content_tag not in (plan.content_tag, "")
+    assert pulled.content_tag.startswith("c-") and len(pulled.content_tag) == 18
+
+
+def test_the_tag_is_known_only_once_the_bases_are_resolved(project: Path) -> None:
+    p = find_project(project)
+    plan = plan_images(p, load_environment(p, "dev", (), {}))[0]
+    assert plan.content_tag == "" and plan.inputs_digest
+    with pytest.raises(ValueError, match="no content tag"):
+        plan.ref()
+
+
+def test_a_base_resolves_to_its_registry_digest_else_its_image_id() -> None:
+    pulled = {
+        "Id": ID_A,
+        "RepoDigests": [f"other/python@{'sha256:' + 'e' * 64}", f"python@{DIGEST}"],
+    }
+    # docker.io/library/python and python are one repository; other/python is not.
+    for reference in ("python:3.11-slim", "docker.io/library/python:3.11-slim"):
+        base = resolve(reference, "build.args.PYTHON_IMAGE", pulled)
+        assert (base.digest, base.identity) == (DIGEST, DIGEST)
+    assert base.pinned == f"docker.io/library/python@{DIGEST}"
+    local = resolve("127.0.0.1:5000/ci/python:3.11", "f", {"Id": ID_B, "RepoDigests": []})
+    assert (local.digest, local.identity, local.pinned) == (
+        None,
+        ID_B,
+        "127.0.0.1:5000/ci/python:3.11",
+    )
+    registry = {"Id": ID_B, "RepoDigests": [f"127.0.0.1:5000/ci/python@{DIGEST}"]}
+    pinned = resolve("127.0.0.1:5000/ci/python:3.11", "f", registry).pinned
+    assert pinned == f"127.0.0.1:5000/ci/python@{DIGEST}"
+
+
+def test_a_pinned_base_must_be_what_the_engine_holds() -> None:
+    held = {"Id": ID_A, "RepoDigests": [f"python@{DIGEST}"]}
+    base = resolve(f"python:3.11-slim@{DIGEST}", "build.args.PYTHON_IMAGE", held)
+    assert base.digest == DIGEST and base.pinned == f"python@{DIGEST}"
+    other = "sha256:" + "c" * 64
+    with pytest.raises(BuildError) as caught:
+        resolve(f"python@{other}", "build.args.PYTHON_IMAGE", held)
+    message = str(caught.value)
+    assert f"pinned to {other}" in message and DIGEST in message
+    assert "build.args.PYTHON_IMAGE" in message and "docker pull" in message
+    assert "\n" not in message
+
+
+def test_builds_start_from_the_pinned_reference(project: Path) -> None:
+    plan = _plans(project)["backend"]
+    assert plan.pinned_buildargs(project) == plan.buildargs  # no registry digest: the tag
+    pulled = with_bases(plan, [BaseImage("python:3.11-slim", "f", ID_A, DIGEST)])
+    assert pulled.pinned_buildargs(project)["PYTHON_IMAGE"] == f"python@{DIGEST}"
+    assert pulled.buildargs["PYTHON_IMAGE"] == "python:3.11-slim"
+
+
+def test_the_wheelhouse_is_installed_by_the_stage_that_copies_it(project: Path) -> None:
+    plans = _plans(project)
+    assert wheelhouse_bases(project, plans["backend"]) == [("python:3.11-slim", "PYTHON_IMAGE")]
+    assert final_base(project, plans["frontend"]) == ("nginx:alpine", "NGINX_IMAGE")
+    dockerfile = project / "service" / "Dockerfile"
+    dockerfile.write_text(
+        "ARG PY=python:3.12-alpine\nARG RUNTIME=debian:12\n"
+        "FROM ${PY} AS deps\n"
+        "RUN --mount=type=bind,source=wheelhouse,target=/w \\\n"
+        "    pip install --no-index --find-links /w -r /w/requirements.lock\n"
+        "FROM deps AS app\nCOPY service/ /app/\n"
+        "FROM ${RUNTIME}\nCOPY --from=app /app /app\n"
+    )
+    plan = _plans(project)["backend"]
+    assert wheelhouse_bases(project, plan) == [("python:3.12-alpine", "PY")]
+    assert final_base(project, plan) == ("debian:12", "RUNTIME")
+    assert final_base(project, ImagePlan(**{**vars(plan), "stage": "app"})) == (
+        "python:3.12-alpine",
+        "PY",
+    )
 
 
 def test_base_images_resolve_build_args(project: Path) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,23 @@ def build_env(docker_client: object) -> Iterator[dict[str, str]]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@contextmanager
+def engine_calls() -> Iterator[list[str]]:
+    """What the Docker adapter logged (`docker: inspect ...`, `docker: run ...`) meanwhile."""
+    calls: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            calls.append(record.getMessage())
+
+    logger = logging.getLogger("autodevhub.docker")
+    handler, level = Keep(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield calls
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

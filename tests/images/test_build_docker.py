@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.helpers import run_cli
-from tests.images.conftest import REGISTRY
+from tests.images.conftest import REGISTRY, engine_calls
 
 pytestmark = pytest.mark.docker
 
@@ -145,13 +145,13 @@ def test_images_run_and_serve_a_story_round_trip(
         volume.remove(force=True)
 
 
-def test_noop_rebuild_never_reaches_the_engine(
+def test_noop_rebuild_only_inspects_the_base_images(
     build_project: Path, first_build: dict[str, Any]
 ) -> None:
-    # With nothing changed the registry already has both content tags: no engine is needed.
-    code, result, err = _build(
-        build_project, "--push", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
-    )
+    # With nothing changed the registry already has both content tags: the engine is asked
+    # only what each base image is (part of the tag), once each; nothing is pulled or built.
+    with engine_calls() as calls:
+        code, result, err = _build(build_project, "--push")
     assert code == 0, err
     images = _images(result)
     assert {n: i["action"] for n, i in images.items()} == {
@@ -160,6 +160,9 @@ def test_noop_rebuild_never_reaches_the_engine(
         "worker": "shared with backend",
     }
     assert images["backend"]["digest"] == _images(first_build)["backend"]["digest"]
+    bases = sorted({b["reference"] for i in images.values() for b in i["bases"]})
+    asked = sorted(c.removeprefix("docker: inspect ") for c in calls if "connect" not in c)
+    assert asked == bases, calls
 
 
 def test_one_backend_change_rebuilds_only_the_backend_and_reuses_dependency_layers(

@@ -65,14 +65,59 @@ def engine_arch(client: Any) -> str:
 
 def image_exists(client: Any, ref: str) -> bool:
     """Whether the engine holds an image named `ref`."""
+    return inspect_image(client, ref) is not None
+
+
+def inspect_image(client: Any, ref: str) -> dict[str, Any] | None:
+    """The engine's inspection of the image named `ref` (Id, RepoDigests, ...), or None."""
     from docker.errors import ImageNotFound
 
     log.info("docker: inspect %s", ref)
     try:
-        client.api.inspect_image(ref)
-        return True
+        return dict(client.api.inspect_image(ref))
     except ImageNotFound:
-        return False
+        return None
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a one-off container did: its exit code (None: it never started) and output."""
+
+    exit_code: int | None
+    output: str
+
+
+def run_once(client: Any, image: str, argv: list[str], *, timeout: int = 60) -> Run:
+    """Run `argv` in a throwaway container of `image`, without network; always removed."""
+    from docker.errors import APIError
+    from requests.exceptions import RequestException
+
+    log.info("docker: run %s (no network, removed after): %s", image, argv[0])
+    try:
+        container = client.containers.create(
+            image,
+            entrypoint=argv[:1],
+            command=argv[1:],
+            network_mode="none",
+            labels={"io.autodevhub.throwaway": "1"},
+        )
+    except APIError as exc:
+        return Run(None, _short(exc))
+    try:
+        try:
+            container.start()
+        except APIError as exc:
+            return Run(None, _short(exc))
+        status = container.wait(timeout=timeout)
+        output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+        return Run(int(status.get("StatusCode", 1)), output)
+    except RequestException as exc:
+        return Run(None, f"no answer from the container within {timeout} s ({_short(exc)})")
+    finally:
+        try:
+            container.remove(force=True)
+        except (APIError, RequestException):
+            log.info("docker: could not remove the throwaway container %s", container.id[:12])
 
 
 def pull(client: Any, ref: str) -> str | None:
@@ -164,7 +209,7 @@ def build_failure(image: str, record: BuildLog, message: str) -> BuildError:
     missing_base = "pull access denied" in message or "not found" in message.lower()
     hint = (
         "The base image is not on this engine and cannot be pulled: build or load it, or set "
-        "build.base_images in the environment file."
+        "the build arg that names it (build.args) in the environment file."
         if missing_base and ("FROM" in record.step or "load metadata" in record.step)
         else "Fix the Dockerfile step or the files it uses, then build again (-v shows every "
         "log line)."
