@@ -58,11 +58,6 @@ def wait_for_engine(seconds: float) -> bool:
             time.sleep(0.5)
 
 
-def engine_arch(client: Any) -> str:
-    """The engine's CPU architecture (x86_64, aarch64)."""
-    return str(client.info().get("Architecture", "x86_64"))
-
-
 def image_exists(client: Any, ref: str) -> bool:
     """Whether the engine holds an image named `ref`."""
     return inspect_image(client, ref) is not None
