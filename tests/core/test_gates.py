@@ -249,6 +249,23 @@ def finding(tool: str, id_: str, obj: str) -> findings.Finding:
     return findings.Finding(tool=tool, id=id_, object=obj, message="m", where="w")
 
 
+def test_only_a_star_is_a_wildcard_in_a_waiver_object() -> None:
+    """Objects hold brackets (a Dockerfile's stage) and `?`: they are literal, not glob classes."""
+    staged = finding("checkov", "CKV_DOCKER_7", "service/Dockerfile[builder]")
+    other_stage = finding("checkov", "CKV_DOCKER_7", "service/Dockerfiler")
+    waiver = check.Waiver(
+        tool="checkov", id="CKV_DOCKER_7", object="service/Dockerfile[builder]", reason="r"
+    )
+    assert waiver.covers(staged)
+    assert not waiver.covers(other_stage)
+    assert not check.Waiver(
+        tool="checkov", id="CKV_DOCKER_7", object="service/Dockerfile?builder?", reason="r"
+    ).covers(staged)
+    assert check.Waiver(tool="checkov", id="CKV_DOCKER_7", object="*[builder]", reason="r").covers(
+        staged
+    )
+
+
 def test_waivers_cover_by_tool_id_and_object_glob_and_stale_ones_fail() -> None:
     found = [
         finding("checkov", "CKV_K8S_35", "prod/Job/backend-migrate-0475dc7eb4"),

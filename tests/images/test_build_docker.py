@@ -111,14 +111,14 @@ def test_images_run_and_serve_a_story_round_trip(
             network=name,
             read_only=True,
             tmpfs={"/tmp": ""},
-            sysctls={"net.ipv4.ip_unprivileged_port_start": "0"},
-            ports={"80/tcp": ("127.0.0.1", None)},
+            # An unprivileged port: no sysctl, no capability.
+            ports={"8080/tcp": ("127.0.0.1", None)},
         )
         started.append(frontend)
         backend.reload()
         frontend.reload()
         api = f"http://127.0.0.1:{backend.ports['8000/tcp'][0]['HostPort']}"
-        web = f"http://127.0.0.1:{frontend.ports['80/tcp'][0]['HostPort']}"
+        web = f"http://127.0.0.1:{frontend.ports['8080/tcp'][0]['HostPort']}"
         assert _wait_http(f"{api}/healthz").json() == {"status": "ok"}
         assert backend.attrs["Config"]["User"].startswith("10001")
         # The frontend serves the page and proxies /api to the backend.

@@ -1,6 +1,7 @@
 """Judge the analyzers' findings against the waiver file; exit 1 if any is not waived.
 
-A waiver is `{tool, id, object, reason}`; `object` may be a glob (`*/Job/backend-migrate-*`).
+A waiver is `{tool, id, object, reason}`; `object` may hold `*`, the only wildcard
+(`*/Job/backend-migrate-*`; brackets and `?` are literal, as in service/Dockerfile[build]).
 A waiver that matches no finding is stale and fails too, so the file only says what is true.
 
 Usage: python check.py REPORTS_DIR SCAN_DIR WAIVERS_FILE
@@ -11,10 +12,10 @@ analyzer that produced no report.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,13 @@ class Waiver:
         return (
             finding.tool == self.tool
             and finding.id == self.id
-            and fnmatchcase(finding.object, self.object)
+            and _object_pattern(self.object).fullmatch(finding.object) is not None
         )
+
+
+def _object_pattern(pattern: str) -> re.Pattern[str]:
+    # Only `*` is a wildcard: objects hold brackets (service/Dockerfile[build]) and `?`.
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
 
 
 class WaiverFileError(Exception):
