@@ -5,7 +5,8 @@ the stand-in base images from scripts/ci/provision-docker.sh; pushes to a fresh 
 
 - cold: `--no-cache` and an empty wheelhouse cache: every layer built, wheels fetched;
 - one backend file changed: only the backend rebuilds, dependency layers come from the cache;
-- no-op: nothing changed; the registry already has both content tags, no engine call.
+- no-op: nothing changed; the registry already has both content tags: the engine is only asked
+  what each base image is (part of the tag), nothing is pulled or built.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     print(f"cold build + push (no cache, wheels fetched)   {cold:7.2f} s")
     print(f"one backend file changed (backend only)        {warm:7.2f} s")
-    print(f"no-op (median of 5, no engine call)            {sorted(noop)[2]:7.2f} s")
+    print(f"no-op (median of 5, bases inspected only)      {sorted(noop)[2]:7.2f} s")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,10 @@ def image_python(client: Any, image_id: str, reference: str, field: str) -> Imag
     ran = docker_engine.run_once(client, image_id, ["python3", "-c", _PROBE])
     found = _read_probe(ran.output) if ran.exit_code == 0 else None
     if found is None:
-        if ran.exit_code in (None, 126, 127):
+        if ran.exit_code == 127 or "executable file not found" in ran.output:
             problem = "it has no python3 to run"
+        elif ran.exit_code in (None, 126):
+            problem = "its python3 could not be started"
         elif ran.exit_code == 0:
             problem = "its python3 reports neither glibc nor musl, so no wheel tag fits"
         else:
@@ -114,7 +117,7 @@ def image_python(client: Any, image_id: str, reference: str, field: str) -> Imag
         )
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(asdict(found)) + "\n", encoding="utf-8")
         os.replace(tmp, cached)
     except OSError as exc:  # a cache that cannot be written costs a container run next time
