@@ -37,6 +37,25 @@ WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _links_to_story_set(story_set_id: str) -> dict[str, Any]:
+    """OpenAPI links from an answer naming a story set (at the runtime expression
+    `story_set_id`) to the operations on that set: clients, and schemathesis' stateful phase,
+    chain calls with real ids."""
+    parameters = {"story_set_id": story_set_id}
+    return {
+        "GetStorySet": {
+            "operationId": "get_story_set",
+            "parameters": parameters,
+            "description": "Read this story set: its status and, once done, its stories.",
+        },
+        "DeleteStorySet": {
+            "operationId": "delete_story_set",
+            "parameters": parameters,
+            "description": "Delete this story set.",
+        },
+    }
+
+
 def _story_set_id(raw: str) -> str:
     """Canonical hex id; anything that is not a UUID cannot exist, so it is a 404."""
     try:
@@ -49,7 +68,12 @@ def _story_set_id(raw: str) -> str:
     "",
     status_code=202,
     response_model=StorySet,
-    responses={400: {"model": ErrorDetail, "description": "Body is not readable."}, **WRITE_ERRORS},
+    operation_id="create_story_set",
+    responses={
+        202: {"links": _links_to_story_set("$response.body#/id")},
+        400: {"model": ErrorDetail, "description": "Body is not readable."},
+        **WRITE_ERRORS,
+    },
     dependencies=[Depends(require_writer)],
     summary="Queue a feature for story generation",
 )
@@ -66,7 +90,12 @@ async def create_story_set(body: StoryRequest, runtime: RuntimeDep) -> Response:
 @router.get(
     "",
     response_model=StorySetPage,
-    responses={429: ERRORS[429], 503: ERRORS[503]},
+    operation_id="list_story_sets",
+    responses={
+        200: {"links": _links_to_story_set("$response.body#/items/0/id")},
+        429: ERRORS[429],
+        503: ERRORS[503],
+    },
     summary="List story sets, newest first",
 )
 async def list_story_sets(
@@ -99,7 +128,9 @@ async def list_story_sets(
 @router.get(
     "/{story_set_id}",
     response_model=StorySet,
-    responses=ERRORS,
+    operation_id="get_story_set",
+    # Polling until the status is final is the usual next call, then perhaps a delete.
+    responses={200: {"links": _links_to_story_set("$response.body#/id")}, **ERRORS},
     summary="Get a story set with its status and stories",
 )
 async def get_story_set(story_set_id: str, request: Request) -> Response:
@@ -115,7 +146,13 @@ async def get_story_set(story_set_id: str, request: Request) -> Response:
 @router.delete(
     "/{story_set_id}",
     status_code=204,
-    responses={**WRITE_ERRORS, 404: ERRORS[404]},
+    operation_id="delete_story_set",
+    responses={
+        # After a delete, the set is gone: a read or a second delete must be a 404.
+        204: {"links": _links_to_story_set("$request.path.story_set_id")},
+        **WRITE_ERRORS,
+        404: ERRORS[404],
+    },
     dependencies=[Depends(require_writer)],
     summary="Delete a story set",
 )

@@ -249,6 +249,35 @@ def test_the_nul_rule_is_in_the_document(client: TestClient) -> None:
         assert text["pattern"] == "^[^\\x00]*$"
 
 
+def test_links_lead_from_an_id_to_the_operations_on_it(client: TestClient) -> None:
+    """Each OpenAPI link names an operation of the document and fills only parameters it
+    declares, and every answer naming a story set links to reading and deleting it."""
+    paths = client.get("/openapi.json").json()["paths"]
+    operations = {
+        operation["operationId"]: operation
+        for methods in paths.values()
+        for operation in methods.values()
+    }
+    links = {
+        (operation["operationId"], status): response.get("links", {})
+        for operation in operations.values()
+        for status, response in operation["responses"].items()
+    }
+    for (source, status), named in links.items():
+        for name, link in named.items():
+            target = operations[link["operationId"]]
+            declared = {parameter["name"] for parameter in target.get("parameters", [])}
+            assert set(link["parameters"]) <= declared, (source, status, name)
+    for source, status in [
+        ("create_story_set", "202"),
+        ("list_story_sets", "200"),
+        ("get_story_set", "200"),
+        ("delete_story_set", "204"),
+    ]:
+        targets = {link["operationId"] for link in links[source, status].values()}
+        assert targets == {"get_story_set", "delete_story_set"}, (source, status)
+
+
 # -- 6. strict integers ----------------------------------------------------------------------
 
 
