@@ -1,13 +1,20 @@
-"""Fixtures for the service: settings per database, the fake Messages API, running apps."""
+"""Fixtures for the service: settings per database, the fake Messages API, running apps
+(in process, and `python -m service` as a subprocess)."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -16,6 +23,7 @@ from service.migrate import upgrade
 from service.settings import Settings
 from tests.service.fake_anthropic import FakeMessagesAPI
 
+REPO = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SETTINGS_ENV = [
     "APP_ENV",
@@ -159,3 +167,83 @@ def anthropic_settings(
     }
     values.update(extra)
     return make_settings(**values)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(kw_only=True, frozen=True)
+class ServedService:
+    """A `python -m service` process, where it listens and where it logs."""
+
+    proc: subprocess.Popen[bytes]
+    base_url: str
+    log: Path
+
+    def send_signal(self, sig: int) -> None:
+        """Send `sig` to the process (SIGKILL for a crash, SIGTERM for an orderly stop)."""
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        """The exit code, once the process has ended within `timeout` seconds."""
+        return self.proc.wait(timeout)
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM and wait; SIGKILL if it has not ended within `timeout` seconds."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def _log_tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:]
+
+
+def serve_service(
+    settings: Mapping[str, str], log: Path, *, cwd: Path | None = None, timeout: float = 30
+) -> ServedService:
+    """`python -m service` on a free port with the environment variables `settings`, its
+    output appended to `log`, returned once /readyz answers 200.
+
+    Nothing the service reads comes from the caller's shell: the settings variables are
+    dropped from the inherited environment, so only `settings` (and the defaults) count.
+    """
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in SETTINGS_ENV and not name.startswith(("ANTHROPIC_", "LIST_CACHE"))
+    }
+    port = free_port()
+    python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**inherited, "PYTHONPATH": python_path, **settings, "PORT": str(port)}
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service"],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    served = ServedService(proc=proc, base_url=f"http://127.0.0.1:{port}", log=log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{served.base_url}/readyz", timeout=2).status_code == 200:
+                return served
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"the service exited with {proc.returncode} before it was ready: {_log_tail(log)}"
+            )
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait(10)
+    raise AssertionError(f"the service was not ready within {timeout:.0f} s: {_log_tail(log)}")

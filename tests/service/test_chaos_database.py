@@ -14,11 +14,8 @@ import json
 import os
 import pwd
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,15 +29,10 @@ import pytest
 from sqlalchemy import exc as sa_exc
 
 from service.db import is_unavailable
+from tests.service.conftest import ServedService, free_port, serve_service
 
 POLL_SECONDS = 0.2  # WORKER_POLL_SECONDS of the service under test
 OUTAGE_SECONDS = 3.0  # how long the database stays down after the checks made while it is
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _postgres_bin() -> Path | None:
@@ -113,7 +105,7 @@ def cluster() -> Iterator[Cluster]:
     root = Path(tempfile.mkdtemp(prefix="chaos-pg-"))
     if owner is not None:
         os.chown(root, owner, -1)
-    pg = Cluster(bin=bin_dir, root=root, port=_free_port(), as_user=as_user)
+    pg = Cluster(bin=bin_dir, root=root, port=free_port(), as_user=as_user)
     try:
         pg.init()
         pg.start()
@@ -125,43 +117,19 @@ def cluster() -> Iterator[Cluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _serve(database_url: str, tmp: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`python -m service` on a free port, its log in `log`, once /readyz answers 200."""
-    port = _free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("ANTHROPIC_", "DATABASE_URL", "API_KEYS", "LIST_CACHE"))
+def _serve(database_url: str, tmp: Path, log: Path) -> ServedService:
+    """`python -m service` on `database_url` with the offline generator, its log in `log`."""
+    settings = {
+        "DATABASE_URL": database_url,
+        "MIGRATE_ON_START": "true",
+        "WORKER_POLL_SECONDS": str(POLL_SECONDS),
+        "WORKER_NAME": "chaos-db",
+        "WORKER_SLOT_DIR": str(tmp / "slots"),
+        "LOG_LEVEL": "warning",
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "READ_RATE_LIMIT_PER_MINUTE": "0",
     }
-    env.update(
-        DATABASE_URL=database_url,
-        PORT=str(port),
-        MIGRATE_ON_START="true",
-        WORKER_POLL_SECONDS=str(POLL_SECONDS),
-        WORKER_NAME="chaos-db",
-        WORKER_SLOT_DIR=str(tmp / "slots"),
-        LOG_LEVEL="warning",
-        RATE_LIMIT_PER_MINUTE="0",
-        READ_RATE_LIMIT_PER_MINUTE="0",
-    )
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    proc.kill()
-    proc.wait(10)
-    raise AssertionError(f"service did not become ready: {log.read_text()[-3000:]}")
+    return serve_service(settings, log)
 
 
 def _wait_done(base: str, story_set_id: str, timeout: float = 15) -> dict[str, Any]:
@@ -208,7 +176,8 @@ def test_database_outage_answers_503_and_recovers_without_restart(
     503 (retry), the process lives on without a log storm; start it again and, with the same
     process, readiness returns, the earlier set is still there and new work is generated."""
     log = tmp_path / "service.log"
-    proc, base = _serve(cluster.url, tmp_path, log)
+    service = _serve(cluster.url, tmp_path, log)
+    proc, base = service.proc, service.base_url
     try:
         before = httpx.post(f"{base}/api/stories", json={"feature": "Survive a database outage"})
         assert before.status_code == 202, before.text
@@ -269,12 +238,7 @@ def test_database_outage_answers_503_and_recovers_without_restart(
         assert kept in {item["id"] for item in read.json()["items"]}
         assert proc.poll() is None
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        service.stop()
 
     # No request reached the catch-all for unhandled errors (that is the 500 path).
     unhandled = [e for e in _log_entries(log) if e.get("msg") == "unhandled error"]

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import timedelta
@@ -23,7 +19,12 @@ from service.models import StorySetRecord
 from service.repository import Claimant, StoryRepository, utcnow
 from service.schemas import StoryRequest
 from service.settings import Settings
-from tests.service.conftest import SettingsFactory, anthropic_settings, wait_for
+from tests.service.conftest import (
+    SettingsFactory,
+    anthropic_settings,
+    serve_service,
+    wait_for,
+)
 from tests.service.fake_anthropic import FakeMessagesAPI
 
 
@@ -96,17 +97,10 @@ def test_queued_work_survives_a_stopped_service(migrated: SettingsFactory) -> No
         assert wait_for(client, created["id"])["status"] == "done"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _service_env(
     database_url: str, fake_api: FakeMessagesAPI, tmp: Path, **extra: str
 ) -> dict[str, str]:
     return {
-        **os.environ,
         "DATABASE_URL": database_url,
         "MIGRATE_ON_START": "true",
         "ANTHROPIC_API_KEY": "sk-ant-test-key-0123456789",
@@ -121,44 +115,6 @@ def _service_env(
         "READ_RATE_LIMIT_PER_MINUTE": "0",
         **extra,
     }
-
-
-class Served:
-    """A `python -m service` process and where it listens."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], base_url: str) -> None:
-        self.proc = proc
-        self.base_url = base_url
-
-    def send_signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout: float) -> int:
-        return self.proc.wait(timeout)
-
-
-def _serve(env: dict[str, str], log: Path) -> Served:
-    """`python -m service` with its log in `log`, once /readyz answers 200."""
-    port = _free_port()
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service"],
-            env={**env, "PORT": str(port)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base_url}/readyz").status_code == 200:
-                return Served(proc, base_url)
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None, log.read_text()[-3000:]
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"service did not become ready: {log.read_text()[-3000:]}")
 
 
 def _statuses(base: str, ids: list[str]) -> dict[str, str]:
@@ -197,7 +153,7 @@ def test_sigkill_mid_generation_then_restart_finishes_everything_once(
     env = _service_env(database_url, fake_api, tmp_path, GENERATION_LEASE_SECONDS="300")
     log = tmp_path / "service.log"
     fake_api.delay_seconds = 60  # generations that are still running when the process dies
-    proc = _serve(env, log)
+    proc = serve_service(env, log)
     try:
         ids = [
             httpx.post(
@@ -219,7 +175,7 @@ def test_sigkill_mid_generation_then_restart_finishes_everything_once(
     assert Counter(_statuses_offline(database_url, ids).values()) == {"running": 16, "queued": 34}
     fake_api.delay_seconds = 0.2
     restarted = time.monotonic()
-    proc = _serve(env, log)
+    proc = serve_service(env, log)
     try:
         while True:
             statuses = _statuses(proc.base_url, ids)
@@ -260,7 +216,7 @@ def test_a_dead_process_s_work_is_taken_over_within_its_lease(
     renewed every 0.5 s while the owner lived) runs out, and finishes it."""
     env = _service_env(database_url, fake_api, tmp_path, GENERATION_LEASE_SECONDS="2")
     fake_api.delay_seconds = 30
-    doomed = _serve(env, tmp_path / "doomed.log")
+    doomed = serve_service(env, tmp_path / "doomed.log")
     try:
         story_set_id = httpx.post(
             f"{doomed.base_url}/api/stories", json={"feature": "Survive a crash"}
@@ -272,7 +228,7 @@ def test_a_dead_process_s_work_is_taken_over_within_its_lease(
         time.sleep(3)  # past one lease: the owner's heartbeat kept it
         assert _statuses(doomed.base_url, [story_set_id])[story_set_id] == "running"
         fake_api.delay_seconds = 0
-        survivor = _serve(env, tmp_path / "survivor.log")
+        survivor = serve_service(env, tmp_path / "survivor.log")
     finally:
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(10)

@@ -3,7 +3,6 @@ call by call and in chains of calls that follow the document's links with real i
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from schemathesis.generation.stateful.state_machine import StepInput, StepOutput
 from service.main import create_app
 from service.migrate import upgrade
 from service.settings import Settings
+from tests.service.conftest import free_port, postgres_reachable
 
 CHECKS = [
     not_a_server_error,
@@ -50,12 +50,6 @@ CHECKS = [
 STATEFUL_CHECKS = [*CHECKS, ensure_resource_availability, use_after_free]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
@@ -63,8 +57,6 @@ def live_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """The app under uvicorn on a random 127.0.0.1 port, migrated, with the offline generator."""
-    from tests.service.conftest import postgres_reachable
-
     if request.param == "sqlite":
         database_url = f"sqlite:///{tmp_path_factory.mktemp('st')}/stories.db"
         cleanup = None
@@ -94,7 +86,7 @@ def live_url(
         log_level="warning",
     )
     upgrade(app_settings)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(app_settings), host="127.0.0.1", port=port, log_config=None)
     )
