@@ -54,3 +54,25 @@ def default_sigint() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def postgres_tool(name: str) -> Path | None:
+    """The newest installed PostgreSQL's client tool `name` (pg_dump, pg_restore), if any."""
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return found[-1] if found else None
+
+
+def recording_pg_dump(bin_dir: Path, record: Path, real: Path) -> None:
+    """A `pg_dump` in `bin_dir` that records what it was given, then runs the real one:
+    its arguments (`<record>.args`), environment (`.env`), and the mode (`.mode`) and contents
+    (`.pgpass`) of the file $PGPASSFILE names."""
+    script = bin_dir / "pg_dump"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "$@" > {record}.args\n'
+        f"env > {record}.env\n"
+        f'stat -c %a "$PGPASSFILE" > {record}.mode\n'
+        f'cat "$PGPASSFILE" > {record}.pgpass\n'
+        f'exec {real} "$@"\n'
+    )
+    script.chmod(0o755)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import REPO, documents, find, run_cli
+from tests.helpers import REPO, documents, find, postgres_tool, recording_pg_dump, run_cli
 
 pytestmark = pytest.mark.postgres
 
@@ -93,10 +93,10 @@ def database() -> Iterator[tuple[str, str]]:
 
 
 def _real_pg_dump() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))
-    if not found:
+    found = postgres_tool("pg_dump")
+    if found is None:
         pytest.skip("pg_dump not found in /usr/lib/postgresql/*/bin")
-    return found[-1]
+    return found
 
 
 @pytest.mark.parametrize("shell", ["busybox", "dash"])
@@ -117,15 +117,7 @@ def test_the_script_dumps_with_the_password_from_the_file_only(
     # pg_dump as the script calls it: its arguments, its environment and the pgpass file are
     # recorded before the real one runs.
     record = tmp_path / "pg_dump.record"
-    (bin_dir / "pg_dump").write_text(
-        "#!/bin/sh\n"
-        f'printf "%s\\n" "$@" > {record}.args\n'
-        f"env > {record}.env\n"
-        f'stat -c %a "$PGPASSFILE" > {record}.mode\n'
-        f'cat "$PGPASSFILE" > {record}.pgpass\n'
-        f'exec {_real_pg_dump()} "$@"\n'
-    )
-    (bin_dir / "pg_dump").chmod(0o755)
+    recording_pg_dump(bin_dir, record, _real_pg_dump())
     if shell == "busybox":
         for applet in ("awk", "cat", "date", "find", "mv", "rm", "printf", "stat", "env"):
             (bin_dir / applet).symlink_to(shutil.which("busybox") or "busybox")

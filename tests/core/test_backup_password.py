@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from autodevhub_cli.core import backup as backups
+from tests.helpers import postgres_tool, recording_pg_dump
 
 pytestmark = pytest.mark.postgres
 
@@ -23,20 +24,12 @@ def test_the_password_reaches_pg_dump_only_in_a_private_pgpass_file(
     reason = postgres_reachable()
     if reason:
         pytest.skip(reason)
-    real = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))
-    if not real:
+    real = postgres_tool("pg_dump")
+    if real is None:
         pytest.skip("pg_dump not found in /usr/lib/postgresql/*/bin")
     bin_dir, record = tmp_path / "bin", tmp_path / "record"
     bin_dir.mkdir()
-    (bin_dir / "pg_dump").write_text(
-        "#!/bin/sh\n"
-        f'printf "%s\\n" "$@" > {record}.args\n'
-        f"env > {record}.env\n"
-        f'stat -c %a "$PGPASSFILE" > {record}.mode\n'
-        f'cat "$PGPASSFILE" > {record}.pgpass\n'
-        f'exec {real[-1]} "$@"\n'
-    )
-    (bin_dir / "pg_dump").chmod(0o755)
+    recording_pg_dump(bin_dir, record, real)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     monkeypatch.setenv("PGPASSWORD", "not-this-one")
     url = f"postgresql+psycopg://postgres:{ENCODED}@127.0.0.1:5432/test"
