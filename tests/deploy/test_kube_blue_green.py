@@ -173,7 +173,7 @@ def test_smoke_checks_through_port_forward(
     services = [c[1] for c in calls]
     assert "svc/frontend" in services and "svc/backend" in services
     first = next(c for c in calls if c[1] == "svc/frontend")
-    assert first[:3] == ["port-forward", "svc/frontend", ":80"]
+    assert first[:3] == ["port-forward", "svc/frontend", ":8080"]
     assert first[first.index("-n") + 1] == cluster.ns
     assert "--kubeconfig" in first
     cluster.record_build("prod", "c-0000000000000142")
