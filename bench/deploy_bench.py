@@ -140,8 +140,9 @@ def baseline_compose(work: Path, name: str, env: dict[str, str]) -> Path:
     # The worker runs the backend's image, built here by the backend service.
     compose["services"]["worker"]["image"] = compose["services"]["backend"]["image"]
     compose["services"]["worker"]["pull_policy"] = "never"
-    compose["services"]["frontend"]["ports"] = [f"127.0.0.1:{free_port()}:80"]
-    compose["services"]["backend"]["ports"] = [f"127.0.0.1:{free_port()}:8000"]
+    for service in ("frontend", "backend"):  # free host ports, the rendered container ports
+        container_port = compose["services"][service]["ports"][0].rsplit(":", 1)[1]
+        compose["services"][service]["ports"] = [f"127.0.0.1:{free_port()}:{container_port}"]
     path = work / "byhand-compose.yaml"
     path.write_text(yaml.safe_dump(compose, sort_keys=False))
     return path
