@@ -120,18 +120,18 @@ def test_entrypoint_fills_in_defaults(tmp_path: Path, shell: str) -> None:
     result, conf = run_entrypoint(tmp_path, {}, shell=shell)
     assert result.returncode == 0, result.stderr
     text = conf.read_text()
-    assert "listen 80 default_server;" in text
+    assert "listen 8080 default_server;" in text
     assert "server backend:8000;" in text
     assert "root /usr/share/nginx/html;" in text
     assert not any(p in text for p in ("__LISTEN_PORT__;", "__API_UPSTREAM__;", "__WEB_ROOT__;"))
 
 
 def test_entrypoint_uses_the_environment_and_nginx_accepts_the_result(tmp_path: Path) -> None:
-    env = {"LISTEN_PORT": "8080", "API_UPSTREAM": "127.0.0.1:9", "WEB_ROOT": str(tmp_path)}
+    env = {"LISTEN_PORT": "8081", "API_UPSTREAM": "127.0.0.1:9", "WEB_ROOT": str(tmp_path)}
     result, conf = run_entrypoint(tmp_path, env)
     assert result.returncode == 0, result.stderr
     text = conf.read_text()
-    assert "listen 8080 default_server;" in text
+    assert "listen 8081 default_server;" in text
     assert "server 127.0.0.1:9;" in text
     nginx = nginx_binary()
     if nginx is None:
