@@ -58,10 +58,11 @@ def scratch_database() -> Iterator[str]:
 
 
 @contextmanager
-def service(database_url: str, **env: str) -> Iterator[str]:
-    """`python -m service` with the given settings; yields its base URL once ready."""
+def service(database_url: str, **env: str | None) -> Iterator[str]:
+    """`python -m service` with the given settings (None: the service's default); yields its
+    base URL once ready."""
     port = free_port()
-    full_env = {
+    settings = {
         **os.environ,
         "DATABASE_URL": database_url,
         "PORT": str(port),
@@ -70,6 +71,7 @@ def service(database_url: str, **env: str) -> Iterator[str]:
         "READ_RATE_LIMIT_PER_MINUTE": "0",
         **env,
     }
+    full_env = {k: v for k, v in settings.items() if v is not None}
     log = open(REPO / "var" / "bench-service.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "service"], env=full_env, cwd=REPO, stdout=log, stderr=log
@@ -148,6 +150,8 @@ def load(base: str, path: str, rate: float, connections: int, duration: float, *
     ]
     if kw.get("body") is not None:
         cmd += ["--method", "POST", "--body", kw["body"]]
+    if kw.get("clients"):
+        cmd += ["--clients", str(kw["clients"])]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return dict(json.loads(out))
 
@@ -193,10 +197,37 @@ def generation_throughput(database_url: str, sets: int, delay: float) -> dict[st
     }
 
 
+def limited_reads(database_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Reads with the default rate limits on, the generator standing for the ingress in front
+    of `--connections` clients: with the proxy trusted (FORWARDED_ALLOW_IPS, as the manifests
+    set it) each client has its own bucket; without, every client shares the proxy's."""
+    out: dict[str, Any] = {}
+    limits: dict[str, str | None] = {
+        "RATE_LIMIT_PER_MINUTE": None,
+        "READ_RATE_LIMIT_PER_MINUTE": None,
+    }
+    # Not trusted: the proxy list names another address (192.0.2.1, TEST-NET-1), as a pod whose
+    # FORWARDED_ALLOW_IPS does not hold the ingress controller's.
+    for name, trusted in (("proxy_trusted", "127.0.0.1"), ("proxy_not_trusted", "192.0.2.1")):
+        env = {**limits, "FORWARDED_ALLOW_IPS": trusted, "LOG_LEVEL": "info"}
+        with service(database_url, **env) as base:
+            out[name] = load(
+                base,
+                "/api/stories",
+                args.list_rate,
+                args.connections,
+                args.duration,
+                clients=args.connections,
+            )
+    return out
+
+
 def main() -> None:
     """Run the scenarios and print the results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["list", "list-nocache", "post", "generate"])
+    parser.add_argument(
+        "--only", choices=["list", "list-nocache", "post", "generate", "list-limited"]
+    )
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--seed", type=int, default=2000)
     parser.add_argument("--list-rate", type=float, default=1000)
@@ -208,11 +239,13 @@ def main() -> None:
     args = parser.parse_args()
     (REPO / "var").mkdir(exist_ok=True)
     results: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": os.getloadavg()}
-    wanted = {args.only} if args.only else {"list", "list-nocache", "post", "generate"}
+    wanted = (
+        {args.only} if args.only else {"list", "list-nocache", "post", "generate", "list-limited"}
+    )
     with scratch_database() as database_url:
         migrate(database_url)
         quiet = {"LOG_LEVEL": "info"}
-        if wanted & {"list", "list-nocache", "post"}:
+        if wanted & {"list", "list-nocache", "post", "list-limited"}:
             with service(database_url, **quiet) as base:
                 seed(base, args.seed)
                 if "list" in wanted:
@@ -238,6 +271,8 @@ def main() -> None:
                 )
         if "generate" in wanted:
             results["generate"] = generation_throughput(database_url, args.generate_sets, 2.0)
+        if "list-limited" in wanted:
+            results["list_limited"] = limited_reads(database_url, args)
     print(json.dumps(results, indent=2))
 
 

@@ -4,7 +4,10 @@ Latency is measured from each request's scheduled send time, so a slow server ca
 queueing delay by slowing the generator down (no coordinated omission). Only 127.0.0.1 targets.
 
     python bench/backend_loadgen.py --url http://127.0.0.1:8000/api/stories \
-        --rate 1000 --connections 1000 --duration 30
+        --rate 1000 --connections 1000 --duration 30 [--clients 1000]
+
+With --clients, the generator stands for a proxy (the ingress controller) in front of that many
+clients: each connection sends the X-Forwarded-For of one of them.
 """
 
 from __future__ import annotations
@@ -99,6 +102,11 @@ async def _connection(
         writer.close()
 
 
+def client_address(n: int) -> str:
+    """A distinct private address for client number `n` (up to 2**24 of them)."""
+    return f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+
+
 def build_request(method: str, url: str, body: bytes | None, headers: dict[str, str]) -> bytes:
     """The raw HTTP/1.1 request bytes."""
     parts = urlsplit(url)
@@ -118,21 +126,28 @@ async def run_load(
     method: str = "GET",
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
+    clients: int = 0,
 ) -> Result:
     """Send `rate` requests/s spread over `connections` connections for `duration` seconds."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     if host not in {"127.0.0.1", "localhost"}:
         raise SystemExit("this generator only loads 127.0.0.1")
-    request = build_request(method, url, body, headers or {})
     interval = connections / rate
+
+    def request_of(i: int) -> bytes:
+        # With `clients`, connection i speaks for client i % clients, as a proxy in front of the
+        # service would (X-Forwarded-For 10.x.y.z): what rate limits keyed on the client see.
+        extra = {"X-Forwarded-For": client_address(i % clients)} if clients else {}
+        return build_request(method, url, body, {**(headers or {}), **extra})
+
     result = Result()
     start = time.perf_counter() + 2.0  # time to open every connection before the clock starts
     end = start + duration
     tasks = [
         asyncio.create_task(
             _connection(
-                host, port, request, start, interval * i / connections, interval, end, result
+                host, port, request_of(i), start, interval * i / connections, interval, end, result
             )
         )
         for i in range(connections)
@@ -151,6 +166,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--method", default="GET")
     parser.add_argument("--body", default=None)
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=0,
+        help="speak for this many clients through X-Forwarded-For (0: none)",
+    )
     args = parser.parse_args()
     try:
         import uvloop
@@ -161,7 +182,15 @@ def main() -> None:
     body = args.body.encode() if args.body else None
     started = time.time()
     result = asyncio.run(
-        run_load(args.url, args.rate, args.connections, args.duration, args.method, body)
+        run_load(
+            args.url,
+            args.rate,
+            args.connections,
+            args.duration,
+            args.method,
+            body,
+            clients=args.clients,
+        )
     )
     print(json.dumps({"started": started, **result.summary()}))
 
