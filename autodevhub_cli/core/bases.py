@@ -26,6 +26,9 @@ class BaseImage:
     field: str  # the environment field (or FROM line) that names it
     image_id: str  # the local image ID (config digest)
     digest: str | None = None  # the registry manifest digest, when the engine knows one
+    # os/architecture[/variant] of the image the engine holds: a multi-platform base has one
+    # registry (index) digest for every platform, so the platform is part of what it is.
+    platform: str = ""
 
     @property
     def identity(self) -> str:
@@ -46,6 +49,7 @@ class BaseImage:
             "field": self.field,
             "digest": self.digest,
             "image_id": self.image_id,
+            "platform": self.platform,
             "pinned": self.pinned,
         }
 
@@ -101,9 +105,12 @@ def resolve(reference: str, field: str, attrs: dict[str, Any]) -> BaseImage:
             hint="Check the engine (`docker image inspect " + reference + "`), then build again.",
         )
     digests = registry_digests(reference, attrs)
+    platform = "/".join(
+        str(attrs[key]) for key in ("Os", "Architecture", "Variant") if attrs.get(key)
+    )
     _, _, pinned = split_reference(reference)
     if pinned is None:
-        return BaseImage(reference, field, image_id, digests[0] if digests else None)
+        return BaseImage(reference, field, image_id, digests[0] if digests else None, platform)
     if pinned not in digests and pinned != image_id:
         held = ", ".join(digests) or f"no registry digest (image ID {image_id})"
         raise BuildError(
@@ -112,4 +119,4 @@ def resolve(reference: str, field: str, attrs: dict[str, Any]) -> BaseImage:
             hint=f"Pull it again (`docker pull {reference}`) or set {field} to the digest of the "
             "image you mean, then build again.",
         )
-    return BaseImage(reference, field, image_id, pinned if pinned in digests else None)
+    return BaseImage(reference, field, image_id, pinned if pinned in digests else None, platform)

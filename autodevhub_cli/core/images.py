@@ -199,11 +199,12 @@ def with_bases(plan: ImagePlan, bases: Sequence[BaseImage]) -> ImagePlan:
 
 def content_tag(inputs: str, bases: Sequence[BaseImage]) -> str:
     """A tag that changes exactly when the image's inputs change: files, modes, build args,
-    and what each base image is (a base re-tagged to other contents makes a new tag)."""
+    and what each base image is, for which platform (a base re-tagged to other contents, or
+    built for another CPU under the same index digest, makes a new tag)."""
     digest = hashlib.sha256(_CONTEXT_FORMAT)
     digest.update(f"inputs\0{inputs}\0".encode())
     for base in sorted(bases, key=lambda b: b.reference):
-        digest.update(f"base\0{base.reference}\0{base.identity}\0".encode())
+        digest.update(f"base\0{base.reference}\0{base.identity}\0{base.platform}\0".encode())
     return TAG_PREFIX + digest.hexdigest()[:TAG_DIGITS]
 
 

@@ -110,6 +110,24 @@ def test_content_tag_follows_what_the_base_image_is(project: Path) -> None:
     assert pulled.content_tag.startswith("c-") and len(pulled.content_tag) == 18
 
 
+def test_the_platform_of_a_multi_platform_base_is_part_of_the_tag(project: Path) -> None:
+    """One index digest stands for every platform of a base: amd64 and arm64 builds differ."""
+    plan = _plans(project)["backend"]
+    amd64 = {
+        "Id": ID_A,
+        "RepoDigests": [f"python@{DIGEST}"],
+        "Os": "linux",
+        "Architecture": "amd64",
+    }
+    arm64 = {**amd64, "Id": ID_B, "Architecture": "arm64", "Variant": "v8"}
+    on_amd64, on_arm64 = (resolve("python:3.11-slim", "f", attrs) for attrs in (amd64, arm64))
+    assert on_amd64.identity == on_arm64.identity == DIGEST
+    assert (on_amd64.platform, on_arm64.platform) == ("linux/amd64", "linux/arm64/v8")
+    tags = {with_bases(plan, [base]).content_tag for base in (on_amd64, on_arm64)}
+    assert len(tags) == 2
+    assert with_bases(plan, [on_amd64]).content_tag == with_bases(plan, [on_amd64]).content_tag
+
+
 def test_the_tag_is_known_only_once_the_bases_are_resolved(project: Path) -> None:
     p = find_project(project)
     plan = plan_images(p, load_environment(p, "dev", (), {}))[0]

@@ -90,6 +90,7 @@ def test_a_base_retagged_to_other_contents_makes_a_new_tag_and_a_build(
         "field": "build.args.NGINX_IMAGE",
         "digest": None,  # imported here, never pulled: no registry digest
         "image_id": patched.id,
+        "platform": f"{patched.attrs['Os']}/{patched.attrs['Architecture']}",
         "pinned": base,
     }
     assert (
