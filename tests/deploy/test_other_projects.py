@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.deploy.conftest import free_port
-from tests.helpers import REPO, documents, run_cli
+from tests.helpers import REPO, documents, find, run_cli
 from tests.images.conftest import BASE_IMAGES, REGISTRY, _engine_problem
 
 STARTER_TEMPLATES = REPO / "autodevhub_cli" / "starter" / "templates"
@@ -71,6 +71,43 @@ def test_init_writes_a_project_that_renders_for_both_targets(tmp_path: Path) -> 
         "PodDisruptionBudget/web",
         "Service/web",
     ]
+
+
+def test_the_starter_mounts_secrets_as_files(tmp_path: Path) -> None:
+    """A secret a user adds to the starter's component is a read-only file under both targets,
+    never an environment variable."""
+    root = tmp_path / "withsecret"
+    assert run_cli("init", str(root))[0] == 0
+    sets = (
+        "--set",
+        "components.web.secret_env.API_TOKEN.secret=withsecret-secrets",
+        "--set",
+        "components.web.secret_env.API_TOKEN.key=api-token",
+    )
+    code, out, err = _cli(root, "validate", "--env", "prod", *sets)
+    assert code == 0, err
+    code, out, err = _cli(root, "render", "--env", "prod", *sets)
+    assert code == 0, err
+    pod = find(documents(out), "Deployment", "web")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert not [e for e in container.get("env", []) if "valueFrom" in e]
+    assert {"name": "secrets", "mountPath": "/run/secrets", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "secrets"]
+    assert volume["projected"]["sources"] == [
+        {
+            "secret": {
+                "name": "withsecret-secrets",
+                "items": [{"key": "api-token", "path": "api_token"}],
+            }
+        }
+    ]
+    code, out, err = _cli(root, "render", "--env", "dev", *sets)
+    assert code == 0, err
+    web = documents(out)[0]["services"]["web"]
+    assert web["secrets"] == [{"source": "withsecret-secrets-api-token", "target": "api_token"}]
+    assert "API_TOKEN" not in (web.get("environment") or {})
 
 
 def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
