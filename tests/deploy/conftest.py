@@ -4,7 +4,6 @@ Kubernetes control plane (or, where a test says why, the API double)."""
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -20,13 +19,7 @@ from tests.images.conftest import BASE_IMAGES, REGISTRY, _engine_problem
 from tests.kubefake.server import KubeFake
 
 sys.path.insert(0, str(REPO / "tests" / "web"))
-from web_servers import build_dist, missing_browser_tools, run_backend, run_nginx
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from web_servers import build_dist, free_port, missing_browser_tools, run_backend, run_nginx
 
 
 class Stack:

@@ -4,17 +4,15 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -22,6 +20,7 @@ from service.main import create_app
 from service.migrate import upgrade
 from service.settings import Settings
 from tests.service.fake_anthropic import FakeMessagesAPI
+from tests.web.web_servers import free_port, wait_for_http
 
 REPO = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -169,13 +168,6 @@ def anthropic_settings(
     return make_settings(**values)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass(kw_only=True, frozen=True)
 class ServedService:
     """A `python -m service` process, where it listens and where it logs."""
@@ -202,15 +194,17 @@ class ServedService:
             self.proc.wait(10)
 
 
-def _log_tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-3000:]
-
-
 def serve_service(
-    settings: Mapping[str, str], log: Path, *, cwd: Path | None = None, timeout: float = 30
+    settings: Mapping[str, str],
+    log: Path,
+    *,
+    args: Sequence[str] = (),
+    cwd: Path | None = None,
+    timeout: float = 30,
 ) -> ServedService:
-    """`python -m service` on a free port with the environment variables `settings`, its
-    output appended to `log`, returned once /readyz answers 200.
+    """`python -m service [args]` (`args`: `worker` for the worker role) on a free port with
+    the environment variables `settings`, its output appended to `log`, returned once /readyz
+    answers 200.
 
     Nothing the service reads comes from the caller's shell: the settings variables are
     dropped from the inherited environment, so only `settings` (and the defaults) count.
@@ -225,25 +219,18 @@ def serve_service(
     env = {**inherited, "PYTHONPATH": python_path, **settings, "PORT": str(port)}
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service"],
+            [sys.executable, "-m", "service", *args],
             cwd=cwd,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     served = ServedService(proc=proc, base_url=f"http://127.0.0.1:{port}", log=log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{served.base_url}/readyz", timeout=2).status_code == 200:
-                return served
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"the service exited with {proc.returncode} before it was ready: {_log_tail(log)}"
-            )
-        time.sleep(0.1)
-    proc.kill()
-    proc.wait(10)
-    raise AssertionError(f"the service was not ready within {timeout:.0f} s: {_log_tail(log)}")
+    try:
+        wait_for_http(f"{served.base_url}/readyz", proc, log, timeout)
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        raise
+    return served

@@ -206,42 +206,16 @@ def test_safe_settings_outside_dev_run(tmp_path: Path) -> None:
 
 def test_the_worker_needs_no_api_keys_outside_dev(tmp_path: Path) -> None:
     """The worker Deployment gets no API_KEYS: it serves only /healthz, /readyz and /metrics."""
-    import socket
-    import time
-
-    import httpx
+    from tests.service.conftest import serve_service
 
     database = {"APP_ENV": "prod", "DATABASE_URL": f"sqlite:///{tmp_path}/prod.db"}
     migrated = _run_service("migrate", env={**database, "API_KEYS": KEY}, cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("API_KEYS", "APP_ENV"))}
-    env = {**clean, **database, "PORT": str(port), "PYTHONPATH": str(Path(__file__).parents[2])}
-    log = tmp_path / "worker.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "worker"],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    # Ready within 60 s without API_KEYS (a refused start-up would exit 2 first).
+    worker = serve_service(
+        database, tmp_path / "worker.log", args=("worker",), cwd=tmp_path, timeout=60
+    )
+    worker.stop(timeout=20)
 
 
 def test_api_processes_still_need_keys_when_the_worker_does_not() -> None:
