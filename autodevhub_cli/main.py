@@ -26,7 +26,7 @@ from autodevhub_cli.commands import doctor as doctor_commands
 from autodevhub_cli.commands import init as init_commands
 from autodevhub_cli.commands import render as render_commands
 from autodevhub_cli.commands import secrets as secrets_commands
-from autodevhub_cli.core.errors import INTERRUPTED, AutodevhubError, reported
+from autodevhub_cli.core.errors import INTERRUPTED, AutodevhubError, reported, signal_name
 from autodevhub_cli.logs import configure_logging
 
 EXIT_UNEXPECTED = 1
@@ -51,10 +51,8 @@ def _interruption(exc: KeyboardInterrupt) -> tuple[int, str]:
     A KeyboardInterrupt's args are (signal name, message), both optional: Ctrl-C raises it
     bare, `_on_sigterm` names SIGTERM, and a deploy adds where it stopped and what it left
     (core.deploy.DeployInterrupted)."""
-    named = exc.args[0] if exc.args else None
-    number = signal.Signals.__members__.get(named) if isinstance(named, str) else None
     message = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], str) else INTERRUPTED
-    return 128 + int(number or signal.SIGINT), message
+    return 128 + int(signal.Signals[signal_name(exc)]), message
 
 
 def _on_sigterm(signum: int, _frame: FrameType | None) -> None:

@@ -65,6 +65,12 @@ def split_reference(reference: str) -> tuple[str, str | None, str | None]:
     return name, tag, digest or None
 
 
+def is_pinned(reference: str) -> bool:
+    """Whether a reference names its image by digest (`name[:tag]@sha256:<64 hex>`)."""
+    digest = split_reference(reference)[2]
+    return digest is not None and _DIGEST.match(digest) is not None
+
+
 def repository_of(reference: str) -> str:
     """The repository part of a reference (`python` of `python:3.11-slim`)."""
     return split_reference(reference)[0]

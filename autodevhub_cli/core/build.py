@@ -15,11 +15,11 @@ from autodevhub_cli.core.config import load_environment
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import AutodevhubError, BuildError
 from autodevhub_cli.core.images import ImagePlan, context_tar, plan_images, stage_context
+from autodevhub_cli.core.project import Project, find_project
+from autodevhub_cli.core.records import read_json, write_json
 
 if TYPE_CHECKING:
     from autodevhub_cli.core.wheelhouse import ImagePython
-from autodevhub_cli.core.project import Project, find_project
-from autodevhub_cli.core.records import read_json, write_json
 
 log = logging.getLogger("autodevhub.build")
 Reporter = Callable[[str, str], None]

@@ -9,8 +9,6 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import re
-import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autodevhub_cli.core import releases as states
+from autodevhub_cli.core.bases import is_pinned
 from autodevhub_cli.core.build import BuildRequest, build_images, git_commit, record_path
 from autodevhub_cli.core.config import load_environment
 from autodevhub_cli.core.environment import Environment, Task
@@ -27,6 +26,7 @@ from autodevhub_cli.core.errors import (
     RecordError,
     RolloutError,
     SmokeCheckError,
+    signal_name,
 )
 from autodevhub_cli.core.lock import LockLostError
 from autodevhub_cli.core.pipeline import RenderRequest, render_environment
@@ -99,14 +99,8 @@ class DeployInterrupted(KeyboardInterrupt):
 
     def __init__(self, signal_name: str, message: str, *, outcome: DeployOutcome) -> None:
         super().__init__(signal_name, message)
-        self.signal_name = signal_name
         self.message = message
         self.outcome = outcome
-
-    @property
-    def exit_code(self) -> int:
-        """128 + the signal's number, as a shell reports a process that signal ended."""
-        return 128 + int(signal.Signals[self.signal_name])
 
 
 @dataclass
@@ -496,9 +490,9 @@ def _interrupted(
     the switch nothing that serves was touched; once apply has begun, roll back to the previous
     release as a failed check does (a second signal stops that as well). Says which."""
     name = ctx.environment.name
-    signal_name = _signal_name(signalled)
+    by = signal_name(signalled)
     step = steps.current
-    stopped = f"stopped by {signal_name} during {step}"
+    stopped = f"stopped by {by} during {step}"
     release.status = states.INTERRUPTED
     release.error = f"{release.error}; then {stopped}" if release.error else stopped
     ctx.store.save(release)
@@ -522,7 +516,7 @@ def _interrupted(
         f"Deploy of {name!r} was {stopped}, {state} Release {release.id} is recorded as "
         "interrupted; the next deploy marks it aborted. Deploy again when ready."
     )
-    return DeployInterrupted(signal_name, message, outcome=DeployOutcome(name, release))
+    return DeployInterrupted(by, message, outcome=DeployOutcome(name, release))
 
 
 def _roll_back_interrupted(
@@ -541,10 +535,10 @@ def _roll_back_interrupted(
             ctx.target.abort(rendered)
         smoke = reapply(ctx, previous, request.timeout)
     except KeyboardInterrupt as again:
-        release.error = f"{release.error}; the rollback was stopped by {_signal_name(again)} too"
+        release.error = f"{release.error}; the rollback was stopped by {signal_name(again)} too"
         ctx.store.save(release)
         return (
-            f"and {_signal_name(again)} stopped its rollback to release {previous.id} too, so "
+            f"and {signal_name(again)} stopped its rollback to release {previous.id} too, so "
             f"the cluster may run parts of both releases: roll back with {redo}."
         )
     except AutodevhubError as exc:
@@ -556,12 +550,6 @@ def _roll_back_interrupted(
     ctx.store.save(release)
     verdict = "passes its smoke checks" if smoke.ok else "FAILS its smoke checks too"
     return f"so it rolled back to release {previous.id}, which {verdict}."
-
-
-def _signal_name(interruption: KeyboardInterrupt) -> str:
-    """SIGINT raises a bare KeyboardInterrupt; the CLI's SIGTERM handler names its signal."""
-    named = interruption.args[0] if interruption.args else None
-    return named if isinstance(named, str) and named in signal.Signals.__members__ else "SIGINT"
 
 
 def _first_release_failed(ctx: DeployContext, request: DeployRequest, release: Release) -> str:
@@ -667,7 +655,7 @@ def require_digests(manifests: Sequence[RenderedManifest], environment: str) -> 
         f"{m.kind}/{m.name} container {container or '?'}: {image}"
         for m in manifests
         for container, image in m.container_images()
-        if not _DIGEST.search(image)
+        if not is_pinned(image)
     ]
     if unpinned:
         raise ConfigError(
@@ -679,9 +667,6 @@ def require_digests(manifests: Sequence[RenderedManifest], environment: str) -> 
             "of their push: deploy without --skip-build, or after a `build --push` whose record "
             "has digests.",
         )
-
-
-_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 
 
 def _rendered_text(outcome: Any) -> str:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import errno as errno_module
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
 INTERRUPTED = "stopped by the user; nothing more was done."  # after Ctrl-C, on every path
+
+
+def signal_name(interruption: KeyboardInterrupt) -> str:
+    """The signal that raised an interruption: its args start with the signal's name when the
+    CLI's SIGTERM handler (or a deploy passing it on) raised it; Ctrl-C raises it bare."""
+    named = interruption.args[0] if interruption.args else None
+    return named if isinstance(named, str) and named in signal.Signals.__members__ else "SIGINT"
 
 
 class AutodevhubError(Exception):

@@ -359,12 +359,13 @@ def stages(root: Path, plan: ImagePlan) -> list[Stage]:
         build_arg = variable.group(1) if variable else None
         if build_arg:
             reference = plan.buildargs.get(build_arg) or defaults.get(build_arg, "")
-        parent = next(
-            (i for i, s in enumerate(found) if s.name and s.name.lower() == reference.lower()),
-            None,
-        )
-        found.append(Stage(name, reference, build_arg, parent))
+        found.append(Stage(name, reference, build_arg, _stage_named(found, reference)))
     return found
+
+
+def _stage_named(found: list[Stage], name: str) -> int | None:
+    """The index of the stage called `name` (stage names are case-insensitive), if any."""
+    return next((i for i, s in enumerate(found) if s.name and s.name.lower() == name.lower()), None)
 
 
 def base_images(root: Path, plan: ImagePlan) -> list[tuple[str, str | None]]:
@@ -385,13 +386,8 @@ def final_base(root: Path, plan: ImagePlan) -> tuple[str, str | None] | None:
     found = stages(root, plan)
     if not found:
         return None
-    index = len(found) - 1
-    if plan.stage:
-        index = next(
-            (i for i, s in enumerate(found) if s.name and s.name.lower() == plan.stage.lower()),
-            index,
-        )
-    origin = _origin(found, index)
+    index = _stage_named(found, plan.stage) if plan.stage else None
+    origin = _origin(found, len(found) - 1 if index is None else index)
     return (origin.reference, origin.build_arg) if origin else None
 
 

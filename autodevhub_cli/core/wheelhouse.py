@@ -15,12 +15,12 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from autodevhub_cli.core.errors import BuildError
+from autodevhub_cli.core.errors import BuildError, RecordError
+from autodevhub_cli.core.records import read_json, write_json
 
 log = logging.getLogger("autodevhub.wheelhouse")
 
@@ -95,8 +95,10 @@ def image_python(client: Any, image_id: str, reference: str, field: str) -> Imag
 
     cached = cache_home() / "image-python" / f"{image_id.removeprefix('sha256:')}.json"
     try:
-        return ImagePython(**json.loads(cached.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
+        known = read_json(cached)
+        if isinstance(known, dict):
+            return ImagePython(**known)
+    except (OSError, ValueError, TypeError):  # unreadable or stale: ask the image again
         pass
     ran = docker_engine.run_once(client, image_id, ["python3", "-c", _PROBE])
     found = _read_probe(ran.output) if ran.exit_code == 0 else None
@@ -116,11 +118,8 @@ def image_python(client: Any, image_id: str, reference: str, field: str) -> Imag
             "wheelhouse/ installs the wheels with it), or drop the component's build.wheelhouse.",
         )
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(asdict(found)) + "\n", encoding="utf-8")
-        os.replace(tmp, cached)
-    except OSError as exc:  # a cache that cannot be written costs a container run next time
+        write_json(cached, asdict(found))
+    except RecordError as exc:  # a cache that cannot be written costs a container run next time
         log.info("could not keep %s: %s", cached, exc)
     return found
 
