@@ -10,7 +10,9 @@ from tests.helpers import REPO
 def _requirements(text: str) -> list[str]:
     """The lock's requirements, each with its continuation lines joined."""
     joined = re.sub(r"\\\n\s*", " ", text)
-    return [line for line in joined.splitlines() if line.strip() and not line.startswith("#")]
+    return [
+        line for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def test_every_pin_carries_the_hashes_of_its_files() -> None:
