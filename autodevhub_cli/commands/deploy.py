@@ -12,6 +12,7 @@ from autodevhub_cli.commands import summary
 from autodevhub_cli.commands.options import (
     Env,
     ForceConflicts,
+    Images,
     Kubeconfig,
     KubeContext,
     Output,
@@ -59,6 +60,7 @@ def deploy(
             "debugging instead of stopping it.",
         ),
     ] = False,
+    images: Images = None,
     output: Output = OutputFormat.text,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every step.")] = False,
     context: KubeContext = None,
@@ -82,6 +84,7 @@ def deploy(
         promote=promote,
         options=_options(context, kubeconfig, force_conflicts, prune),
         keep_failed=keep_failed,
+        images=images,
     )
     progress = Progress(verbose=verbose)
     try:
@@ -188,7 +191,7 @@ def status(
     sets: Sets = None,
     project_dir: ProjectDir = None,
 ) -> None:
-    """Show the current release, its images, workload health and the last smoke result."""
+    """Show what runs (live images, replicas, health), the serving release and the last attempt."""
     from autodevhub_cli.core.operate import status as read_status
 
     state = read_status(env, project_dir, sets or (), _options(context, kubeconfig))
@@ -197,12 +200,10 @@ def status(
         return
     write = sys.stdout.write
     current = state.current
-    if current is None:
-        write(f"{env}: no good release recorded.\n")
-    else:
+    if current is not None:
         write(
             f"{env}: release {current.id} ({current.status}, {current.finished_at}, commit "
-            f"{current.commit[:12]})\n"
+            f"{current.commit[:12]}, by {_who(current.deployed_by)})\n"
         )
         for image in current.images:
             write(f"  {image['name']:9} {image['ref']}\n")
@@ -210,11 +211,66 @@ def status(
             checks = current.smoke.get("checks", [])
             passed = sum(1 for c in checks if c.get("ok"))
             write(f"  smoke: {passed}/{len(checks)} checks passed\n")
+    elif state.removed is not None:
+        write(
+            f"{env}: taken down (release {state.removed.id} served until `autodevhub down`, "
+            f"{state.removed.finished_at}).\n"
+        )
+    else:
+        write(f"{env}: no good release recorded.\n")
     last = state.last
-    if last is not None and current is not None and last.id != current.id:
-        write(f"  last attempt: {last.id} {last.status}: {last.error or ''}\n".rstrip() + "\n")
+    if last is not None and (current is None or last.id != current.id):
+        write(f"  last attempt: {last.id} {last.status}: {last.error or ''}".rstrip() + "\n")
+    if not state.workloads:
+        write("  nothing of it runs now.\n")
+        return
+    write(f"  running now ({state.target}):\n")
     for w in state.workloads:
-        write(f"  {w['workload']:9} {w['state']:8} {w['health'] or '-':10} {w['image']}\n")
+        extra = f"  {w['status']}" if str(w.get("status", "")).startswith("preview") else ""
+        write(
+            f"    {w['workload']:20} {w['state']:8} {w['health'] or '-':10} {w['image']}{extra}\n"
+        )
+
+
+def history(
+    env: Env,
+    output: Output = OutputFormat.text,
+    context: KubeContext = None,
+    kubeconfig: Kubeconfig = None,
+    sets: Sets = None,
+    project_dir: ProjectDir = None,
+) -> None:
+    """List the releases the target keeps (id, when, commit, status, who, images, --set values)."""
+    from autodevhub_cli.core.operate import history as read_history
+
+    where, releases = read_history(env, project_dir, sets or (), _options(context, kubeconfig))
+    if output is OutputFormat.json:
+        _json({"environment": env, "store": where, "releases": [r.to_dict() for r in releases]})
+        return
+    write = sys.stdout.write
+    if not releases:
+        write(f"{env}: no release in {where}.\n")
+        return
+    write(f"{env}: {len(releases)} release(s) in {where}, oldest first\n")
+    for r in releases:
+        note = f" (rollback to {r.rollback_of})" if r.rollback_of else ""
+        note += f" (restored {r.restored})" if r.restored else ""
+        write(
+            f"  {r.id}  {r.status:11} {r.created_at}  commit {r.commit[:12]}  by "
+            f"{_who(r.deployed_by)}{note}\n"
+        )
+        images = ", ".join(str(i.get("ref", "")).rsplit("/", 1)[-1] for i in r.images)
+        if images:
+            write(f"      images: {images}\n")
+        if r.sets:
+            write(f"      --set: {' '.join(r.sets)}\n")
+
+
+def _who(deployed_by: dict[str, str]) -> str:
+    if not deployed_by:
+        return "?"
+    who = f"{deployed_by.get('user', '?')}@{deployed_by.get('host', '?')}"
+    return who + (f" ({deployed_by['ci']})" if deployed_by.get("ci") else "")
 
 
 def rollback(

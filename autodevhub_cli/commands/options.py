@@ -76,3 +76,12 @@ Prune = Annotated[
         help="Delete this environment's labelled objects that are no longer rendered.",
     ),
 ]
+Images = Annotated[
+    Path | None,
+    typer.Option(
+        "--images",
+        help="Pin images to a build: the JSON of `autodevhub build --output json` (or "
+        ".autodevhub/builds/ENV.json); renders image:tag@sha256:digest.",
+        show_default=False,
+    ),
+]

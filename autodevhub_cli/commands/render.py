@@ -11,6 +11,7 @@ import typer
 
 from autodevhub_cli.commands.options import (
     Env,
+    Images,
     KubeVersion,
     Output,
     OutputFormat,
@@ -46,15 +47,7 @@ def render(
         bool, typer.Option("--no-validate", help="Skip schema validation.")
     ] = False,
     kube_version: KubeVersion = None,
-    images: Annotated[
-        Path | None,
-        typer.Option(
-            "--images",
-            help="Pin images to a build: the JSON of `autodevhub build --output json` (or "
-            ".autodevhub/builds/ENV.json); renders image:tag@sha256:digest.",
-            show_default=False,
-        ),
-    ] = None,
+    images: Images = None,
     project_dir: ProjectDir = None,
 ) -> None:
     """Render an environment to Kubernetes manifests or a Compose file (validated)."""

@@ -57,9 +57,7 @@ def _run(env: str, values: dict[str, str], **kwargs: Any) -> None:
     progress = Progress(verbose=False)
     with progress.live():
         target = target_for(environment, options, progress)
-        change = set_secret(
-            environment, values, target=target, report=progress, project=project, **kwargs
-        )
+        change = set_secret(environment, values, target=target, report=progress, **kwargs)
     if output is OutputFormat.json:
         sys.stdout.write(json.dumps(change.to_dict(), indent=2) + "\n")
         return

@@ -23,7 +23,7 @@ from autodevhub_cli.core.environment import Environment, Task
 from autodevhub_cli.core.errors import (
     AutodevhubError,
     ConfigError,
-    RecordError,
+    RecordingError,
     RolloutError,
     SmokeCheckError,
     signal_name,
@@ -56,6 +56,8 @@ class DeployRequest:
     options: TargetOptions = field(default_factory=TargetOptions)
     # A first release that fails is stopped (no good one to go back to) unless kept to debug.
     keep_failed: bool = False
+    # A build's record (`build --output json`): deploy exactly those images, build nothing.
+    images: Path | None = None
 
 
 @dataclass
@@ -129,13 +131,25 @@ class _Steps:
 
 @dataclass
 class DeployContext:
-    """What every deploy-side command works with: project, environment, target, releases."""
+    """What every deploy-side command works with: project, environment, target, and the release
+    history the target keeps (read on first use)."""
 
     project: Project
     environment: Environment
     target: Target
-    store: ReleaseStore
     say: Reporter
+    _store: ReleaseStore | None = None
+
+    @property
+    def store(self) -> ReleaseStore:
+        """The environment's release history, in the target."""
+        if self._store is None:
+            self._store = ReleaseStore(
+                self.target.release_driver(),
+                self.environment.name,
+                self.environment.releases.keep,
+            )
+        return self._store
 
 
 def open_context(
@@ -149,13 +163,7 @@ def open_context(
     project = find_project(project_dir)
     environment = load_environment(project, name, sets)
     say = report or (lambda _step, _message: None)
-    return DeployContext(
-        project,
-        environment,
-        target_for(environment, options, say),
-        ReleaseStore(project, environment.name),
-        say,
-    )
+    return DeployContext(project, environment, target_for(environment, options, say), say)
 
 
 def deploy(request: DeployRequest, report: Reporter | None = None) -> DeployOutcome:
@@ -165,23 +173,75 @@ def deploy(request: DeployRequest, report: Reporter | None = None) -> DeployOutc
     )
     if request.dry_run:
         return preview_changes(ctx, request)
-    with ctx.target.lock(ctx.project, "deploy"):
+    with ctx.target.lock("deploy"):
+        _import_local_records(ctx)
         for old in ctx.store.recover():
             ctx.say("recover", f"release {old.id} was left unfinished; marked aborted")
         previous = ctx.store.current()
-        release = ctx.store.new(ctx.target.name, git_commit(ctx.project.root))
+        serving = [] if previous is not None else _serving_unknown(ctx)
+        release = ctx.store.new(ctx.target.name, git_commit(ctx.project.root), request.sets)
+        _trim(ctx, release)
         steps = ctx.say = _Steps(ctx.say)
         try:
-            return _run(ctx, request, release, previous)
+            return _run(ctx, request, release, previous, serving)
         except KeyboardInterrupt as exc:
             raise _interrupted(ctx, request, release, previous, steps, exc) from None
         except DeployFailed:
+            raise
+        except RecordingError:
+            if release.status in (states.DEPLOYED, states.PREVIEW):
+                raise  # it runs: its record must not say failed (the error says it runs)
+            release.status = states.FAILED
+            release.error = "its record could not be written"
+            _save_best_effort(ctx, release)
             raise
         except Exception as exc:
             release.status = states.FAILED
             release.error = f"{type(exc).__name__}: {exc}"
             ctx.store.save(release)
             raise
+
+
+def _import_local_records(ctx: DeployContext) -> None:
+    """Records an earlier autodevhub kept under `.autodevhub/releases/<env>/` go into the
+    target's store the first time a deploy finds that store empty."""
+    folder = ctx.project.state_dir / "releases" / ctx.environment.name
+    if not folder.is_dir():
+        return
+    imported = ctx.store.import_local(folder)
+    if imported:
+        ctx.say(
+            "history",
+            f"imported {len(imported)} release record(s) from {folder} into "
+            f"{ctx.store.driver.describe()}",
+        )
+
+
+def _serving_unknown(ctx: DeployContext) -> list[str]:
+    """What of the environment runs although its history has no good release (deployed by
+    another tool, or its records lost): never to be deleted by this deploy."""
+    try:
+        live = ctx.target.live()
+    except AutodevhubError as exc:
+        # Cannot tell: treat the environment as serving, so that nothing is deleted.
+        return [f"(could not be listed: {exc.message})"]
+    return sorted({str(w.get("workload")) for w in live})
+
+
+def _trim(ctx: DeployContext, release: Release) -> None:
+    """Keep the history within releases.keep; a failure to delete old records costs nothing
+    but space, so it is said and the deploy goes on."""
+    try:
+        deleted = ctx.store.trim(release)
+    except RecordingError as exc:
+        ctx.say("history", f"could not delete old release records: {exc.message}")
+        return
+    if deleted:
+        ctx.say(
+            "history",
+            f"deleted {len(deleted)} release record(s) beyond releases.keep "
+            f"({ctx.store.keep}): {', '.join(deleted)}",
+        )
 
 
 def task_fingerprints(root: Path, environment: Environment) -> dict[str, str]:
@@ -224,7 +284,7 @@ def _tasks_to_run(
         and str(ref) in release.tasks
         and previous.tasks.get(str(ref)) == release.tasks[str(ref)]
     ]
-    if not unchanged or previous is None or not _running(ctx, previous):
+    if not unchanged or previous is None or not _running(ctx):
         return tasks, []
     reasons = [
         f"{ref} skipped: its inputs are unchanged since release {previous.id}, which is running"
@@ -233,12 +293,10 @@ def _tasks_to_run(
     return [ref for ref in tasks if ref not in unchanged], reasons
 
 
-def _running(ctx: DeployContext, release: Release) -> bool:
-    path = ctx.store.rendered_path(release, ctx.target.rendered_filename)
+def _running(ctx: DeployContext) -> bool:
+    """Whether anything of the environment runs now (read from the target)."""
     try:
-        return path.exists() and any(
-            w.get("state") in ("running", "Healthy", "ready") for w in ctx.target.workloads(path)
-        )
+        return any(w.get("state") in ("running", "ready") for w in ctx.target.live())
     except AutodevhubError:
         return False
 
@@ -252,17 +310,34 @@ def _timed(release: Release, step: str, action: Callable[[], Any]) -> Any:
 
 
 def _run(
-    ctx: DeployContext, request: DeployRequest, release: Release, previous: Release | None
+    ctx: DeployContext,
+    request: DeployRequest,
+    release: Release,
+    previous: Release | None,
+    serving: list[str],
 ) -> DeployOutcome:
     outcome = DeployOutcome(ctx.environment.name, release)
     name = ctx.environment.name
+    skip_build = request.skip_build or request.images is not None
     # Compose runs the images from the local engine, so their push to the registry can run
     # while the release runs its tasks, starts and is checked; it must succeed before it counts.
-    overlap_push = ctx.target.runs_local_images and not request.skip_build
+    overlap_push = ctx.target.runs_local_images and not skip_build
     pusher: _BackgroundPush | None = None
     switched = False
+    if serving:
+        # Objects of the environment run, but no recorded release knows them: apply over
+        # them, delete nothing of theirs.
+        ctx.target.prune_enabled = False
+        ctx.say(
+            "history",
+            f"no good release in {ctx.store.driver.describe()}, but {', '.join(serving)} "
+            "already run: nothing will be pruned or removed",
+        )
     try:
-        if request.skip_build:
+        if request.images is not None:
+            images = request.images
+            ctx.say("build", f"skipped: deploying the images recorded in {images}")
+        elif request.skip_build:
             images = record_path(ctx.project, name)
             if not images.exists():
                 raise ConfigError(
@@ -366,16 +441,16 @@ def _run(
         ctx.store.save(release)
         raise DeployFailed(str(exc), exit_code=exc.exit_code, outcome=outcome) from None
     except (RolloutError, SmokeCheckError) as exc:
-        return _roll_back(ctx, request, release, previous, exc, outcome)
+        return _roll_back(ctx, request, release, previous, serving, exc, outcome)
     except AutodevhubError as exc:
         if switched:
-            return _roll_back(ctx, request, release, previous, exc, outcome)
+            return _roll_back(ctx, request, release, previous, serving, exc, outcome)
         release.status = states.FAILED
         release.error = str(exc)
         ctx.store.save(release)
-        serving = f" Release {previous.id} still serves." if previous else ""
+        still = f" Release {previous.id} still serves." if previous else ""
         raise DeployFailed(
-            f"Deploy of {name!r} failed before switching: {exc}{serving}",
+            f"Deploy of {name!r} failed before switching: {exc}{still}",
             exit_code=exc.exit_code,
             outcome=outcome,
         ) from None
@@ -421,6 +496,7 @@ def _roll_back(
     request: DeployRequest,
     release: Release,
     previous: Release | None,
+    serving: list[str],
     cause: AutodevhubError,
     outcome: DeployOutcome,
 ) -> DeployOutcome:
@@ -432,15 +508,19 @@ def _roll_back(
     code = cause.exit_code
     name = ctx.environment.name
     if previous is None:
+        left = (
+            _unknown_release_failed(ctx, release, serving)
+            if serving
+            else _first_release_failed(ctx, request, release)
+        )
         raise DeployFailed(
-            f"Deploy of {name!r} failed: {cause} {_first_release_failed(ctx, request, release)}"
-            + unrecorded,
+            f"Deploy of {name!r} failed: {cause} {left}" + unrecorded,
             exit_code=code,
             outcome=outcome,
         )
     if ctx.target.blue_green:
-        rendered = ctx.store.rendered_path(release, ctx.target.rendered_filename)
-        if rendered.exists():
+        rendered = ctx.store.path(release, ctx.target.rendered_filename)
+        if rendered is not None:
             ctx.say("rollback", "aborting the rollout: the active version keeps serving")
             ctx.target.abort(rendered)
     ctx.say("rollback", f"rolling back to release {previous.id}")
@@ -470,7 +550,7 @@ def _save_best_effort(ctx: DeployContext, release: Release) -> str:
     """Save `release`; if its record cannot be written, say so (for the message) instead."""
     try:
         ctx.store.save(release)
-    except RecordError as exc:
+    except RecordingError as exc:
         return (
             f" The record of release {release.id} could not be updated ({exc.message}); it may "
             "still say pending."
@@ -530,8 +610,8 @@ def _roll_back_interrupted(
     """Roll an interrupted release back to the previous one; how that went, for the message."""
     ctx.say("rollback", f"{stopped}: rolling back to release {previous.id}")
     try:
-        rendered = ctx.store.rendered_path(release, ctx.target.rendered_filename)
-        if ctx.target.blue_green and rendered.exists():
+        rendered = ctx.store.path(release, ctx.target.rendered_filename)
+        if ctx.target.blue_green and rendered is not None:
             ctx.target.abort(rendered)
         smoke = reapply(ctx, previous, request.timeout)
     except KeyboardInterrupt as again:
@@ -552,6 +632,20 @@ def _roll_back_interrupted(
     return f"so it rolled back to release {previous.id}, which {verdict}."
 
 
+def _unknown_release_failed(ctx: DeployContext, release: Release, serving: list[str]) -> str:
+    """No good release in the history, but the environment already ran before this deploy:
+    delete nothing of what served. Says so, for the error message."""
+    name = ctx.environment.name
+    return (
+        f"The history ({ctx.store.driver.describe()}) has no good release to roll back to, "
+        f"but {', '.join(serving)} already ran before this deploy (deployed by another tool, or "
+        f"with its records lost), so nothing was deleted or pruned: what served keeps its "
+        f"objects, and release {release.id}'s changes to them stay applied (a rolling update "
+        "keeps the old pods serving while the new ones are not ready). Fix the cause and deploy "
+        f"again; `autodevhub status --env {name}` shows what runs."
+    )
+
+
 def _first_release_failed(ctx: DeployContext, request: DeployRequest, release: Release) -> str:
     """No good release to go back to: stop the failed one (volumes kept), or keep it as asked.
     Says which, for the error message."""
@@ -562,9 +656,11 @@ def _first_release_failed(ctx: DeployContext, request: DeployRequest, release: R
             f"is left running, as --keep-failed asked (`autodevhub status --env {name}`, "
             f"`autodevhub down --env {name}`)."
         )
-    rendered = ctx.store.rendered_path(release, ctx.target.rendered_filename)
+    rendered = ctx.store.path(release, ctx.target.rendered_filename)
     ctx.say("rollback", f"no earlier good release: stopping the failed release {release.id}")
     try:
+        if rendered is None:
+            raise ConfigError(f"release {release.id} recorded no rendered output to stop")
         ctx.target.remove(rendered, volumes=False)
     except AutodevhubError as exc:
         return (
@@ -581,9 +677,13 @@ def _first_release_failed(ctx: DeployContext, request: DeployRequest, release: R
 def reapply(ctx: DeployContext, release: Release, timeout: float) -> SmokeResult:
     """Apply a recorded release's exact output again, wait for it and check it with its own
     recorded checks (rollback)."""
-    path = ctx.store.rendered_path(release, ctx.target.rendered_filename)
-    if not path.exists():
-        raise ConfigError(f"Release {release.id} has no recorded {path.name} to re-apply.")
+    filename = ctx.target.rendered_filename
+    path = ctx.store.path(release, filename)
+    if path is None:
+        raise ConfigError(
+            f"Release {release.id} has no recorded {filename} to re-apply "
+            f"({ctx.store.driver.object_name(release.id)})."
+        )
     ctx.target.apply(path, timeout)
     return _smoke(ctx, recorded_environment(ctx, release))
 
@@ -592,14 +692,18 @@ def recorded_environment(ctx: DeployContext, release: Release) -> Environment:
     """The values a release was deployed with (the current ones for an older record)."""
     from pydantic import ValidationError as PydanticValidationError
 
-    path = ctx.store.rendered_path(release, ENVIRONMENT_FILE)
+    text = ctx.store.text(release, ENVIRONMENT_FILE)
     try:
-        return Environment.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, PydanticValidationError):
-        log.info(
-            "release %s has no readable %s; checking with the current values", release.id, path.name
-        )
-        return ctx.environment
+        if text is not None:
+            return Environment.model_validate_json(text)
+    except PydanticValidationError:
+        pass
+    log.info(
+        "release %s has no readable %s; checking with the current values",
+        release.id,
+        ENVIRONMENT_FILE,
+    )
+    return ctx.environment
 
 
 def _smoke(ctx: DeployContext, environment: Environment, preview: bool = False) -> SmokeResult:
@@ -625,15 +729,16 @@ def promote(
 ) -> Release:
     """Promote the release waiting as the blue-green preview, then check the active version."""
     ctx = open_context(environment, project_dir, (), report, options)
-    with ctx.target.lock(ctx.project, "promote"):
+    with ctx.target.lock("promote"):
         waiting = [r for r in ctx.store.all() if r.status == states.PREVIEW]
-        if not waiting:
+        path = ctx.store.path(waiting[-1], ctx.target.rendered_filename) if waiting else None
+        if path is None:
             raise ConfigError(
-                f"Environment {ctx.environment.name!r} has no release waiting as a preview.",
+                f"Environment {ctx.environment.name!r} has no release waiting as a preview "
+                f"in {ctx.store.driver.describe()}.",
                 hint=f"Deploy first: `autodevhub deploy --env {ctx.environment.name}`.",
             )
         release = waiting[-1]
-        path = ctx.store.rendered_path(release, ctx.target.rendered_filename)
         _timed(release, "promote", lambda: _promote(ctx, path, timeout))
         smoke = _smoke(ctx, ctx.environment)
         release.smoke = smoke.to_dict()
@@ -676,7 +781,7 @@ def _rendered_text(outcome: Any) -> str:
 def preview_changes(ctx: DeployContext, request: DeployRequest) -> DeployOutcome:
     """What a deploy would change (`deploy --dry-run`, `diff`); changes nothing."""
     name = ctx.environment.name
-    images = record_path(ctx.project, name)
+    images = request.images or record_path(ctx.project, name)
     rendered = render_environment(
         RenderRequest(
             name, ctx.project.root, sets=request.sets, images=images if images.exists() else None
@@ -694,8 +799,7 @@ def preview_changes(ctx: DeployContext, request: DeployRequest) -> DeployOutcome
     current = ctx.store.current()
     old_text = ""
     if current is not None:
-        old_path = ctx.store.rendered_path(current, ctx.target.rendered_filename)
-        old_text = old_path.read_text() if old_path.exists() else ""
+        old_text = ctx.store.text(current, ctx.target.rendered_filename) or ""
     diff = "".join(
         difflib.unified_diff(
             old_text.splitlines(keepends=True),
@@ -710,7 +814,11 @@ def preview_changes(ctx: DeployContext, request: DeployRequest) -> DeployOutcome
 def _plan(ctx: DeployContext, request: DeployRequest) -> list[str]:
     tasks = [f"{ref} ({' '.join(task.command)})" for ref, task in _tasks(ctx.environment)]
     steps = [
-        "build and push images" if not request.skip_build else "reuse the recorded build",
+        "build and push images"
+        if not (request.skip_build or request.images)
+        else f"deploy the images in {request.images}"
+        if request.images
+        else "reuse the recorded build",
         f"run the tasks {', '.join(tasks)}" if tasks else "no tasks",
         f"apply to {ctx.target.name} and wait up to {request.timeout:.0f}s",
         "run smoke checks; roll back on failure",

@@ -462,6 +462,19 @@ class Backups(Model):
         return self
 
 
+class ReleaseHistory(Model):
+    """The release history, kept in the target: Secrets in the namespace on Kubernetes, volumes
+    on the Docker host for Compose."""
+
+    keep: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Releases kept; older ones are deleted, never the one serving, the last "
+        "good one or a preview waiting for promotion.",
+    )
+
+
 class ComposeSettings(Model):
     """Compose-only settings: the project name and where ports are published on the host."""
 
@@ -677,6 +690,7 @@ class Environment(Model):
     compose: ComposeSettings = Field(default_factory=ComposeSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     smoke: Smoke = Field(default_factory=Smoke)
+    releases: ReleaseHistory = Field(default_factory=ReleaseHistory)
     labels: dict[str, str] = {}
 
     def problems(self) -> list[Problem]:

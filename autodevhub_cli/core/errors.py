@@ -111,7 +111,21 @@ class SmokeCheckError(AutodevhubError):
     exit_code = 3
 
 
-class RecordError(AutodevhubError):
+class RecordingError(AutodevhubError):
+    """A record could not be written or read; often met while recording an earlier failure."""
+
+    def explain(self, consequence: str) -> None:
+        """Add what the missing record means (said by the caller that knows), before the hint."""
+        self.message = f"{self.message} {consequence}"
+        self.args = (self.message,)
+
+
+class StoreError(RecordingError):
+    """The release store that lives with the target (Secrets in the namespace, a volume on the
+    Docker host) could not be read or written, or holds a record this version cannot read."""
+
+
+class RecordError(RecordingError):
     """A record under the project's `.autodevhub/` could not be written (no space left, a
     read-only filesystem, no permission): names the file, the reason and what to do."""
 
@@ -130,11 +144,6 @@ class RecordError(AutodevhubError):
         self.filesystem = filesystem
         self.free_bytes = free_bytes
         super().__init__(f"Could not write {path}: {reason}.", hint=self._what_to_do())
-
-    def explain(self, consequence: str) -> None:
-        """Add what the missing record means (said by the caller that knows), before the hint."""
-        self.message = f"{self.message} {consequence}"
-        self.args = (self.message,)
 
     def _what_to_do(self) -> str:
         where = f"the filesystem mounted at {self.filesystem}" if self.filesystem else "its disk"
@@ -167,29 +176,36 @@ def reported(error: AutodevhubError) -> tuple[str, int]:
     """The message and exit code to show for `error`.
 
     A record that cannot be written is often met again while recording an earlier failure
-    (a full disk stays full): then that earlier failure is what happened, and is shown first.
+    (a full disk stays full, an unreachable store stays unreachable): then that earlier failure
+    is what happened, and is shown first.
     """
-    if not isinstance(error, RecordError):
+    if not isinstance(error, RecordingError):
         return str(error), error.exit_code
     cause = _cause_being_recorded(error)
     if cause is error:
         return str(error), error.exit_code
-    if isinstance(cause, RecordError):
-        also = "" if cause.path == error.path else f" {error.path} could not be written either."
+    if isinstance(cause, RecordingError):
+        also = ""
+        if (
+            isinstance(cause, RecordError)
+            and isinstance(error, RecordError)
+            and cause.path != error.path
+        ):
+            also = f" {error.path} could not be written either."
         tail = f" {cause.hint}" if cause.hint else ""
         return f"{cause.message}{also}{tail}", cause.exit_code
     return f"{cause} Recording that failed too: {error}", cause.exit_code
 
 
-def _cause_being_recorded(error: RecordError) -> AutodevhubError:
+def _cause_being_recorded(error: RecordingError) -> AutodevhubError:
     """The first error, down the chain of errors raised while handling others, that is not a
-    RecordError (else the earliest RecordError)."""
+    RecordingError (else the earliest one)."""
     found: AutodevhubError = error
     seen = error.__context__
     while seen is not None:
         if isinstance(seen, AutodevhubError):
             found = seen
-            if not isinstance(seen, RecordError):
+            if not isinstance(seen, RecordingError):
                 break
         seen = seen.__context__
     return found

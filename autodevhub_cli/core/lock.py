@@ -1,23 +1,28 @@
-"""One deploy per environment at a time: an exclusive `flock` on `.autodevhub/locks/<env>.lock`.
+"""One deploy per environment at a time: a lock held in the target itself (a Lease in the
+namespace, a named container on the Docker host), so two CI runners or two laptops exclude each
+other, not only two processes on one machine.
 
-The kernel releases the lock when its holder exits, even on a crash or SIGKILL, so a lock never
-goes stale; the file also says who holds it and since when, for the message a second deploy shows.
+The holder renews the lock while it works; a lock not renewed within its duration is stale (its
+holder died) and the next command takes it over. Every command checks, before each step that
+changes something, that the lock is still its own.
 """
 
 from __future__ import annotations
 
-import fcntl
+import datetime as dt
 import getpass
-import json
+import logging
 import os
 import socket
-import time
-from dataclasses import dataclass
-from pathlib import Path
-from types import TracebackType
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from autodevhub_cli.core.errors import AutodevhubError
-from autodevhub_cli.core.records import record_error
+
+log = logging.getLogger("autodevhub.lock")
+
+DURATION_SECONDS = 60
 
 
 class DeployLockedError(AutodevhubError):
@@ -28,86 +33,104 @@ class LockLostError(AutodevhubError):
     """The deploy no longer holds its lock (taken over, gone, or not renewed in time)."""
 
 
-@dataclass
-class DeployLock:
-    """An exclusive, crash-safe lock for one environment of a project."""
+def now() -> dt.datetime:
+    """The time locks are stamped with (UTC)."""
+    return dt.datetime.now(dt.UTC)
 
-    path: Path
-    environment: str
-    command: str = "deploy"
-    _fd: int | None = None
 
-    def acquire(self) -> DeployLock:
-        """Take the lock or raise DeployLockedError naming the holder (RecordError when the lock
-        file cannot be written: no space left, a read-only or foreign folder)."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            error = record_error(self.path, exc)
-            error.explain("No deploy was started: the deploy lock lives in this file.")
-            raise error from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise DeployLockedError(
-                f"Another {holder.get('command', 'deploy')} of environment {self.environment!r} is "
-                f"running: pid {holder.get('pid', '?')} on {holder.get('host', '?')} "
-                f"(user {holder.get('user', '?')}) since {holder.get('since', '?')}.",
-                hint="Wait for it to finish; the lock is released as soon as that process ends.",
-            ) from None
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "user": _user(),
-            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "command": self.command,
-        }
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(info).encode(), 0)
-        except OSError as exc:
-            # Held but unnamed, and the release records could not be written either: stop here.
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-            error = record_error(self.path, exc)
-            error.explain("No deploy was started.")
-            raise error from None
-        self._fd = fd
-        return self
+def identity() -> str:
+    """Who holds a lock: `user@host pid N`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()} pid {os.getpid()}"
+
+
+class RenewedLock:
+    """A lock in the target, renewed in the background while held. Subclasses say how to take,
+    renew, inspect and give back their object."""
+
+    def __init__(self, what: str, duration: int = DURATION_SECONDS) -> None:
+        self.what = what  # `Lease staging/autodevhub-staging`, for messages
+        self.duration = duration
+        self.identity = identity()
+        self.lost: str | None = None  # why the lock is no longer ours, once it is not
+        self._renewed = now()
+
+    def acquire(self, command: str) -> None:
+        """Take the lock, or raise DeployLockedError naming its live holder."""
+        raise NotImplementedError
+
+    def renew(self, command: str) -> None:
+        """Push the renewal time forward; set `lost` when the lock is gone or another's."""
+        raise NotImplementedError
+
+    def holder(self) -> str | None:
+        """Who holds the lock now (None when nobody does); raises when the target does not
+        answer."""
+        raise NotImplementedError
 
     def release(self) -> None:
-        """Give the lock back (also happens when the process exits)."""
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        """Give the lock back if it is still ours."""
+        raise NotImplementedError
 
-    def __enter__(self) -> DeployLock:
-        return self.acquire()
+    def renewed(self) -> None:
+        """Note a successful renewal (the silence `check` counts starts again)."""
+        self._renewed = now()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
+    def check(self) -> None:
+        """Raise LockLostError unless the lock is still this command's: not lost, and renewed
+        within a third of its duration (past that, another command may soon take it)."""
+        if self.lost is None:
+            try:
+                holder = self.holder()
+            except Exception:  # unreachable now: the silence below decides
+                holder = self.identity
+            if holder is None:
+                self.lost = f"{self.what} was deleted while this deploy held it"
+            elif holder != self.identity:
+                self.lost = f"{self.what} was taken over by {holder}"
+        if self.lost is None:
+            silent = (now() - self._renewed).total_seconds()
+            if silent > self.duration / 3:
+                self.lost = (
+                    f"{self.what} has not been renewed for {silent:.0f}s (the limit is a third "
+                    f"of its {self.duration}s duration)"
+                )
+        if self.lost is not None:
+            raise LockLostError(
+                f"The deploy stopped: {self.lost}. Nothing more was changed after that.",
+                hint="Check who deploys this environment (`autodevhub status`), then deploy again.",
+            )
 
+    @contextmanager
+    def hold(self, command: str) -> Iterator[None]:
+        """Hold the lock for a block, renewing it in the background. It is given back however
+        the block ends, a signal included, even one that lands while the lock is being taken
+        (its write may have reached the target); `release` leaves another holder's alone."""
+        stop = threading.Event()
 
-def _read_holder(fd: int) -> dict[str, object]:
-    try:
-        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return data if isinstance(data, dict) else {}
-    except ValueError:
-        return {}
+        def renew_loop() -> None:
+            # Every sixth of the duration: one missed renewal still leaves the deploy within
+            # the third that `check` allows; two in a row stop it at its next step.
+            while not stop.wait(self.duration / 6) and self.lost is None:
+                try:
+                    self.renew(command)
+                except Exception:  # retried at the next tick; `check` counts the silence
+                    continue
 
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
+        thread = threading.Thread(target=renew_loop, name="lock-renewal", daemon=True)
+        try:
+            self.acquire(command)
+            self.renewed()
+            thread.start()
+            yield
+        finally:
+            stop.set()
+            if thread.ident is not None:
+                thread.join(timeout=5)
+            try:
+                self.release()
+            except AutodevhubError as exc:  # the command's own outcome matters more
+                log.warning("could not give %s back (%s); it expires by itself", self.what, exc)

@@ -1,4 +1,7 @@
-"""Day-2 operations on a deployed environment: smoke-test, status, rollback, down."""
+"""Day-2 operations on a deployed environment: smoke-test, status, history, rollback, down.
+
+Each reads the history the target keeps (never a file on this machine), so any clone or CI
+runner sees and uses the same releases."""
 
 from __future__ import annotations
 
@@ -10,8 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from autodevhub_cli.core import releases as states
-from autodevhub_cli.core.build import git_commit
-from autodevhub_cli.core.deploy import Reporter, open_context, reapply
+from autodevhub_cli.core.deploy import (
+    ENVIRONMENT_FILE,
+    DeployContext,
+    Reporter,
+    open_context,
+    reapply,
+)
 from autodevhub_cli.core.errors import ConfigError, SmokeCheckError
 from autodevhub_cli.core.pipeline import RenderRequest, render_environment
 from autodevhub_cli.core.releases import Release
@@ -50,13 +58,16 @@ def url_overrides(urls: Sequence[str]) -> list[str]:
 
 @dataclass
 class Status:
-    """The environment now: current release, its images and checks, the running workloads."""
+    """The environment now: what runs (read from the target), the release serving and the last
+    attempt (from the history the target keeps)."""
 
     environment: str
     target: str
     current: Release | None
     last: Release | None
     workloads: list[dict[str, Any]]
+    # The release `down` took away, when nothing has been deployed since.
+    removed: Release | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -65,6 +76,11 @@ class Status:
             "target": self.target,
             "current": self.current.to_dict() if self.current else None,
             "last_attempt": self.last.to_dict() if self.last else None,
+            "removed": self.removed.to_dict() if self.removed else None,
+            "running": bool(self.workloads),
+            "previews": [
+                w["status"] for w in self.workloads if w.get("status", "").startswith("preview")
+            ],
             "workloads": self.workloads,
         }
 
@@ -75,22 +91,30 @@ def status(
     sets: Sequence[str] = (),
     options: TargetOptions | None = None,
 ) -> Status:
-    """Current release, images, workload health and last smoke result."""
+    """What runs (live images, replicas and health), the serving release and the last attempt."""
     ctx = open_context(environment, project_dir, sets, None, options)
     releases = ctx.store.all()
     current = ctx.store.current()
-    workloads: list[dict[str, Any]] = []
-    if current is not None:
-        path = ctx.store.rendered_path(current, ctx.target.rendered_filename)
-        if path.exists():
-            workloads = ctx.target.workloads(path)
+    last_good = ctx.store.last_good()
     return Status(
         ctx.environment.name,
         ctx.target.name,
         current,
         releases[-1] if releases else None,
-        workloads,
+        ctx.target.live(),
+        removed=last_good if last_good is not None and last_good.status == states.REMOVED else None,
     )
+
+
+def history(
+    environment: str,
+    project_dir: Any = None,
+    sets: Sequence[str] = (),
+    options: TargetOptions | None = None,
+) -> tuple[str, list[Release]]:
+    """Every release the target keeps for the environment, oldest first, and where they are."""
+    ctx = open_context(environment, project_dir, sets, None, options)
+    return ctx.store.driver.describe(), ctx.store.all()
 
 
 def rollback(
@@ -101,36 +125,21 @@ def rollback(
     report: Reporter | None = None,
     options: TargetOptions | None = None,
 ) -> tuple[Release, SmokeResult]:
-    """Re-apply a recorded good release (default: the one before the current) and verify it."""
+    """Re-apply a recorded good release (default: the newest one that differs from what
+    serves) and check it with its own recorded checks."""
     ctx = open_context(environment, project_dir, (), report, options)
-    with ctx.target.lock(ctx.project, "rollback"):
-        good = [r for r in ctx.store.all() if r.status == states.DEPLOYED]
-        if to is not None:
-            target_release = ctx.store.get(to)
-            if target_release.status != states.DEPLOYED:
-                raise ConfigError(
-                    f"Release {target_release.id} is {target_release.status}, not a good release.",
-                    hint="Roll back to a release whose status is deployed (`autodevhub status`).",
-                )
-        else:
-            if not good:
-                raise ConfigError(
-                    f"Environment {ctx.environment.name!r} has no good release to roll back to."
-                )
-            serving = _rendered(ctx, good[-1])
-            older = [r for r in good[:-1] if _rendered(ctx, r) != serving]
-            if not older:
-                raise ConfigError(
-                    f"Environment {ctx.environment.name!r} has no earlier good release that "
-                    "differs from the one serving.",
-                    hint="Name one with --to RELEASE (`autodevhub status` lists them).",
-                )
-            target_release = older[-1]
-        record = ctx.store.new(ctx.target.name, git_commit(ctx.project.root))
-        record.rollback_of = target_release.id
-        record.images = target_release.images
-        ctx.store.attach(record, ctx.target.rendered_filename, _rendered(ctx, target_release))
-        ctx.say("rollback", f"re-applying release {target_release.id}")
+    with ctx.target.lock("rollback"):
+        chosen = _rollback_target(ctx, to)
+        record = ctx.store.new(ctx.target.name, chosen.commit, chosen.sets)
+        record.rollback_of = chosen.id
+        record.images = chosen.images
+        record.tasks = chosen.tasks
+        for filename in (ctx.target.rendered_filename, ENVIRONMENT_FILE):
+            text = ctx.store.text(chosen, filename)
+            if text is not None:
+                ctx.store.attach(record, filename, text)
+        ctx.store.save(record)
+        ctx.say("rollback", f"re-applying release {chosen.id}")
         try:
             smoke = reapply(ctx, record, timeout)
         except BaseException as exc:
@@ -143,15 +152,38 @@ def rollback(
         ctx.store.save(record)
         if not smoke.ok:
             raise SmokeCheckError(
-                f"Rolled back to release {target_release.id}, but its smoke checks fail: "
-                f"{smoke.summary()}"
+                f"Rolled back to release {chosen.id}, but its smoke checks fail: {smoke.summary()}"
             )
         return record, smoke
 
 
-def _rendered(ctx: Any, release: Release) -> str:
-    path: Path = ctx.store.rendered_path(release, ctx.target.rendered_filename)
-    return path.read_text() if path.exists() else ""
+def _rollback_target(ctx: DeployContext, to: str | None) -> Release:
+    """The release `rollback` goes back to: the one named, else the newest good one whose
+    output differs from what serves."""
+    name = ctx.environment.name
+    if to is not None:
+        chosen = ctx.store.get(to)
+        if chosen.status not in states.GOOD:
+            raise ConfigError(
+                f"Release {chosen.id} is {chosen.status}, not a release that passed its checks.",
+                hint=f"Roll back to a release whose status is deployed or removed "
+                f"(`autodevhub history --env {name}`).",
+            )
+        return chosen
+    good = [r for r in ctx.store.all() if r.status in states.GOOD]
+    if not good:
+        raise ConfigError(
+            f"Environment {name!r} has no good release to roll back to in "
+            f"{ctx.store.driver.describe()}."
+        )
+    serving = ctx.store.text(good[-1], ctx.target.rendered_filename)
+    older = [r for r in good[:-1] if ctx.store.text(r, ctx.target.rendered_filename) != serving]
+    if not older:
+        raise ConfigError(
+            f"Environment {name!r} has no earlier good release that differs from the one serving.",
+            hint=f"Name one with --to RELEASE (`autodevhub history --env {name}` lists them).",
+        )
+    return older[-1]
 
 
 def down(
@@ -161,25 +193,28 @@ def down(
     sets: Sequence[str] = (),
     options: TargetOptions | None = None,
 ) -> None:
-    """Remove everything the environment runs (its volumes only when asked)."""
+    """Remove everything the environment runs (its volumes only when asked); the history stays,
+    and the release that served is marked removed."""
     ctx = open_context(environment, project_dir, sets, None, options)
-    with ctx.target.lock(ctx.project, "down"):
+    with ctx.target.lock("down"):
         current = ctx.store.current()
-        if current is None:
-            every = ctx.store.all()
-            current = every[-1] if every else None
-        path = ctx.store.rendered_path(current, ctx.target.rendered_filename) if current else None
-        if path is not None and path.exists():
+        every = ctx.store.all()
+        recorded = current or (every[-1] if every else None)
+        path = ctx.store.path(recorded, ctx.target.rendered_filename) if recorded else None
+        if path is not None:
             ctx.target.remove(path, volumes)
-            return
-        # Nothing recorded: render the environment as it is now, for its project name.
-        rendered = render_environment(
-            RenderRequest(ctx.environment.name, ctx.project.root, sets=sets, validate=False)
-        )
-        with tempfile.TemporaryDirectory() as folder:
-            temp = Path(folder) / ctx.target.rendered_filename
-            temp.write_text(rendered.result.to_yaml())
-            ctx.target.remove(temp, volumes)
+        else:
+            # Nothing recorded: render the environment as it is now, for its project name.
+            rendered = render_environment(
+                RenderRequest(ctx.environment.name, ctx.project.root, sets=sets, validate=False)
+            )
+            with tempfile.TemporaryDirectory() as folder:
+                temp = Path(folder) / ctx.target.rendered_filename
+                temp.write_text(rendered.result.to_yaml())
+                ctx.target.remove(temp, volumes)
+        if current is not None:
+            current.status = states.REMOVED
+            ctx.store.save(current)
 
 
 def diff(

@@ -1,22 +1,36 @@
-"""Release records: what was deployed, when, from which commit, with which images and result.
+"""Release records: what was deployed, when, by whom, from which commit and `--set` values, with
+which images and result, and the exact files it applied.
 
-Each release lives in `.autodevhub/releases/<env>/<id>/` with `release.json` (written atomically
-at every state change) and the rendered output it applied, so `rollback` can re-apply it exactly.
+The records live with the target, as Helm keeps its releases in the release's namespace: every
+target hands the store a `ReleaseDriver` (Secrets in the environment's namespace; a volume on
+the Docker host of the Compose project), so a fresh CI runner or a teammate's clone sees the
+same history, rolls back to the same releases and skips the same tasks. A release is stored
+whole (its record and the files it applied: rendered output, the values it was checked with,
+the images it ran), gzip'd JSON with a format number. `.autodevhub/` is never the truth: it is
+read only once, to import the records an earlier version of autodevhub kept there.
 """
 
 from __future__ import annotations
 
 import calendar
 import contextlib
+import getpass
+import gzip
+import json
+import os
 import secrets
+import shutil
+import socket
+import tempfile
 import time
+import weakref
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from autodevhub_cli.core.errors import ConfigError, RecordError
-from autodevhub_cli.core.project import Project
-from autodevhub_cli.core.records import read_json, record_error, write_json, write_text_atomically
+from autodevhub_cli.core.errors import ConfigError, RecordError, StoreError
+from autodevhub_cli.core.records import record_error, write_text_atomically
 
 PENDING = "pending"  # being deployed
 DEPLOYED = "deployed"  # passed its checks: a good release
@@ -25,6 +39,13 @@ FAILED = "failed"  # failed, and the previous release was restored (or there was
 INTERRUPTED = "interrupted"  # stopped by a signal mid-deploy
 ABORTED = "aborted"  # found pending/interrupted by a later deploy (its process is gone)
 SUPERSEDED = "superseded"  # was good, then replaced by a rollback to an older release
+REMOVED = "removed"  # was serving when `autodevhub down` took the environment down
+# Releases that passed their checks: what a rollback may go back to.
+GOOD = (DEPLOYED, REMOVED)
+
+# The stored form's version: a reader refuses a newer one rather than guess at it.
+FORMAT = 1
+DEFAULT_KEEP = 10
 
 
 @dataclass
@@ -46,17 +67,95 @@ class Release:
     finished_at: str | None = None
     # `component.task` -> fingerprint of the inputs it ran with (see deploy.task_fingerprints)
     tasks: dict[str, str] = field(default_factory=dict)
+    # Who ran it: user, host and, in CI, the run's URL.
+    deployed_by: dict[str, str] = field(default_factory=dict)
+    # The `--set` values it was deployed with, as given.
+    sets: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Release:
+        """A record as stored (fields this version does not know are left out)."""
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class StoredRelease:
+    """A release as its driver keeps it: the record, the files it applied, and the driver's
+    version of the object (for optimistic concurrency)."""
+
+    release: Release
+    files: dict[str, str] = field(default_factory=dict)
+    version: str | None = None
+
+
+class ReleaseDriver(Protocol):
+    """Where a target keeps the releases of one environment."""
+
+    def describe(self) -> str:
+        """Where the records are, for messages (`Secrets ... in namespace staging`)."""
+
+    def object_name(self, release_id: str) -> str:
+        """The name of the object holding one release, for messages and `kubectl`/`docker`."""
+
+    def load(self) -> list[StoredRelease]:
+        """Every stored release; StoreError naming the object when one cannot be read."""
+
+    def write(self, stored: StoredRelease) -> None:
+        """Create or update one release (refused if it changed since it was read)."""
+
+    def delete(self, release_id: str) -> None:
+        """Remove one release (gone already is fine)."""
+
+
+def encode(stored: StoredRelease) -> bytes:
+    """The stored form of a release: gzip'd JSON with the format number."""
+    document = {"format": FORMAT, "release": stored.release.to_dict(), "files": stored.files}
+    return gzip.compress(json.dumps(document, sort_keys=True).encode(), compresslevel=9, mtime=0)
+
+
+def decode(data: bytes, where: str, remedy: str) -> StoredRelease:
+    """A release from its stored form; StoreError naming `where` when it cannot be read."""
+    try:
+        document = json.loads(gzip.decompress(data))
+    except (OSError, EOFError, ValueError) as exc:
+        raise StoreError(
+            f"The release record in {where} is corrupt ({exc}).",
+            hint=f"Nothing was changed. {remedy}",
+        ) from None
+    version = document.get("format") if isinstance(document, dict) else None
+    if isinstance(version, int) and version > FORMAT:
+        raise StoreError(
+            f"The release record in {where} was written by a newer autodevhub (record format "
+            f"{version}; this version reads format {FORMAT}).",
+            hint="Upgrade autodevhub (`pip install -U autodevhub`) on this machine; nothing was "
+            "changed.",
+        )
+    record = document.get("release") if version == FORMAT else None
+    files = document.get("files") if version == FORMAT else None
+    if not isinstance(record, dict) or not isinstance(files, dict) or "id" not in record:
+        raise StoreError(
+            f"The release record in {where} is not an autodevhub release record.",
+            hint=f"Nothing was changed. {remedy}",
+        )
+    try:
+        release = Release.from_dict(record)
+    except TypeError as exc:
+        raise StoreError(
+            f"The release record in {where} misses fields ({exc}).",
+            hint=f"Nothing was changed. {remedy}",
+        ) from None
+    return StoredRelease(release, {str(k): str(v) for k, v in files.items()})
 
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _stamp_millis(release_id: str) -> int | None:
+def stamp_millis(release_id: str) -> int | None:
     """Milliseconds since the epoch of a release id's stamp (`20261127T053736123Z-ab12cd`)."""
     stamp = release_id.split("-", 1)[0]
     try:
@@ -67,116 +166,71 @@ def _stamp_millis(release_id: str) -> int | None:
     return seconds * 1000 + (int(millis) if millis.isdigit() else 0)
 
 
-def _unrecorded_success(release: Release, recorded_status: str | None) -> str:
+def _order(release: Release) -> tuple[int, str]:
+    return (stamp_millis(release.id) or 0, release.id)
+
+
+def deployer() -> dict[str, str]:
+    """Who runs this command: user, host and, in CI, the run."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    found = {"user": user, "host": socket.gethostname()}
+    env = os.environ
+    if env.get("GITHUB_ACTIONS") == "true" and env.get("GITHUB_RUN_ID"):
+        server = env.get("GITHUB_SERVER_URL", "https://github.com")
+        found["ci"] = (
+            f"{server}/{env.get('GITHUB_REPOSITORY', '?')}/actions/runs/{env['GITHUB_RUN_ID']}"
+        )
+    elif env.get("CI_JOB_URL"):  # GitLab
+        found["ci"] = env["CI_JOB_URL"]
+    elif env.get("BUILD_URL"):  # Jenkins
+        found["ci"] = env["BUILD_URL"]
+    elif env.get("CI"):
+        found["ci"] = "CI"
+    return found
+
+
+def _unrecorded_success(release: Release, where: str) -> str:
     """What a release that runs, but whose record cannot say so, means for the user."""
     how = "as the preview " if release.status == PREVIEW else ""
-    shows = f"still shows it as {recorded_status}" if recorded_status else "is missing"
     return (
         f"Release {release.id} of {release.environment!r} was applied {how}and passed its "
-        f"checks, so it runs now, but its record {shows}: the history will not match what "
-        "runs until the next deploy is recorded."
+        f"checks, so it runs now, but its record in {where} could not say so: the history will "
+        "not match what runs until the next deploy is recorded."
     )
 
 
-def _remove_empty(folder: Path) -> None:
-    """Remove a release folder a failed write left empty (a full disk can still do that)."""
-    with contextlib.suppress(OSError):
-        folder.rmdir()
-
-
-def _order(path: Path) -> tuple[int, str]:
-    """Sort key of a `<id>/release.json`: its stamp in milliseconds, then the id."""
-    name = path.parent.name
-    return (_stamp_millis(name) or 0, name)
-
-
 class ReleaseStore:
-    """The release records of one environment."""
+    """The release history of one environment, kept by its target's driver.
 
-    def __init__(self, project: Project, environment: str) -> None:
+    Reads load every record once (one list call); a command that holds the deploy lock is the
+    only writer, so its view stays current as it writes.
+    """
+
+    def __init__(self, driver: ReleaseDriver, environment: str, keep: int = DEFAULT_KEEP) -> None:
+        self.driver = driver
         self.environment = environment
-        self.folder = project.state_dir / "releases" / environment
+        self.keep = keep
+        self._stored: dict[str, StoredRelease] | None = None
+        self._files: Path | None = None
 
-    def new(self, target: str, commit: str) -> Release:
-        """Record a new pending release: the first step of a deploy or rollback, before
-        anything is applied. When it cannot be written, nothing of it is left behind."""
-        release = Release(
-            id=f"{self._next_stamp()}-{secrets.token_hex(3)}",
-            environment=self.environment,
-            target=target,
-            commit=commit,
-            created_at=_now(),
-        )
-        folder = self.folder / release.id
-        try:
-            try:
-                folder.mkdir(parents=True)
-            except OSError as exc:
-                raise record_error(folder, exc) from exc
-            self.save(release)
-        except RecordError as exc:
-            _remove_empty(folder)
-            exc.explain(
-                f"Release {release.id} of {self.environment!r} could not be started, so "
-                "nothing was applied and the release history is unchanged."
-            )
-            raise
-        return release
+    # --- read ------------------------------------------------------------------------------
 
-    def _next_stamp(self) -> str:
-        """A millisecond stamp that sorts after every existing release's.
+    def _load(self) -> dict[str, StoredRelease]:
+        if self._stored is None:
+            found = self.driver.load()
+            self._stored = {s.release.id: s for s in found}
+        return self._stored
 
-        Ids order the releases (`all`, `current`), so two deploys in one second, or a clock
-        that stepped back, must still give the newest release the greatest id.
-        """
-        now = time.time_ns() // 1_000_000
-        if self.folder.is_dir():
-            for path in self.folder.iterdir():
-                earlier = _stamp_millis(path.name)
-                if earlier is not None and earlier >= now:
-                    now = earlier + 1
-        seconds, millis = divmod(now, 1000)
-        return time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds)) + f"{millis:03d}Z"
-
-    def attach(self, release: Release, filename: str, rendered: str) -> Path:
-        """Keep the rendered output a release applies, for rollbacks and diffs."""
-        path = self.folder / release.id / filename
-        try:
-            write_text_atomically(path, rendered)
-        except RecordError as exc:
-            # Every caller keeps the output before applying it, so that a rollback can.
-            exc.explain(
-                f"Release {release.id} keeps its {filename} before applying it, so it was not "
-                "applied."
-            )
-            raise
-        return path
-
-    def save(self, release: Release) -> None:
-        """Write the record atomically."""
-        if release.status != PENDING and release.finished_at is None:
-            release.finished_at = _now()
-        path = self.folder / release.id / "release.json"
-        try:
-            write_json(path, release.to_dict())
-        except RecordError as exc:
-            if release.status in (DEPLOYED, PREVIEW):
-                recorded = read_json(path)
-                was = recorded.get("status") if isinstance(recorded, dict) else None
-                exc.explain(_unrecorded_success(release, was))
-            raise
+    def refresh(self) -> None:
+        """Read the records again (after taking the lock: another runner may have written)."""
+        self._stored = None
 
     def all(self) -> list[Release]:
         """Every release, oldest first."""
-        if not self.folder.is_dir():
-            return []
-        found = []
-        for path in sorted(self.folder.glob("*/release.json"), key=_order):
-            data = read_json(path)
-            if isinstance(data, dict):
-                known = {k: v for k, v in data.items() if k in Release.__dataclass_fields__}
-                found.append(Release(**known))
-        return found
+        return sorted((s.release for s in self._load().values()), key=_order)
 
     def get(self, release_id: str) -> Release:
         """The release with this id (or a unique prefix of it)."""
@@ -185,19 +239,119 @@ class ReleaseStore:
             known = ", ".join(r.id for r in self.all()[-5:]) or "none"
             raise ConfigError(
                 f"No {'unique ' if matches else ''}release {release_id!r} of environment "
-                f"{self.environment!r}.",
-                hint=f"Recent releases: {known} (`autodevhub status --env {self.environment}`).",
+                f"{self.environment!r} in {self.driver.describe()}.",
+                hint=f"Recent releases: {known} (`autodevhub history --env {self.environment}`).",
             )
         return matches[0]
 
     def current(self) -> Release | None:
-        """The release now serving: the newest good one."""
-        good = [r for r in self.all() if r.status == DEPLOYED]
+        """The release serving now: the newest good one, unless the environment was taken
+        down after it."""
+        good = [r for r in self.all() if r.status in GOOD]
+        return good[-1] if good and good[-1].status == DEPLOYED else None
+
+    def last_good(self) -> Release | None:
+        """The newest release that passed its checks, serving or taken down."""
+        good = [r for r in self.all() if r.status in GOOD]
         return good[-1] if good else None
 
-    def rendered_path(self, release: Release, filename: str) -> Path:
-        """Where a release's rendered output is kept."""
-        return self.folder / release.id / filename
+    def text(self, release: Release, filename: str) -> str | None:
+        """A file the release applied (its rendered output, values, images), if it has it."""
+        stored = self._load().get(release.id)
+        return stored.files.get(filename) if stored else None
+
+    def path(self, release: Release, filename: str) -> Path | None:
+        """A local copy of a file the release applied, for the tools that read files."""
+        text = self.text(release, filename)
+        if text is None:
+            return None
+        return self._materialize(release.id, filename, text)
+
+    def _materialize(self, release_id: str, filename: str, text: str) -> Path:
+        """Write a local copy (in a temporary folder of this process, removed with the store);
+        RecordError naming the file and its filesystem when there is no room."""
+        if self._files is None:
+            try:
+                self._files = Path(tempfile.mkdtemp(prefix="autodevhub-release-"))
+            except OSError as exc:
+                raise record_error(
+                    Path(tempfile.gettempdir()) / "autodevhub-release-", exc
+                ) from None
+            weakref.finalize(self, shutil.rmtree, self._files, True)
+        path = self._files / release_id / filename
+        write_text_atomically(path, text)
+        return path
+
+    # --- write -----------------------------------------------------------------------------
+
+    def new(self, target: str, commit: str, sets: Sequence[str] = ()) -> Release:
+        """Record a new pending release: the first step of a deploy or rollback, before
+        anything is applied. When it cannot be written, nothing is applied."""
+        release = Release(
+            id=f"{self._next_stamp()}-{secrets.token_hex(3)}",
+            environment=self.environment,
+            target=target,
+            commit=commit,
+            created_at=_now(),
+            deployed_by=deployer(),
+            sets=list(sets),
+        )
+        stored = StoredRelease(release)
+        try:
+            self.driver.write(stored)
+        except StoreError as exc:
+            exc.explain(
+                f"Release {release.id} of {self.environment!r} could not be started, so "
+                "nothing was applied and the release history is unchanged."
+            )
+            raise
+        self._load()[release.id] = stored
+        return release
+
+    def _next_stamp(self) -> str:
+        """A millisecond stamp that sorts after every existing release's.
+
+        Ids order the releases, so two deploys in one second, or a clock that stepped back (or
+        another runner's clock ahead of this one), must still give the newest the greatest id.
+        """
+        now = time.time_ns() // 1_000_000
+        for known in self._load():
+            earlier = stamp_millis(known)
+            if earlier is not None and earlier >= now:
+                now = earlier + 1
+        seconds, millis = divmod(now, 1000)
+        return time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds)) + f"{millis:03d}Z"
+
+    def attach(self, release: Release, filename: str, text: str) -> Path:
+        """Keep a file the release applies (written to the store with the next `save`); returns
+        a local copy for the tools that read files."""
+        self._load()[release.id].files[filename] = text
+        try:
+            return self._materialize(release.id, filename, text)
+        except RecordError as exc:
+            exc.explain(
+                f"Release {release.id} applies its {filename} from that local copy, so it was "
+                "not applied."
+            )
+            raise
+
+    def save(self, release: Release) -> None:
+        """Write the record and its files to the store."""
+        if release.status != PENDING and release.finished_at is None:
+            release.finished_at = _now()
+        stored = self._load()[release.id]
+        stored.release = release
+        try:
+            self.driver.write(stored)
+        except StoreError as exc:
+            if release.status in (DEPLOYED, PREVIEW):
+                exc.explain(_unrecorded_success(release, self.driver.describe()))
+            raise
+
+    def add(self, stored: StoredRelease) -> None:
+        """Store a release recorded elsewhere (an import), as it is."""
+        self.driver.write(stored)
+        self._load()[stored.release.id] = stored
 
     def recover(self) -> list[Release]:
         """Mark releases left pending or interrupted by a process that is gone as aborted."""
@@ -213,3 +367,54 @@ class ReleaseStore:
                 self.save(release)
                 recovered.append(release)
         return recovered
+
+    def trim(self, *keep: Release) -> list[str]:
+        """Delete the oldest records beyond the history limit; never the one serving, the last
+        good one, a preview waiting for promotion, or those named. Returns the deleted ids."""
+        releases = self.all()
+        protected = {r.id for r in keep}
+        for release in (self.current(), self.last_good()):
+            if release is not None:
+                protected.add(release.id)
+        serving = self.last_good()
+        protected |= {
+            r.id
+            for r in releases
+            if r.status == PREVIEW and (serving is None or _order(r) > _order(serving))
+        }
+        excess = len(releases) - self.keep
+        deleted = []
+        for release in releases:
+            if excess <= 0:
+                break
+            if release.id in protected:
+                continue
+            self.driver.delete(release.id)
+            self._load().pop(release.id, None)
+            deleted.append(release.id)
+            excess -= 1
+        return deleted
+
+    def import_local(self, folder: Path) -> list[Release]:
+        """Copy the records an earlier autodevhub kept in `folder` (`<id>/release.json` and the
+        files beside it) into the store, then rename the folder `<name>.imported` so it is
+        imported once. Only into an empty store: the target's history is the truth."""
+        if self.all() or not folder.is_dir():
+            return []
+        imported = []
+        for record_path in sorted(folder.glob("*/release.json")):
+            try:
+                data = json.loads(record_path.read_text(encoding="utf-8"))
+                release = Release.from_dict(data)
+            except (OSError, ValueError, TypeError):
+                continue  # a torn or foreign file: not a record
+            files = {
+                p.name: p.read_text(encoding="utf-8")
+                for p in sorted(record_path.parent.iterdir())
+                if p.is_file() and p.name != "release.json" and not p.name.startswith(".")
+            }
+            self.add(StoredRelease(release, files))
+            imported.append(release)
+        with contextlib.suppress(OSError):
+            folder.rename(folder.with_name(folder.name + ".imported"))
+        return sorted(imported, key=_order)

@@ -77,7 +77,6 @@ def set_secret(
     verify: bool = True,
     timeout: float = 300.0,
     report: Reporter | None = None,
-    project: Any = None,
 ) -> SecretChange:
     """Write `values` into the Secret, restart what uses it, wait, and run the smoke checks."""
     from autodevhub_cli.core.adapters.kube import ObjectRef
@@ -99,9 +98,7 @@ def set_secret(
             hint="Check the key names, or pass --allow-unreferenced to store them anyway.",
         )
     if environment.target == "compose":
-        return _set_compose(
-            environment, target, name, values, project, verify, timeout, say, started
-        )
+        return _set_compose(environment, target, name, values, verify, timeout, say, started)
     kube = target.kube
     namespace = environment.namespace
     ref = ObjectRef("v1", "Secret", namespace, name)
@@ -198,7 +195,6 @@ def _set_compose(
     target: Any,
     name: str,
     values: dict[str, str],
-    project: Any,
     verify: bool,
     timeout: float,
     say: Reporter,
@@ -248,7 +244,12 @@ def _set_compose(
         os.replace(tmp, path)
         say("secret", f"wrote {name}/{key} (0600) under {environment.compose.secrets_dir}")
     change = SecretChange(name, environment.compose_project(), sorted(values), created)
-    current = _current_compose_file(environment, project)
+    from autodevhub_cli.core.releases import ReleaseStore
+
+    # The serving release's file, from the history on the Docker host.
+    store = ReleaseStore(target.release_driver(), environment.name)
+    serving = store.current()
+    current = store.path(serving, target.rendered_filename) if serving is not None else None
     if current is not None and users:
         from autodevhub_cli.core.adapters import compose
 
@@ -285,15 +286,3 @@ def _check(environment: Any, target: Any, say: Reporter) -> Any:
         return run_smoke_checks(
             environment, endpoints, report=lambda c, m: say("smoke", f"{c}: {m}")
         )
-
-
-def _current_compose_file(environment: Any, project: Any) -> Any:
-    from autodevhub_cli.core.project import find_project
-    from autodevhub_cli.core.releases import ReleaseStore
-
-    store = ReleaseStore(project or find_project(), environment.name)
-    current = store.current()
-    if current is None:
-        return None
-    path = store.rendered_path(current, "compose.yaml")
-    return path if path.exists() else None

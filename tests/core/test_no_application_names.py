@@ -9,7 +9,9 @@ from tests.helpers import REPO
 
 # Any spelling of this project's component and resource names; the Python package of the
 # deployed app, `service`, as a lower-case word (the Kubernetes kind `Service` and Compose's
-# `services` key are the platforms' own words, and stay).
+# `services` key and its `com.docker.compose.service` label are the platforms' own words, and
+# stay).
+PLATFORM_WORDS = re.compile(r"com\.docker\.compose\.service\b")
 FORBIDDEN = [
     re.compile(r"\b(backend|frontend|stories|story|worker)s?\b", re.IGNORECASE),
     re.compile(r"\bservice\b"),
@@ -20,6 +22,7 @@ def test_no_code_under_the_tool_names_the_application() -> None:
     hits = []
     for path in sorted((REPO / "autodevhub_cli").rglob("*.py")):
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            line = PLATFORM_WORDS.sub("", line)
             for pattern in FORBIDDEN:
                 for match in pattern.finditer(line):
                     hits.append(
@@ -32,3 +35,5 @@ def test_the_grep_finds_what_it_looks_for() -> None:
     samples = ['COMPONENTS = ("backend", "frontend")', "POST /api/stories", "python -m service"]
     assert all(any(p.search(s) for p in FORBIDDEN) for s in samples)
     assert not any(p.search('("v1", "Service")') for p in FORBIDDEN)
+    assert PLATFORM_WORDS.sub("", 'LABEL = "com.docker.compose.service"') == 'LABEL = ""'
+    assert any(p.search(PLATFORM_WORDS.sub("", "from service import app")) for p in FORBIDDEN)

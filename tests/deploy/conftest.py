@@ -48,10 +48,12 @@ class Stack:
         return {**os.environ, **self.env, "AUTODEVHUB_PROJECT_DIR": str(self.root)}
 
     def releases(self) -> list[dict]:
+        """The history the Docker host keeps for the environment, oldest first."""
         import json
 
-        folder = self.root / ".autodevhub" / "releases" / "dev"
-        return [json.loads(p.read_text()) for p in sorted(folder.glob("*/release.json"))]
+        code, out, err = self.cli("history", "--env", "dev", "--output", "json")
+        assert code == 0, err
+        return list(json.loads(out)["releases"])
 
 
 @pytest.fixture(scope="module")

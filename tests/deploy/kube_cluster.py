@@ -82,8 +82,17 @@ class Cluster:
         return self.cli("diff", "--env", env, "--set", mark, *args)
 
     def releases(self, env: str) -> list[dict[str, Any]]:
-        folder = self.root / ".autodevhub" / "releases" / env
-        return [json.loads(p.read_text()) for p in sorted(folder.glob("*/release.json"))]
+        """The history the cluster keeps for the environment, oldest first."""
+        code, out, err = self.cli("history", "--env", env, "--output", "json")
+        assert code == 0, err
+        return list(json.loads(out)["releases"])
+
+    def release_file(self, env: str, release_id: str, filename: str) -> str:
+        """A file a release applied, as the cluster keeps it (its release Secret)."""
+        from autodevhub_cli.core.targets.kube_store import KubeReleaseDriver
+
+        stored = {s.release.id: s for s in KubeReleaseDriver(self.kube, self.ns, env).load()}
+        return stored[release_id].files[filename]
 
     def obj(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         scope = "" if kind == "Namespace" else (namespace or self.ns)

@@ -1,13 +1,20 @@
-"""Chaos drill: the disk fills up while a release record is being written.
+"""Chaos drill: no room for a record.
 
-The project's state folder (`.autodevhub/`) is mounted on a filesystem of its own, a couple of
-MiB: tmpfs where this machine lets the test mount one, else a loop-mounted ext4 image, else the
-test is skipped with both reasons. A filler file then takes every free block, so the next record
-write meets ENOSPC for real (no mock of the write). What must hold: the deploy stops with one
-paragraph that names the file it could not write and says to free space on that filesystem, and
-says what happened to the cluster; the records already written stay whole and byte-identical;
-no temporary file is left; `status` still reads the history; once the space is back, the next
-deploy works.
+The release history lives in the target (Secrets in the namespace), so a full disk on the
+machine that deploys can lose none of it; what that machine still writes is a temporary copy of
+the files a release applies, and caches. The drills, each for real (no mock of the write):
+
+- the local records layer (build records, caches) on a filesystem of a couple of MiB (tmpfs
+  where this machine lets the test mount one, else a loop-mounted ext4 image, else skipped with
+  both reasons), filled by a filler file: the old record stays byte-identical, no temporary
+  file is left, the error names the file and says to free space on that filesystem;
+- the project's `.autodevhub/` on such a full filesystem: the deploy works, nothing is lost;
+- the temporary folder full: the deploy stops before applying, naming the file;
+- the namespace's Secret quota used up (a ResourceQuota): the new release cannot be recorded,
+  so nothing is applied, the history is unchanged and `status` reads it; once there is room
+  the next deploy works;
+- the store refusing the record that says a release passed (a ValidatingAdmissionPolicy on the
+  real API server): the release runs, and the error says its record could not say so.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import errno
 import json
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,12 +31,12 @@ from typing import Any
 
 import pytest
 
+from autodevhub_cli.core.adapters.kube import ObjectRef
 from autodevhub_cli.core.errors import RecordError, SmokeCheckError, reported
-from autodevhub_cli.core.lock import DeployLock
 from autodevhub_cli.core.records import write_json
 from tests.deploy.kube_cluster import Cluster
 
-SIZE = 2 * 1024 * 1024  # room for a few releases of the project's rendered output
+SIZE = 2 * 1024 * 1024  # room for a few records
 ENV = "staging"
 
 
@@ -106,24 +114,6 @@ def fill(folder: Path, leave_blocks: int = 0) -> Path:
     return filler
 
 
-def blocks_for_a_record(folder: Path) -> int:
-    """Blocks a new release folder with one small record takes on this filesystem (tmpfs
-    charges a folder nothing, ext4 a block)."""
-    before = free_bytes(folder)
-    probe = folder / "probe"
-    probe.mkdir()
-    (probe / "release.json").write_text("x" * 512)
-    used = before - free_bytes(folder)
-    (probe / "release.json").unlink()
-    probe.rmdir()
-    return max(1, -(-used // os.statvfs(folder).f_frsize))
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under `folder`, by relative path."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-
-
 def leftovers(folder: Path) -> list[Path]:
     """Temporary files of an atomic write (`.release.json.x1y2`) left behind."""
     return [p for p in folder.rglob(".*") if p.is_file()]
@@ -169,23 +159,6 @@ def test_record_write_on_a_full_filesystem_keeps_the_old_record(tmp_path: Path, 
         assert json.loads(record.read_text())["status"] == "superseded"
 
 
-def test_the_compose_lock_on_a_full_filesystem_is_a_clear_error(tmp_path: Path) -> None:
-    """Compose's deploy lock is a file under `.autodevhub/locks`: on a full disk taking it fails
-    with the file and what to do, and nothing is held afterwards."""
-    state = tmp_path / "state"
-    with tiny_filesystem(state, tmp_path, ("tmpfs", "ext4")):
-        filler = fill(state)
-        path = state / "locks" / f"{ENV}.lock"
-        with pytest.raises(RecordError) as caught:
-            DeployLock(path, ENV, command="deploy").acquire()
-        text = str(caught.value)
-        assert str(path) in text and "No deploy was started" in text
-        assert "Free space on the filesystem" in text
-        filler.unlink()
-        with DeployLock(path, ENV, command="deploy"):
-            assert json.loads(path.read_text())["command"] == "deploy"
-
-
 def test_a_failure_whose_record_cannot_be_written_is_reported_first(tmp_path: Path) -> None:
     """The disk stays full while a failure is being recorded: the user sees that failure,
     its exit code, and that recording it failed (what the CLI prints, from `reported`)."""
@@ -206,15 +179,7 @@ def test_a_failure_whose_record_cannot_be_written_is_reported_first(tmp_path: Pa
         assert message.endswith("then run the command again.")
 
 
-# --- the deploy drill ----------------------------------------------------------------------
-
-
-@pytest.fixture()
-def state(cluster: Cluster, tmp_path: Path) -> Iterator[Path]:
-    """The cluster project's `.autodevhub/` on a tiny filesystem."""
-    folder = cluster.root / ".autodevhub"
-    with tiny_filesystem(folder, tmp_path, ("tmpfs", "ext4")):
-        yield folder
+# --- the deploy drills ---------------------------------------------------------------------
 
 
 def release_mark(cluster: Cluster) -> str:
@@ -225,123 +190,212 @@ def release_mark(cluster: Cluster) -> str:
     return str(next(e["value"] for e in env if e["name"] == "RELEASE_MARK"))
 
 
-def first_release(cluster: Cluster, state: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """A first deploy that succeeds, and a copy of its records."""
+def first_release(cluster: Cluster) -> dict[str, Any]:
+    """A first deploy that succeeds."""
     cluster.record_build(ENV, "c-000000000000d1f1")
     code, _, err = cluster.deploy(ENV)
     assert code == 0, err
     (first,) = cluster.releases(ENV)
     assert first["status"] == "deployed"
-    records = snapshot(state / "releases" / ENV / first["id"])
-    assert {"release.json", "manifests.yaml", "environment.json"} <= set(records)
-    return first, records
+    return first
 
 
-def assert_history_intact(
-    cluster: Cluster, state: Path, first: dict[str, Any], records: dict[str, bytes]
-) -> None:
-    """The first release's records are byte-identical, valid, and `status` still reads them."""
-    folder = state / "releases" / ENV / first["id"]
-    assert snapshot(folder) == records
-    for name in ("release.json", "environment.json"):
-        json.loads((folder / name).read_text())
-    assert leftovers(state) == []
+def assert_serves_first(cluster: Cluster, first: dict[str, Any], generation: int) -> None:
+    """The cluster runs the first release, untouched, and `status` reads it as serving."""
+    after = cluster.obj("Deployment", "backend")
+    assert after is not None and after["metadata"]["generation"] == generation
+    assert release_mark(cluster) == "c-000000000000d1f1"
     code, out, err = cluster.cli("status", "--env", ENV, "--output", "json")
     assert code == 0, err
     assert json.loads(out)["current"]["id"] == first["id"]
 
 
-def deploy_after_space_is_back(cluster: Cluster, filler: Path) -> None:
-    filler.unlink()
-    cluster.record_build(ENV, "c-000000000000d1f3")
+def deploy_again(cluster: Cluster, tag: str) -> None:
+    cluster.record_build(ENV, tag)
     code, _, err = cluster.deploy(ENV)
     assert code == 0, err
     assert cluster.releases(ENV)[-1]["status"] == "deployed"
-    assert release_mark(cluster) == "c-000000000000d1f3"
-    code, out, _ = cluster.cli("status", "--env", ENV, "--output", "json")
-    assert code == 0 and json.loads(out)["current"]["id"] == cluster.releases(ENV)[-1]["id"]
+    assert release_mark(cluster) == tag
 
 
 @pytest.mark.k8s
 @pytest.mark.browser
-@pytest.mark.parametrize("room", ["none", "for one record"])
-def test_disk_full_before_applying(cluster: Cluster, state: Path, room: str) -> None:
-    """No room for the new release's records: nothing is applied, the history is unchanged.
+def test_a_full_disk_under_the_project_state_folder_loses_nothing(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """`.autodevhub/` holds no history any more: on a full filesystem the deploys go on."""
+    folder = cluster.root / ".autodevhub"
+    with tiny_filesystem(folder, tmp_path, ("tmpfs", "ext4")):
+        first = first_release(cluster)
+        cluster.record_build(ENV, "c-000000000000d1f2")
+        fill(folder)
+        code, _, err = cluster.deploy(ENV)
+        assert code == 0, err
+        assert [r["status"] for r in cluster.releases(ENV)] == ["deployed", "deployed"]
+        assert cluster.releases(ENV)[0]["id"] == first["id"]
+        assert release_mark(cluster) == "c-000000000000d1f2"
 
-    With no block left, the new release's folder or first record cannot be written; with room
-    for that record, it can, but the rendered output it must keep before applying cannot.
-    """
-    first, records = first_release(cluster, state)
+
+@pytest.mark.k8s
+@pytest.mark.browser
+def test_a_full_temporary_folder_stops_the_deploy_before_applying(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files a release applies are handed to the target from a temporary copy: with no
+    room for it, nothing is applied and the error names the file and the filesystem."""
+    first = first_release(cluster)
     deployment = cluster.obj("Deployment", "backend")
     assert deployment is not None
-    filler = fill(state, leave_blocks=0 if room == "none" else blocks_for_a_record(state))
+    scratch = tmp_path / "tmp"
+    with tiny_filesystem(scratch, tmp_path, ("tmpfs", "ext4")):
+        monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+        filler = fill(scratch)
+        code, _, err = cluster.deploy(ENV, "--set", "components.backend.env.EXTRA=1")
+        monkeypatch.undo()
+        message = error_paragraph(err)
+        assert code == 1, err
+        assert str(scratch) in message and "No space left on device" in message, message
+        assert "so it was not applied" in message, message
+        assert f"Free space on the filesystem mounted at {scratch}" in message
+        assert_serves_first(cluster, first, deployment["metadata"]["generation"])
+        assert cluster.releases(ENV)[-1]["status"] == "failed", "the cluster's record says so"
+        filler.unlink()
+    deploy_again(cluster, "c-000000000000d1f3")
 
-    # The recorded build stays as it was (no room to write another); a value changes instead.
+
+@pytest.mark.k8s
+@pytest.mark.browser
+def test_a_secret_quota_used_up_stops_the_deploy_before_applying(cluster: Cluster) -> None:
+    """The namespace may hold no more Secrets: the new release cannot be recorded, so nothing
+    is applied, and the history is unchanged."""
+    first = first_release(cluster)
+    deployment = cluster.obj("Deployment", "backend")
+    assert deployment is not None
+    count = len(cluster.objs("Secret"))
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-more-secrets", "namespace": cluster.ns},
+        "spec": {"hard": {"count/secrets": str(count)}},
+    }
+    cluster.kube.create(quota)
+    cluster.wait(
+        "the quota to count",
+        lambda: ((cluster.kube.get(ObjectRef.of(quota)) or {}).get("status") or {}).get("used"),
+    )
     code, _, err = cluster.deploy(ENV, "--set", "components.backend.env.EXTRA=1")
     message = error_paragraph(err)
     assert code == 1, err
-    folder = state / "releases" / ENV
-    assert str(folder) in message and "No space left on device" in message, message
-    assert f"Free space on the filesystem mounted at {state}" in message
-    if room == "none":
-        # No half-made release: no empty folder, no pending record.
-        assert sorted(p.name for p in folder.iterdir()) == [first["id"]]
-        assert "could not be started, so nothing was applied" in message, message
-    else:
-        second = cluster.releases(ENV)[-1]
-        assert second["id"] != first["id"] and second["status"] == "pending"
-        assert str(folder / second["id"] / "manifests.yaml") in message, message
-        assert "so it was not applied" in message, message
-        assert f"{folder / second['id'] / 'release.json'} could not be written either" in message
-    # Honest: the cluster runs the first release, untouched.
-    after = cluster.obj("Deployment", "backend")
-    assert after is not None
-    assert after["metadata"]["generation"] == deployment["metadata"]["generation"]
-    assert release_mark(cluster) == "c-000000000000d1f1"
-    assert_history_intact(cluster, state, first, records)
-
-    deploy_after_space_is_back(cluster, filler)
-    statuses = [r["status"] for r in cluster.releases(ENV)]
-    assert statuses == (
-        ["deployed", "deployed"] if room == "none" else ["deployed", "aborted", "deployed"]
-    )
+    assert "exceeded quota" in message and "no-more-secrets" in message, message
+    assert "could not be started, so nothing was applied" in message, message
+    assert f"namespace {cluster.ns!r}" in message, message
+    assert [r["id"] for r in cluster.releases(ENV)] == [first["id"]]
+    assert_serves_first(cluster, first, deployment["metadata"]["generation"])
+    cluster.kube.delete(ObjectRef.of(quota))
+    deploy_again(cluster, "c-000000000000d1f3")
 
 
 @pytest.mark.k8s
 @pytest.mark.browser
-def test_disk_full_after_applying(
-    cluster: Cluster, state: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_store_that_refuses_the_final_record(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The disk fills while the release is being applied: it runs, and the error says its
-    record could not say so."""
+    """The API server refuses the write that marks the release deployed, right after it was
+    applied and checked: it runs, and the error says its record could not say so."""
     from autodevhub_cli.core.targets.kubernetes import KubernetesTarget
 
-    first, records = first_release(cluster, state)
-    filled: list[Path] = []
+    first_release(cluster)
+    name = f"{cluster.ns}-refuse-records"
+    admission = "admissionregistration.k8s.io/v1"
+    policy = {
+        "apiVersion": admission,
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["UPDATE"],
+                        "resources": ["secrets"],
+                    }
+                ]
+            },
+            "validations": [
+                {
+                    "expression": "object.type != 'autodevhub.io/release.v1' || "
+                    "object.metadata.labels['autodevhub.io/status'] != 'deployed'",
+                    "message": "the release store is full (test policy)",
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": admission,
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cluster.ns}}
+            },
+        },
+    }
+    # A Secret of the store's type, to see when the API server enforces the policy (its
+    # admission cache follows the policy's creation and deletion within a moment).
+    probe = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "autodevhub.io/release.v1",
+        "metadata": {"name": "probe", "namespace": cluster.ns, "labels": {}},
+    }
+    cluster.kube.create(probe)
+
+    def allowed() -> bool:
+        try:
+            cluster.patch_as(
+                "test",
+                "Secret",
+                "probe",
+                {"metadata": {"labels": {"autodevhub.io/status": "deployed"}}},
+            )
+        except Exception:
+            return False
+        cluster.patch_as("test", "Secret", "probe", {"metadata": {"labels": None}})
+        return True
+
+    applied: list[bool] = []
     real_apply = KubernetesTarget.apply
 
-    # The one moment between applying and recording is inside the deploy's process; the
-    # apply and the writes that follow are real.
-    def apply_then_fill(self: KubernetesTarget, rendered: Path, timeout: float) -> None:
+    # The one moment between applying and recording is inside the deploy's process; the apply
+    # and the refused write that follows are real.
+    def apply_then_refuse(self: KubernetesTarget, rendered: Path, timeout: float) -> None:
         real_apply(self, rendered, timeout)
-        filled.append(fill(state))
+        cluster.kube.create(policy)
+        cluster.kube.create(binding)
+        cluster.wait("the policy to hold", lambda: not allowed())
+        applied.append(True)
 
-    monkeypatch.setattr(KubernetesTarget, "apply", apply_then_fill)
-    cluster.record_build(ENV, "c-000000000000d1f2")
-    code, _, err = cluster.deploy(ENV)
-    monkeypatch.undo()
+    monkeypatch.setattr(KubernetesTarget, "apply", apply_then_refuse)
+    try:
+        cluster.record_build(ENV, "c-000000000000d1f2")
+        code, _, err = cluster.deploy(ENV)
+    finally:
+        monkeypatch.undo()
+        for kind in ("ValidatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy"):
+            cluster.kube.delete(ObjectRef(admission, kind, "", name))
     message = error_paragraph(err)
     assert code == 1, err
-    assert filled, "the deploy never reached the apply"
+    assert applied, "the deploy never reached the apply"
     second = cluster.releases(ENV)[-1]
-    record = state / "releases" / ENV / second["id"] / "release.json"
-    assert str(record) in message and "No space left on device" in message, message
+    assert "the release store is full (test policy)" in message, message
     assert f"Release {second['id']}" in message and "was applied" in message, message
-    assert f"Free space on the filesystem mounted at {state}" in message
-    # Honest: the cluster runs the new release, and its record is the last one written.
+    assert "could not say so" in message, message
     assert release_mark(cluster) == "c-000000000000d1f2"
     assert second["status"] == "pending"
-    assert_history_intact(cluster, state, first, records)
-
-    deploy_after_space_is_back(cluster, filled[0])
+    cluster.wait("the policy to go", allowed)
+    deploy_again(cluster, "c-000000000000d1f3")
     assert [r["status"] for r in cluster.releases(ENV)] == ["deployed", "aborted", "deployed"]

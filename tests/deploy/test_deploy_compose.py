@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import docker
 import httpx
 import pytest
 
@@ -166,15 +167,17 @@ def test_failed_smoke_check_is_rolled_back_with_exit_code_3(stack: Stack) -> Non
     assert "build:" not in err.replace("build: skipped", "")
 
 
-def test_second_deploy_is_refused_by_the_lock(stack: Stack) -> None:
-    lock = stack.root / ".autodevhub" / "locks" / "dev.lock"
+def test_second_deploy_is_refused_by_the_lock_on_the_engine(stack: Stack) -> None:
+    """The lock is a container on the Docker host, not a file on this machine: a holder in
+    another process is named; once that process is gone (SIGKILL: its container stays), the
+    next deploy takes the lock over."""
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; "
-            "from autodevhub_cli.core.lock import DeployLock; "
-            f"l = DeployLock(Path({str(lock)!r}), 'dev').acquire(); print('held', flush=True); "
+            "import time; from autodevhub_cli.core.adapters.docker_engine import connect; "
+            "from autodevhub_cli.core.targets.engine_state import EngineLock; "
+            f"EngineLock(connect(), {stack.name!r}).acquire('deploy'); print('held', flush=True); "
             "time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
@@ -184,11 +187,20 @@ def test_second_deploy_is_refused_by_the_lock(stack: Stack) -> None:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         code, _, err = stack.cli("deploy", "--env", "dev", "--skip-build")
         assert code == 1
-        assert "Another deploy of environment 'dev' is running" in err
-        assert f"pid {holder.pid}" in err and "since" in err
+        message = " ".join(err.split())
+        assert (
+            "Another deploy of this environment holds the lock container "
+            f"autodevhub-lock.{stack.name}"
+        ) in message
+        assert f"pid {holder.pid}" in message and "since" in message
     finally:
         holder.kill()
         holder.wait()
+    lock = {"name": f"autodevhub-lock.{stack.name}"}
+    assert docker.from_env().containers.list(all=True, filters=lock), "the lock should stay"
+    code, _, err = stack.cli("deploy", "--env", "dev", "--skip-build")
+    assert code == 0, err
+    assert not docker.from_env().containers.list(all=True, filters=lock), "given back"
 
 
 def test_interrupted_deploy_leaves_consistent_records_and_next_deploy_recovers(

@@ -8,9 +8,9 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
-from autodevhub_cli.core.errors import BuildError, PushError
+from autodevhub_cli.core.errors import ApplyError, BuildError, PushError
 
 log = logging.getLogger("autodevhub.docker")
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -18,10 +18,51 @@ _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 
 # How long a step the engine dropped waits for it to come back (a dockerd restart takes seconds).
 ENGINE_RETURN_SECONDS = 60.0
+T = TypeVar("T")
 
 
 class EngineUnavailable(BuildError):
     """No Docker engine answered."""
+
+
+class EngineError(ApplyError):
+    """The Docker engine refused a call: says which call and why."""
+
+
+class EngineNotFound(EngineError):
+    """The object a call names does not exist on the engine."""
+
+
+class EngineConflict(EngineError):
+    """A name is taken on the engine (HTTP 409)."""
+
+
+def engine_address() -> str:
+    """Where the engine is: DOCKER_HOST, else the default socket."""
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+def call(what: str, action: Callable[[], T]) -> T:
+    """Run one docker-py call, logged; its errors become EngineError (EngineNotFound,
+    EngineConflict) or EngineUnavailable, each naming the call and the engine's reason."""
+    from docker.errors import APIError, DockerException, NotFound
+    from requests.exceptions import RequestException
+
+    log.info("docker: %s", what)
+    try:
+        return action()
+    except NotFound as exc:
+        raise EngineNotFound(f"{what}: {_short(exc)}") from None
+    except APIError as exc:
+        if exc.status_code == 409:
+            raise EngineConflict(f"{what}: {_short(exc)}") from None
+        raise EngineError(f"{what} failed: {_short(exc)}") from None
+    except (RequestException, DockerException) as exc:
+        raise EngineUnavailable(
+            f"{what} failed: no Docker engine answers at {engine_address()} ({_short(exc)}).",
+            hint="Start the engine (`sudo systemctl start docker`, or `dockerd &` as root) or "
+            "point DOCKER_HOST at it, then run the command again.",
+        ) from None
 
 
 def connect(timeout: int = 120) -> Any:
@@ -30,7 +71,7 @@ def connect(timeout: int = 120) -> Any:
     from docker.errors import DockerException
     from requests.exceptions import RequestException
 
-    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    where = engine_address()
     log.info("docker: connect %s", where)
     try:
         client = docker.from_env(timeout=timeout)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from autodevhub_cli.core.environment import Environment
-from autodevhub_cli.core.project import Project
+from autodevhub_cli.core.releases import ReleaseDriver
 from autodevhub_cli.core.smoke import Endpoints
 
 
@@ -32,13 +32,19 @@ class Target(Protocol):
     # The platform runs the images from this machine's engine, so their push to the registry
     # can overlap the migrate, apply and check steps.
     runs_local_images: bool
+    # Delete what the environment ran and the new output no longer has.
+    prune_enabled: bool
 
     @property
     def blue_green(self) -> bool:
         """The new version waits as a preview until promoted (Argo Rollouts blue-green)."""
 
-    def lock(self, project: Project, command: str) -> AbstractContextManager[None]:
-        """Hold the environment's deploy lock for a block."""
+    def release_driver(self) -> ReleaseDriver:
+        """Where the environment's release history lives: in the target, never only on the
+        machine that runs the command."""
+
+    def lock(self, command: str) -> AbstractContextManager[None]:
+        """Hold the environment's deploy lock, kept in the target, for a block."""
 
     def check_lock(self) -> None:
         """Raise LockLostError when the lock held by `lock` is no longer this deploy's."""
@@ -50,8 +56,9 @@ class Target(Protocol):
     def apply(self, rendered: Path, timeout: float) -> None:
         """Apply the rendered output and wait until it is healthy, or raise RolloutError."""
 
-    def workloads(self, rendered: Path) -> list[dict[str, Any]]:
-        """What runs now: one entry per container or workload, with state and health."""
+    def live(self) -> list[dict[str, Any]]:
+        """What runs now, read from the target (not from any record): one entry per container
+        or workload, with its image, state and health."""
 
     def remove(self, rendered: Path, volumes: bool) -> None:
         """Remove everything the environment runs."""
@@ -92,7 +99,7 @@ def target_for(
     if environment.target == "compose":
         from autodevhub_cli.core.targets.compose import ComposeTarget
 
-        return ComposeTarget(environment)
+        return ComposeTarget(environment, prune=chosen.prune)
     from autodevhub_cli.core.targets.kubernetes import KubernetesTarget
 
     return KubernetesTarget(

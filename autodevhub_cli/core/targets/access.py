@@ -2,8 +2,9 @@
 
 `doctor` checks these with SelfSubjectAccessReviews, and a Role granting exactly these lets a
 deploy run: the kinds rendered (get, apply), the kinds prune looks at (list, delete), what the
-wait reads (pods, their logs, events, ReplicaSets), the Lease lock, blue-green's status patches,
-and the Secrets the workloads reference. Measured on a real API server with RBAC: a deploy under a
+wait reads (pods, their logs, events, ReplicaSets), the Lease lock, the release history (Secrets
+in the namespace), blue-green's status patches, and the Secrets the workloads reference.
+Measured on a real API server with RBAC: a deploy under a
 Role with exactly these succeeds (tests/deploy/test_kube_rbac.py).
 """
 
@@ -74,6 +75,9 @@ def required_permissions(
     # The lock: the namespace must exist, and the Lease is created, renewed and deleted.
     add("v1", "Namespace", "get", name=namespace)
     add("coordination.k8s.io/v1", "Lease", "get create update delete")
+    # The release history: Secrets of type autodevhub.io/release.v1 in the namespace (listed by
+    # label, created, replaced at a resourceVersion, and deleted beyond releases.keep).
+    add("v1", "Secret", "get list create update delete")
     kinds = {(d["apiVersion"], d["kind"]) for d in docs}
     # Server-side apply is a PATCH, and one that creates the object needs `create` too.
     for doc in docs:

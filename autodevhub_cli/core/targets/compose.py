@@ -10,13 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from autodevhub_cli.core.adapters import compose
-from autodevhub_cli.core.adapters.docker_engine import ENGINE_RETURN_SECONDS, wait_for_engine
+from autodevhub_cli.core.adapters.docker_engine import (
+    ENGINE_RETURN_SECONDS,
+    call,
+    connect,
+    wait_for_engine,
+)
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import ApplyError, ConfigError, RolloutError, ToolError
-from autodevhub_cli.core.lock import DeployLock
-from autodevhub_cli.core.project import Project
 from autodevhub_cli.core.smoke import Endpoint, Endpoints, configured_endpoints
 from autodevhub_cli.core.targets import TaskRef
+from autodevhub_cli.core.targets.engine_state import EngineLock, EngineReleaseDriver
+
+PROJECT_LABEL = "com.docker.compose.project"
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+ONEOFF_LABEL = "com.docker.compose.oneoff"
 
 log = logging.getLogger("autodevhub.compose")
 
@@ -53,18 +61,41 @@ class ComposeTarget:
     rendered_filename = "compose.yaml"
     runs_local_images = True
 
-    def __init__(self, environment: Environment) -> None:
+    def __init__(self, environment: Environment, prune: bool = True) -> None:
         self.environment = environment
+        # `up --remove-orphans`: stop the services the new file no longer has.
+        self.prune_enabled = prune
+        self._client: Any = None
+        self._lock: EngineLock | None = None
+
+    @property
+    def client(self) -> Any:
+        """The Docker engine the environment runs on (DOCKER_HOST), connected on first use."""
+        if self._client is None:
+            self._client = connect()
+        return self._client
+
+    def release_driver(self) -> EngineReleaseDriver:
+        """The release records, as volumes on the environment's Docker host."""
+        env = self.environment
+        return EngineReleaseDriver(self.client, env.compose_project(), env.name)
 
     @contextmanager
-    def lock(self, project: Project, command: str) -> Iterator[None]:
-        """An exclusive flock on `.autodevhub/locks/<env>.lock` (this machine's engine)."""
-        path = project.state_dir / "locks" / f"{self.environment.name}.lock"
-        with DeployLock(path, self.environment.name, command=command):
-            yield
+    def lock(self, command: str) -> Iterator[None]:
+        """A named container on the environment's Docker host: one deploy at a time for every
+        machine that uses this engine."""
+        lock = EngineLock(self.client, self.environment.compose_project())
+        with lock.hold(command):
+            self._lock = lock
+            try:
+                yield
+            finally:
+                self._lock = None
 
     def check_lock(self) -> None:
-        """The flock holds until the process ends: it cannot be lost."""
+        """Raise LockLostError when the lock container is no longer this deploy's."""
+        if self._lock is not None:
+            self._lock.check()
 
     def run_tasks(self, rendered: Path, timeout: float, tasks: list[TaskRef]) -> None:
         """`compose run --rm` each task's command in its component's new image, in order,
@@ -105,7 +136,7 @@ class ComposeTarget:
                     "--wait",
                     "--wait-timeout",
                     str(max(1, int(timeout))),
-                    "--remove-orphans",
+                    *(["--remove-orphans"] if self.prune_enabled else []),
                     timeout=timeout + 60,
                     what="docker compose up",
                 ),
@@ -144,19 +175,33 @@ class ComposeTarget:
             parts.append(f"{name} is {state}" + (f" (last log lines: {tail})" if tail else ""))
         return "; ".join(parts)
 
-    def workloads(self, rendered: Path) -> list[dict[str, Any]]:
-        """Containers of the project with state and health."""
-        return [
-            {
-                "name": c.get("Name"),
-                "workload": c.get("Service"),
-                "image": c.get("Image"),
-                "state": c.get("State"),
-                "health": c.get("Health") or None,
-                "status": c.get("Status"),
-            }
-            for c in compose.containers(rendered)
-        ]
+    def live(self) -> list[dict[str, Any]]:
+        """What runs now: every container of the Compose project on the engine (one-off task
+        containers left out), with its image, state and health."""
+        project = self.environment.compose_project()
+        found = call(
+            f"list the containers of Compose project {project}",
+            lambda: self.client.api.containers(
+                all=True, filters={"label": f"{PROJECT_LABEL}={project}"}
+            ),
+        )
+        rows = []
+        for c in found or []:
+            labels = c.get("Labels") or {}
+            if labels.get(ONEOFF_LABEL) == "True":
+                continue
+            status = str(c.get("Status") or "")
+            rows.append(
+                {
+                    "name": (c.get("Names") or ["?"])[0].lstrip("/"),
+                    "workload": labels.get(COMPOSE_SERVICE_LABEL, "?"),
+                    "image": c.get("Image"),
+                    "state": c.get("State"),
+                    "health": _health(status),
+                    "status": status,
+                }
+            )
+        return sorted(rows, key=lambda r: (r["workload"], r["name"]))
 
     def remove(self, rendered: Path, volumes: bool) -> None:
         """`compose down --remove-orphans` (with `--volumes` only when asked)."""
@@ -200,3 +245,11 @@ class ComposeTarget:
             if c.expose.compose
         }
         yield {**found, **configured_endpoints(environment, preview)}
+
+
+def _health(status: str) -> str | None:
+    """The health in an engine's container status (`Up 3 minutes (healthy)`), if it has one."""
+    for health in ("unhealthy", "healthy", "health: starting"):
+        if f"({health})" in status:
+            return health.removeprefix("health: ")
+    return None

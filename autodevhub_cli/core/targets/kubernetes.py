@@ -26,7 +26,6 @@ from autodevhub_cli.core.adapters.kube import (
 )
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import ApplyError, RolloutError
-from autodevhub_cli.core.project import Project
 from autodevhub_cli.core.smoke import Endpoint, Endpoints, configured_endpoints
 from autodevhub_cli.core.targets import TaskRef
 from autodevhub_cli.core.targets.readiness import (
@@ -59,6 +58,13 @@ PRUNE_KINDS = [
     ("networking.k8s.io/v1", "Ingress"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
+]
+# The kinds whose objects run the environment's pods, for `status` and the deploy's view of what
+# served before it began.
+LIVE_KINDS = [
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("argoproj.io/v1alpha1", "Rollout"),
 ]
 FATAL_WAITING = {
     "ImagePullBackOff",
@@ -176,8 +182,15 @@ class KubernetesTarget:
 
     # --- lock -------------------------------------------------------------------------------
 
+    def release_driver(self) -> Any:
+        """The release records, as Secrets in the environment's namespace."""
+        from autodevhub_cli.core.targets.kube_store import KubeReleaseDriver
+
+        env = self.environment
+        return KubeReleaseDriver(self.kube, env.namespace, env.name)
+
     @contextmanager
-    def lock(self, project: Project, command: str) -> Iterator[None]:
+    def lock(self, command: str) -> Iterator[None]:
         """A coordination.k8s.io Lease per environment: one deploy at a time, cluster-wide."""
         from autodevhub_cli.core.targets.lease import Lease
 
@@ -530,27 +543,31 @@ class KubernetesTarget:
                 chunks.append(f"--- live/{ref}\n+++ /dev/null\n(pruned: no longer rendered)\n")
         return "".join(chunks)
 
-    def workloads(self, rendered: Path) -> list[dict[str, Any]]:
-        """Deployments, Rollouts and Jobs with their readiness."""
+    def live(self) -> list[dict[str, Any]]:
+        """What runs now: each workload of the environment in the cluster (found by its labels,
+        not by any record), with its images, replicas and readiness; a blue-green Rollout says
+        when a preview waits for promotion."""
         rows = []
-        for doc in load_documents(rendered):
-            if doc["kind"] not in WAITING_KINDS:
+        for api_version, kind in LIVE_KINDS:
+            if not self.kube.has(api_version, kind):
                 continue
-            live = self.kube.get(ObjectRef.of(doc)) or {}
-            status = live.get("status") or {}
-            rows.append(
-                {
-                    "name": doc["metadata"]["name"],
-                    "workload": f"{doc['kind']}/{doc['metadata']['name']}",
-                    "image": _image(doc),
-                    "state": status.get("phase") or str(readiness(live)) if live else "absent",
-                    "health": f"{status.get('availableReplicas', 0)}/"
-                    f"{(live.get('spec') or {}).get('replicas', '-')}"
-                    if live
-                    else None,
-                    "status": status.get("phase") or "",
-                }
-            )
+            namespace = self.environment.namespace
+            for live in self.kube.list_objects(api_version, kind, namespace, self.selector):
+                spec = live.get("spec") or {}
+                status = live.get("status") or {}
+                pod = (spec.get("template") or {}).get("spec") or {}
+                images = [c.get("image", "?") for c in pod.get("containers") or []]
+                rows.append(
+                    {
+                        "name": live["metadata"]["name"],
+                        "workload": f"{kind}/{live['metadata']['name']}",
+                        "image": ", ".join(images),
+                        "state": str(readiness(live)),
+                        "health": f"{status.get('availableReplicas') or 0}/"
+                        f"{spec.get('replicas', '-')}",
+                        "status": _preview(live),
+                    }
+                )
         return rows
 
     def remove(self, rendered: Path, volumes: bool) -> None:
@@ -607,11 +624,13 @@ def _namespace(doc: dict[str, Any]) -> str:
     return str((doc.get("metadata") or {}).get("namespace") or "")
 
 
-def _image(doc: dict[str, Any]) -> str:
-    try:
-        return str(doc["spec"]["template"]["spec"]["containers"][0]["image"])
-    except (KeyError, IndexError):
+def _preview(live: dict[str, Any]) -> str:
+    """A blue-green Rollout's preview waiting for promotion, in words ('' when none)."""
+    blue_green = (live.get("status") or {}).get("blueGreen") or {}
+    preview, active = blue_green.get("previewSelector"), blue_green.get("activeSelector")
+    if live.get("kind") != "Rollout" or not preview or preview == active:
         return ""
+    return f"preview {preview} waits for promotion (active {active})"
 
 
 def _clean(obj: dict[str, Any] | None) -> dict[str, Any]:
