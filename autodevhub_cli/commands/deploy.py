@@ -343,11 +343,13 @@ def diff(
     context: KubeContext = None,
     kubeconfig: Kubeconfig = None,
     prune: Prune = True,
+    images: Images = None,
     sets: Sets = None,
     project_dir: ProjectDir = None,
 ) -> None:
     """Show what a deploy would change (Kubernetes: server-side dry-run against the cluster)."""
     from autodevhub_cli.core.operate import diff as run_diff
 
-    text = run_diff(env, project_dir, sets or (), _options(context, kubeconfig, prune=prune))
+    options = _options(context, kubeconfig, prune=prune)
+    text = run_diff(env, project_dir, sets or (), options, images)
     sys.stdout.write(text or "No changes.\n")

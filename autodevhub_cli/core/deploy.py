@@ -781,11 +781,11 @@ def _rendered_text(outcome: Any) -> str:
 def preview_changes(ctx: DeployContext, request: DeployRequest) -> DeployOutcome:
     """What a deploy would change (`deploy --dry-run`, `diff`); changes nothing."""
     name = ctx.environment.name
-    images = request.images or record_path(ctx.project, name)
+    images = request.images
+    if images is None and record_path(ctx.project, name).exists():
+        images = record_path(ctx.project, name)
     rendered = render_environment(
-        RenderRequest(
-            name, ctx.project.root, sets=request.sets, images=images if images.exists() else None
-        )
+        RenderRequest(name, ctx.project.root, sets=request.sets, images=images)
     )
     new_text = _rendered_text(rendered)
     import tempfile

@@ -222,10 +222,13 @@ def diff(
     project_dir: Any = None,
     sets: Sequence[str] = (),
     options: TargetOptions | None = None,
+    images: Path | None = None,
 ) -> str:
     """What a deploy would change, as a unified diff (Kubernetes: server-side dry-run)."""
     from autodevhub_cli.core.deploy import DeployRequest, preview_changes
 
     ctx = open_context(environment, project_dir, sets, None, options)
-    request = DeployRequest(environment, project_dir, sets, skip_build=True, dry_run=True)
+    request = DeployRequest(
+        environment, project_dir, sets, skip_build=True, dry_run=True, images=images
+    )
     return preview_changes(ctx, request).diff

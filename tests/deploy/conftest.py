@@ -47,6 +47,15 @@ class Stack:
     def process_env(self) -> dict[str, str]:
         return {**os.environ, **self.env, "AUTODEVHUB_PROJECT_DIR": str(self.root)}
 
+    def forget(self) -> None:
+        """Remove the history the Docker host keeps for this project (its release volumes)."""
+        import docker
+
+        client = docker.from_env()
+        label = f"io.autodevhub.release-store={self.name}"
+        for volume in client.volumes.list(filters={"label": label}):
+            volume.remove(force=True)
+
     def releases(self) -> list[dict]:
         """The history the Docker host keeps for the environment, oldest first."""
         import json
@@ -65,6 +74,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     created = Stack(root, f"adh{uuid.uuid4().hex[:8]}")
     yield created
     created.cli("down", "--env", "dev", "--volumes")
+    created.forget()
 
 
 @pytest.fixture(scope="module")

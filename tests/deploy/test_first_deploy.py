@@ -36,6 +36,7 @@ def fresh(tmp_path: Path) -> Iterator[Stack]:
     )
     yield stack
     stack.cli("down", "--env", "dev", "--volumes")
+    stack.forget()
 
 
 def _docker(*args: str) -> list[str]:

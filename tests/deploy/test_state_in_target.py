@@ -1,0 +1,419 @@
+"""The release history and the deploy lock live with the environment, so two runners that share
+nothing but the target (two clean clones: two CI jobs, two laptops) see one history and exclude
+each other. On the real control plane and the real Docker engine:
+
+- runner A deploys; runner B, a fresh clone whose `.autodevhub/` is deleted before every
+  command, deploys a release that fails its smoke check: B rolls back to A's release, and no
+  object of A's release is deleted (the same UIDs; the same data volume);
+- B's `status`, `history` and `rollback --to` show and use A's releases;
+- B's deploy while A's deploy runs is refused, naming A's process;
+- a lock whose holder stopped renewing it is taken over, a live one is not;
+- a record in the store that cannot be read is an error naming it, never skipped.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy.conftest import Stack
+from tests.deploy.kube_cluster import Cluster, project_copy
+from tests.helpers import copy_project
+from tests.images.conftest import _engine_problem
+
+BROKEN_CHECK = (
+    "smoke.checks=[{name: broken, component: frontend, path: /, "
+    "expect: {contains: text-no-page-has}}]"
+)
+KINDS = [
+    "Deployment",
+    "Service",
+    "Ingress",
+    "NetworkPolicy",
+    "HorizontalPodAutoscaler",
+    "ServiceMonitor",
+    "CronJob",
+]
+
+
+class Gate:
+    """A local HTTP endpoint whose answers wait until it is opened: a smoke check sent to it
+    keeps a deploy in its smoke step, holding the lock, for as long as a test needs."""
+
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+        self.asked = threading.Event()
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                gate.asked.set()
+                gate.opened.wait(120)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.opened.set()
+        self.server.shutdown()
+
+
+@pytest.fixture()
+def gate() -> Iterator[Gate]:
+    made = Gate()
+    yield made
+    made.close()
+
+
+def _held_deploy(cli_args: list[str], env: dict[str, str], gate: Gate) -> subprocess.Popen[str]:
+    """Runner A's deploy in a process of its own, held in its smoke step by the gate."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autodevhub_cli", *cli_args],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert gate.asked.wait(120), "runner A's deploy never reached its smoke check"
+    return proc
+
+
+# --- Kubernetes -----------------------------------------------------------------------------
+
+
+def _runner_b(a: Cluster, tmp_path: Path) -> Cluster:
+    """A second clean clone of the project, on the same cluster and namespace."""
+    app = {"base": a.env["AUTODEVHUB__SMOKE__URLS__FRONTEND"]}
+    app["backend"] = a.env["AUTODEVHUB__SMOKE__URLS__BACKEND"]
+    b = Cluster(project_copy(tmp_path / "runner-b"), a.kubeconfig, None, app)
+    b.ns = a.ns
+    b.env = dict(a.env)
+    return b
+
+
+def _b_cli(b: Cluster, *args: str) -> tuple[int, str, str]:
+    """A command of runner B, with nothing of its own on disk (as a fresh CI job)."""
+    shutil.rmtree(b.root / ".autodevhub", ignore_errors=True)
+    return b.cli(*args)
+
+
+def _objects(cluster: Cluster) -> dict[str, str]:
+    """`Kind/name` -> uid of every object of the environment."""
+    selector = "app.kubernetes.io/managed-by=autodevhub"
+    return {
+        f"{kind}/{item['metadata']['name']}": item["metadata"]["uid"]
+        for kind in KINDS
+        for item in cluster.objs(kind, selector)
+    }
+
+
+def _frontend_mark(cluster: Cluster) -> str | None:
+    deployment = cluster.obj("Deployment", "frontend")
+    assert deployment is not None
+    env = deployment["spec"]["template"]["spec"]["containers"][0].get("env") or []
+    return next((e["value"] for e in env if e["name"] == "RUNNER"), None)
+
+
+@pytest.mark.k8s
+@pytest.mark.browser
+def test_a_fresh_runner_sees_the_history_and_rolls_back_to_another_runners_release(
+    cluster: Cluster, tmp_path: Path, gate: Gate
+) -> None:
+    a = cluster
+    a.record_build("staging", "c-00000000000000e1")
+    code, _, err = a.deploy("staging", "--set", "components.frontend.env.RUNNER=a")
+    assert code == 0, err
+    (first,) = a.releases("staging")
+    kept = _objects(a)
+    assert len(kept) >= 10, kept
+    images = tmp_path / "images.json"  # the build job's artifact
+    shutil.copy(a.root / ".autodevhub" / "builds" / "staging.json", images)
+    b = _runner_b(a, tmp_path)
+    deploy_b = ["deploy", "--env", "staging", "--images", str(images), "--timeout", "60"]
+    mark = ["--set", "components.backend.env.RELEASE_MARK=c-00000000000000e1"]
+
+    # B's release fails its smoke check: B rolls back to A's release, deleting nothing.
+    code, _, err = _b_cli(
+        b, *deploy_b, *mark, "--set", "components.frontend.env.RUNNER=b", "--set", BROKEN_CHECK
+    )
+    message = " ".join(err.split())
+    assert code == 3, err
+    assert f"Rolled back to release {first['id']}" in message and "passes its smoke" in message
+    assert "no earlier good release" not in message
+    assert _objects(a) == kept, "an object of A's release was deleted or replaced"
+    assert _frontend_mark(a) == "a"
+
+    # B's status and history show A's releases; B's own record says what it restored.
+    code, out, err = _b_cli(b, "status", "--env", "staging", "--output", "json")
+    assert code == 0, err
+    state = json.loads(out)
+    assert state["current"]["id"] == first["id"]
+    assert state["last_attempt"]["status"] == "failed"
+    assert state["last_attempt"]["restored"] == first["id"]
+    assert {w["workload"] for w in state["workloads"]} >= {"Deployment/backend"}
+    history = b.releases("staging")
+    assert history[0]["id"] == first["id"]
+    assert history[-1]["sets"][-1] == BROKEN_CHECK
+    assert history[0]["deployed_by"]["user"]
+
+    # B deploys a good release, then rolls back to A's by id.
+    code, _, err = _b_cli(b, *deploy_b, *mark, "--set", "components.frontend.env.RUNNER=b")
+    assert code == 0, err
+    assert _frontend_mark(a) == "b"
+    code, out, err = _b_cli(b, "rollback", "--env", "staging", "--to", first["id"], "-o", "json")
+    assert code == 0, err
+    rolled = json.loads(out)["release"]
+    assert rolled["rollback_of"] == first["id"] and rolled["commit"] == first["commit"]
+    assert _frontend_mark(a) == "a"
+
+    # A deploys and is held in its smoke step: B's deploy is refused, naming A's process.
+    a.record_build("staging", "c-00000000000000e2")
+    held = _held_deploy(
+        [
+            "deploy",
+            "--env",
+            "staging",
+            "--skip-build",
+            "--timeout",
+            "60",
+            "--project-dir",
+            str(a.root),
+            "--set",
+            "components.backend.env.RELEASE_MARK=c-00000000000000e2",
+            "--set",
+            "smoke.probes=false",
+            "--set",
+            f"smoke.urls.frontend={gate.url}",
+            "--set",
+            "smoke.checks=[{name: held, component: frontend, path: /}]",
+        ],
+        {**_environ(), **a.env},
+        gate,
+    )
+    try:
+        code, _, err = _b_cli(b, *deploy_b, *mark)
+        message = " ".join(err.split())
+        assert code == 1, err
+        assert f"holds Lease {a.ns}/autodevhub-staging" in message, message
+        assert f"pid {held.pid}" in message, message
+    finally:
+        gate.opened.set()
+        assert held.stderr is not None
+        rest = held.stderr.read()
+        assert held.wait(timeout=120) == 0, rest
+    assert b.releases("staging")[-1]["status"] == "deployed"
+
+
+@pytest.mark.k8s
+@pytest.mark.browser
+def test_a_record_that_cannot_be_read_is_named_not_skipped(cluster: Cluster) -> None:
+    cluster.record_build("staging", "c-00000000000000e3")
+    assert cluster.deploy("staging")[0] == 0
+    (release,) = cluster.releases("staging")
+    name = f"autodevhub.release.v1.staging.{release['id'].lower()}"
+    newer = gzip.compress(json.dumps({"format": 99, "release": {}, "files": {}}).encode())
+    for data, words in (
+        (b"\x1f\x8b torn", "is corrupt"),
+        (newer, "written by a newer autodevhub (record format 99"),
+    ):
+        cluster.patch_as(
+            "test", "Secret", name, {"data": {"release": base64.b64encode(data).decode()}}
+        )
+        for command in ("status", "history", "deploy"):
+            args = ["--skip-build"] if command == "deploy" else []
+            code, _, err = cluster.cli(command, "--env", "staging", *args)
+            message = " ".join(err.split())
+            assert code == 1, (command, err)
+            assert f"Secret {cluster.ns}/{name}" in message and words in message, message
+            assert "Traceback" not in err and "Unexpected error" not in err
+
+
+# --- Docker Compose -------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def runners(tmp_path: Path) -> Iterator[tuple[Stack, Stack]]:
+    """Two clean clones of the project deploying one Compose environment on one engine."""
+    problem = _engine_problem()
+    if problem:
+        pytest.skip(problem)
+    name = f"adh{uuid.uuid4().hex[:8]}"
+    a = Stack(copy_project(tmp_path / "runner-a", with_service=True), name)
+    b = Stack(copy_project(tmp_path / "runner-b", with_service=True), name)
+    b.env = dict(a.env)  # the same project name and ports: the same environment
+    b.frontend_port, b.backend_port = a.frontend_port, a.backend_port
+    yield a, b
+    a.cli("down", "--env", "dev", "--volumes")
+    a.forget()
+
+
+def _compose_cli(stack: Stack, *args: str) -> tuple[int, str, str]:
+    shutil.rmtree(stack.root / ".autodevhub", ignore_errors=True)
+    return stack.cli(*args)
+
+
+def _containers(stack: Stack) -> dict[str, dict[str, Any]]:
+    import docker
+
+    client = docker.from_env()
+    found = client.containers.list(filters={"label": f"com.docker.compose.project={stack.name}"})
+    return {c.labels["com.docker.compose.service"]: c.attrs for c in found}
+
+
+@pytest.mark.docker
+@pytest.mark.compose
+def test_two_runners_on_one_docker_host_share_history_and_lock(
+    runners: tuple[Stack, Stack], tmp_path: Path, gate: Gate
+) -> None:
+    import httpx
+
+    a, b = runners
+    code, out, err = a.cli("deploy", "--env", "dev", "--output", "json")
+    assert code == 0, err
+    first = json.loads(out)["release"]
+    base = f"http://127.0.0.1:{a.backend_port}"
+    created = httpx.post(f"{base}/api/stories", json={"feature": "Kept across runners"})
+    assert created.status_code == 202, created.text
+    images = tmp_path / "images.json"
+    shutil.copy(a.root / ".autodevhub" / "builds" / "dev.json", images)
+    deploy_b = ["deploy", "--env", "dev", "--images", str(images), "--timeout", "60"]
+
+    # B changes the frontend and fails its smoke check: back to A's release, data kept.
+    code, _, err = _compose_cli(
+        b, *deploy_b, "--set", "components.frontend.env.RUNNER=b", "--set", BROKEN_CHECK
+    )
+    message = " ".join(err.split())
+    assert code == 3, err
+    assert f"Rolled back to release {first['id']}" in message and "passes its smoke" in message
+    frontend = _containers(a)["frontend"]
+    assert "RUNNER=b" not in frontend["Config"]["Env"]
+    story = httpx.get(f"{base}/api/stories/{created.json()['id']}")
+    assert story.status_code == 200, "the data volume of A's release was lost"
+
+    # B's history, status and rollback use A's releases.
+    code, out, err = _compose_cli(b, "history", "--env", "dev", "--output", "json")
+    assert code == 0, err
+    history = json.loads(out)["releases"]
+    assert history[0]["id"] == first["id"]
+    assert history[-1]["status"] == "failed" and history[-1]["restored"] == first["id"]
+    code, out, err = _compose_cli(b, "status", "--env", "dev", "--output", "json")
+    assert code == 0, err
+    state = json.loads(out)
+    assert state["current"]["id"] == first["id"]
+    assert {w["workload"] for w in state["workloads"]} == {"backend", "worker", "frontend"}
+    code, _, err = _compose_cli(b, *deploy_b, "--set", "components.frontend.env.RUNNER=b")
+    assert code == 0, err
+    assert "RUNNER=b" in _containers(a)["frontend"]["Config"]["Env"]
+    code, out, err = _compose_cli(b, "rollback", "--env", "dev", "--to", first["id"], "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["release"]["commit"] == first["commit"]
+    assert "RUNNER=b" not in _containers(a)["frontend"]["Config"]["Env"]
+
+    # A's deploy held in its smoke step: B is refused, naming A's process.
+    held = _held_deploy(
+        [
+            "deploy",
+            "--env",
+            "dev",
+            "--skip-build",
+            "--set",
+            "smoke.probes=false",
+            "--set",
+            f"smoke.urls.frontend={gate.url}",
+            "--set",
+            "smoke.checks=[{name: held, component: frontend, path: /}]",
+        ],
+        a.process_env(),
+        gate,
+    )
+    try:
+        code, _, err = _compose_cli(b, *deploy_b)
+        message = " ".join(err.split())
+        assert code == 1, err
+        assert f"holds the lock container autodevhub-lock.{a.name}" in message, message
+        assert f"pid {held.pid}" in message, message
+    finally:
+        gate.opened.set()
+        assert held.stderr is not None
+        rest = held.stderr.read()
+        assert held.wait(timeout=120) == 0, rest
+
+
+@pytest.mark.docker
+def test_a_lock_whose_holder_stopped_renewing_is_taken_over(tmp_path: Path) -> None:
+    """A holder on another machine: live while it renews, taken over once it has been silent
+    for the lock's duration; the taker removes it by id, so a late holder cannot be removed."""
+    import docker
+
+    from autodevhub_cli.core.lock import DeployLockedError
+    from autodevhub_cli.core.targets.engine_state import LOCK_IMAGE, EngineLock
+
+    problem = _engine_problem()
+    if problem:
+        pytest.skip(problem)
+    client = docker.from_env()
+    project = f"adh{uuid.uuid4().hex[:8]}"
+    name = f"autodevhub-lock.{project}"
+    mine = EngineLock(client, project, duration=60)
+    mine.acquire("deploy")  # imports the lock image on a fresh engine
+    mine.release()
+
+    def foreign(since: str) -> None:
+        client.api.create_container(
+            LOCK_IMAGE,
+            command=["/autodevhub-lock"],
+            name=name,
+            labels={
+                "io.autodevhub.holder": "ci@runner-7 pid 4242",
+                "io.autodevhub.host": "runner-7",
+                "io.autodevhub.pid": "4242",
+                "io.autodevhub.command": "deploy",
+                "io.autodevhub.since": since,
+            },
+        )
+
+    try:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        foreign(now)
+        with pytest.raises(DeployLockedError, match="ci@runner-7 pid 4242"):
+            EngineLock(client, project, duration=60).acquire("deploy")
+        client.api.remove_container(name, force=True)
+        foreign("2020-01-01T00:00:00.000000Z")
+        taker = EngineLock(client, project, duration=60)
+        taker.acquire("deploy")
+        labels = client.api.inspect_container(name)["Config"]["Labels"]
+        assert labels["io.autodevhub.holder"] == taker.identity
+        taker.renew("deploy")
+        taker.check()
+        taker.release()
+        assert not client.containers.list(all=True, filters={"name": name})
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            client.api.remove_container(name, force=True)
+
+
+def _environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
