@@ -256,7 +256,7 @@ def main() -> None:
         bad_total, bad_serving = bad_release(
             work, env, cli, f"http://127.0.0.1:{frontend}/api/stories?limit=5"
         )
-        steps = release_steps(work)
+        steps = release_steps(work, env, cli)
     finally:
         subprocess.run(
             [*cli, "down", "--env", "dev", "--volumes"], env=env, cwd=work, capture_output=True
@@ -283,14 +283,21 @@ def main() -> None:
         kube_rollback_bench.main(["--rounds", str(options.kube_rounds)])
 
 
-def release_steps(work: Path) -> str:
-    """The step timings of the two newest release records (the bad release, the rollback)."""
+def release_steps(work: Path, env: dict[str, str], cli: list[str]) -> str:
+    """The step timings of the two newest releases (the bad release, the rollback), from the
+    history the Docker host keeps."""
     import json
 
-    records = sorted((work / ".autodevhub" / "releases" / "dev").glob("*/release.json"))
+    listed = subprocess.run(
+        [*cli, "history", "--env", "dev", "--output", "json"],
+        env=env,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     parts = []
-    for path in records[-2:]:
-        data = json.loads(path.read_text())
+    for data in json.loads(listed.stdout)["releases"][-2:]:
         timings = ", ".join(f"{k} {v:.1f}" for k, v in data.get("timings", {}).items())
         parts.append(f"{data['status']}: {timings}")
     return "; ".join(parts)

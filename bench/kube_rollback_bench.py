@@ -499,7 +499,8 @@ def rolling_round(kubeconfig: Path, stub: str, figures: Figures) -> None:
             return serving(sample) and all(h == previous for h, _, _ in sample["endpoints"])
 
         release = cluster.releases("staging")[-1]
-        manifests = cluster.root / ".autodevhub/releases/staging" / release["id"] / "manifests.yaml"
+        manifests = cluster.root / "manifests.yaml"
+        manifests.write_text(cluster.release_file("staging", release["id"], "manifests.yaml"))
         refs = [ObjectRef.of(d) for d in load_documents(manifests) if d["kind"] in WAITING_KINDS]
         backend_poll = Poller(kubeconfig, backend)
         workloads_poll = Poller(kubeconfig, all_ready(refs))

@@ -317,7 +317,7 @@ def test_compose_secrets_are_files_the_service_reads(
         headers={"Authorization": f"Bearer {planted}"},
     )
     assert old.status_code == 401
-    texts = [out, err, out2, err2, out3, err3]
+    texts = [out, err, out2, err2, out3, err3, json.dumps(stack.releases())]
     texts += [
         p.read_text(errors="replace")
         for p in (stack.root / ".autodevhub").rglob("*")

@@ -417,3 +417,32 @@ def _environ() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+@pytest.mark.k8s
+@pytest.mark.browser
+def test_a_release_larger_than_a_secret_is_split_and_joined(cluster: Cluster) -> None:
+    """A release whose stored form passes 512 KiB spans several Secrets, read back whole; when
+    it shrinks, the parts it no longer needs are deleted, and deleting it deletes them all."""
+    import os
+
+    from autodevhub_cli.core.releases import ReleaseStore
+    from autodevhub_cli.core.targets.kube_store import KubeReleaseDriver
+
+    cluster.kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": cluster.ns}})
+    store = ReleaseStore(KubeReleaseDriver(cluster.kube, cluster.ns, "staging"), "staging")
+    release = store.new("kubernetes", "abc")
+    big = base64.b64encode(os.urandom(1_200_000)).decode()  # 1.6 MB, about 1.2 MB gzip'd
+    store.attach(release, "manifests.yaml", big)
+    store.save(release)
+    names = sorted(s["metadata"]["name"] for s in cluster.objs("Secret"))
+    main = f"autodevhub.release.v1.staging.{release.id.lower()}"
+    assert names == [main, f"{main}.2", f"{main}.3"], names
+    fresh = ReleaseStore(KubeReleaseDriver(cluster.kube, cluster.ns, "staging"), "staging")
+    (again,) = fresh.all()
+    assert fresh.text(again, "manifests.yaml") == big
+    store.attach(release, "manifests.yaml", "kind: List\n")
+    store.save(release)
+    assert [s["metadata"]["name"] for s in cluster.objs("Secret")] == [main]
+    store.driver.delete(release.id)
+    assert cluster.objs("Secret") == []
