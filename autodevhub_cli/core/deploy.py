@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from autodevhub_cli.core.render import RenderedManifest
 log = logging.getLogger("autodevhub.deploy")
 ENVIRONMENT_FILE = "environment.json"
+IMAGES_FILE = "images.json"
 Reporter = Callable[[str, str], None]
 
 
@@ -202,6 +203,19 @@ def deploy(request: DeployRequest, report: Reporter | None = None) -> DeployOutc
             raise
 
 
+def _recorded_build(ctx: DeployContext, serving: Release | None) -> tuple[Path | None, str]:
+    """The build to reuse: this machine's last build record, else the one the serving release
+    ran (from the history in the target: a fresh clone reuses what serves). Says which."""
+    local = record_path(ctx.project, ctx.environment.name)
+    if local.exists():
+        return local, "the recorded build"
+    if serving is not None:
+        kept = ctx.store.path(serving, IMAGES_FILE)
+        if kept is not None:
+            return kept, f"the images of release {serving.id}, which serves"
+    return None, ""
+
+
 def _import_local_records(ctx: DeployContext) -> None:
     """Records an earlier autodevhub kept under `.autodevhub/releases/<env>/` go into the
     target's store the first time a deploy finds that store empty."""
@@ -338,13 +352,16 @@ def _run(
             images = request.images
             ctx.say("build", f"skipped: deploying the images recorded in {images}")
         elif request.skip_build:
-            images = record_path(ctx.project, name)
-            if not images.exists():
+            reused, source = _recorded_build(ctx, previous)
+            if reused is None:
                 raise ConfigError(
-                    f"--skip-build: environment {name!r} has no recorded build.",
-                    hint=f"Run `autodevhub build --env {name} --push` first, or drop --skip-build.",
+                    f"--skip-build: environment {name!r} has no recorded build here and no "
+                    "release serving whose images could be reused.",
+                    hint=f"Run `autodevhub build --env {name} --push` first, pass the build's "
+                    "record with --images FILE, or drop --skip-build.",
                 )
-            ctx.say("build", "skipped: using the recorded build")
+            images = reused
+            ctx.say("build", f"skipped: using {source}")
         else:
             ctx.say("build", "building images" + ("" if overlap_push else " and pushing them"))
             built = _timed(
@@ -367,7 +384,7 @@ def _run(
             # The release keeps the images it runs; the build record is written once they are
             # pushed (by the background push when it overlaps), so it only names pushed images.
             images = ctx.store.attach(
-                release, "images.json", json.dumps(built.to_dict(), indent=2) + "\n"
+                release, IMAGES_FILE, json.dumps(built.to_dict(), indent=2) + "\n"
             )
             ctx.say("build", ", ".join(f"{i.name} {i.action}" for i in built.images))
             if overlap_push:
@@ -381,6 +398,9 @@ def _run(
                 RenderRequest(name, ctx.project.root, sets=request.sets, images=images)
             ),
         )
+        if ctx.store.text(release, IMAGES_FILE) is None:
+            # The build it runs, kept with it: a later `--skip-build` from any clone reuses it.
+            ctx.store.attach(release, IMAGES_FILE, images.read_text(encoding="utf-8"))
         if ctx.environment.kubernetes.require_image_digests and not ctx.target.runs_local_images:
             require_digests(rendered.result.manifests, name)
         release.images = [
@@ -782,8 +802,8 @@ def preview_changes(ctx: DeployContext, request: DeployRequest) -> DeployOutcome
     """What a deploy would change (`deploy --dry-run`, `diff`); changes nothing."""
     name = ctx.environment.name
     images = request.images
-    if images is None and record_path(ctx.project, name).exists():
-        images = record_path(ctx.project, name)
+    if images is None:
+        images, _ = _recorded_build(ctx, ctx.store.current())
     rendered = render_environment(
         RenderRequest(name, ctx.project.root, sets=request.sets, images=images)
     )

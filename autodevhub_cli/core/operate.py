@@ -15,6 +15,7 @@ from typing import Any
 from autodevhub_cli.core import releases as states
 from autodevhub_cli.core.deploy import (
     ENVIRONMENT_FILE,
+    IMAGES_FILE,
     DeployContext,
     Reporter,
     open_context,
@@ -134,7 +135,7 @@ def rollback(
         record.rollback_of = chosen.id
         record.images = chosen.images
         record.tasks = chosen.tasks
-        for filename in (ctx.target.rendered_filename, ENVIRONMENT_FILE):
+        for filename in (ctx.target.rendered_filename, ENVIRONMENT_FILE, IMAGES_FILE):
             text = ctx.store.text(chosen, filename)
             if text is not None:
                 ctx.store.attach(record, filename, text)

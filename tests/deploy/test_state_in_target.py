@@ -322,8 +322,12 @@ def test_two_runners_on_one_docker_host_share_history_and_lock(
     state = json.loads(out)
     assert state["current"]["id"] == first["id"]
     assert {w["workload"] for w in state["workloads"]} == {"backend", "worker", "frontend"}
-    code, _, err = _compose_cli(b, *deploy_b, "--set", "components.frontend.env.RUNNER=b")
+    # A fresh clone's --skip-build reuses the images of the release that serves.
+    code, _, err = _compose_cli(
+        b, "deploy", "--env", "dev", "--skip-build", "--set", "components.frontend.env.RUNNER=b"
+    )
     assert code == 0, err
+    assert f"skipped: using the images of release {first['id']}, which serves" in err
     assert "RUNNER=b" in _containers(a)["frontend"]["Config"]["Env"]
     code, out, err = _compose_cli(b, "rollback", "--env", "dev", "--to", first["id"], "-o", "json")
     assert code == 0, err
