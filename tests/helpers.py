@@ -76,3 +76,38 @@ def recording_pg_dump(bin_dir: Path, record: Path, real: Path) -> None:
         f'exec {real} "$@"\n'
     )
     script.chmod(0o755)
+
+
+class HeldEndpoint:
+    """A local HTTP endpoint that holds every GET until `opened` is set, then answers `status`:
+    a backend that hangs, or a gate that keeps a deploy in its smoke step as long as a test
+    needs. `asked` is set at the first request."""
+
+    def __init__(self, status: int = 200) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.opened = threading.Event()
+        self.asked = threading.Event()
+        held = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                held.asked.set()
+                held.opened.wait(120)
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.opened.set()
+        self.server.shutdown()
+        self.server.server_close()

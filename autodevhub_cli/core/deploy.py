@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 from autodevhub_cli.core import releases as states
 from autodevhub_cli.core.bases import is_pinned
 from autodevhub_cli.core.build import BuildRequest, build_images, git_commit, record_path
-from autodevhub_cli.core.config import load_environment
+from autodevhub_cli.core.context import (
+    ENVIRONMENT_FILE,
+    IMAGES_FILE,
+    DeployContext,
+    Reporter,
+    check,
+    open_context,
+    reapply,
+)
 from autodevhub_cli.core.environment import Environment, Task
 from autodevhub_cli.core.errors import (
     AutodevhubError,
@@ -30,17 +38,13 @@ from autodevhub_cli.core.errors import (
 )
 from autodevhub_cli.core.lock import LockLostError
 from autodevhub_cli.core.pipeline import RenderRequest, render_environment
-from autodevhub_cli.core.project import Project, find_project
-from autodevhub_cli.core.releases import Release, ReleaseStore
-from autodevhub_cli.core.smoke import SmokeResult, run_smoke_checks
-from autodevhub_cli.core.targets import Target, TargetOptions, TaskRef, target_for
+from autodevhub_cli.core.releases import Release
+from autodevhub_cli.core.smoke import SmokeResult
+from autodevhub_cli.core.targets import TargetOptions, TaskRef
 
 if TYPE_CHECKING:
     from autodevhub_cli.core.render import RenderedManifest
 log = logging.getLogger("autodevhub.deploy")
-ENVIRONMENT_FILE = "environment.json"
-IMAGES_FILE = "images.json"
-Reporter = Callable[[str, str], None]
 
 
 @dataclass
@@ -128,43 +132,6 @@ class _Steps:
     def switched(self) -> bool:
         """Whether the release has begun to replace the previous one."""
         return "apply" in self.seen
-
-
-@dataclass
-class DeployContext:
-    """What every deploy-side command works with: project, environment, target, and the release
-    history the target keeps (read on first use)."""
-
-    project: Project
-    environment: Environment
-    target: Target
-    say: Reporter
-    _store: ReleaseStore | None = None
-
-    @property
-    def store(self) -> ReleaseStore:
-        """The environment's release history, in the target."""
-        if self._store is None:
-            self._store = ReleaseStore(
-                self.target.release_driver(),
-                self.environment.name,
-                self.environment.releases.keep,
-            )
-        return self._store
-
-
-def open_context(
-    name: str,
-    project_dir: Any,
-    sets: Sequence[str],
-    report: Reporter | None,
-    options: TargetOptions | None = None,
-) -> DeployContext:
-    """Load the environment and connect its target (deploy, promote, status, rollback, diff)."""
-    project = find_project(project_dir)
-    environment = load_environment(project, name, sets)
-    say = report or (lambda _step, _message: None)
-    return DeployContext(project, environment, target_for(environment, options, say), say)
 
 
 def deploy(request: DeployRequest, report: Reporter | None = None) -> DeployOutcome:
@@ -428,7 +395,7 @@ def _run(
         ctx.target.check_lock()
         ctx.say("smoke", "running smoke checks" + (" against the preview" if blue_green else ""))
         smoke = _timed(
-            release, "smoke", lambda: _smoke(ctx, rendered.environment, preview=blue_green)
+            release, "smoke", lambda: check(ctx, rendered.environment, preview=blue_green)
         )
         outcome.smoke = smoke
         release.smoke = smoke.to_dict()
@@ -446,7 +413,7 @@ def _run(
         ctx.target.check_lock()
         if blue_green:
             _timed(release, "promote", lambda: _promote(ctx, path, request.timeout))
-            release.smoke = _smoke(ctx, rendered.environment).to_dict()
+            release.smoke = check(ctx, rendered.environment).to_dict()
         if pusher is not None:
             ctx.say("push", "waiting for the push to the registry")
             pushed = _timed(release, "push", pusher.result)
@@ -694,47 +661,6 @@ def _first_release_failed(ctx: DeployContext, request: DeployRequest, release: R
     )
 
 
-def reapply(ctx: DeployContext, release: Release, timeout: float) -> SmokeResult:
-    """Apply a recorded release's exact output again, wait for it and check it with its own
-    recorded checks (rollback)."""
-    filename = ctx.target.rendered_filename
-    path = ctx.store.path(release, filename)
-    if path is None:
-        raise ConfigError(
-            f"Release {release.id} has no recorded {filename} to re-apply "
-            f"({ctx.store.driver.object_name(release.id)})."
-        )
-    ctx.target.apply(path, timeout)
-    return _smoke(ctx, recorded_environment(ctx, release))
-
-
-def recorded_environment(ctx: DeployContext, release: Release) -> Environment:
-    """The values a release was deployed with (the current ones for an older record)."""
-    from pydantic import ValidationError as PydanticValidationError
-
-    text = ctx.store.text(release, ENVIRONMENT_FILE)
-    try:
-        if text is not None:
-            return Environment.model_validate_json(text)
-    except PydanticValidationError:
-        pass
-    log.info(
-        "release %s has no readable %s; checking with the current values",
-        release.id,
-        ENVIRONMENT_FILE,
-    )
-    return ctx.environment
-
-
-def _smoke(ctx: DeployContext, environment: Environment, preview: bool = False) -> SmokeResult:
-    with ctx.target.smoke_endpoints(environment, preview) as endpoints:
-        return run_smoke_checks(
-            environment,
-            endpoints,
-            report=lambda check, message: ctx.say("smoke", f"{check}: {message}"),
-        )
-
-
 def _promote(ctx: DeployContext, rendered: Path, timeout: float) -> None:
     ctx.say("promote", "promoting the preview to active")
     ctx.target.promote(rendered, timeout)
@@ -760,7 +686,7 @@ def promote(
             )
         release = waiting[-1]
         _timed(release, "promote", lambda: _promote(ctx, path, timeout))
-        smoke = _smoke(ctx, ctx.environment)
+        smoke = check(ctx, ctx.environment)
         release.smoke = smoke.to_dict()
         release.status = states.DEPLOYED if smoke.ok else states.FAILED
         if not smoke.ok:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from autodevhub_cli.core import releases as states
-from autodevhub_cli.core.deploy import (
+from autodevhub_cli.core.context import (
     ENVIRONMENT_FILE,
     IMAGES_FILE,
     DeployContext,

@@ -43,7 +43,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -51,7 +50,7 @@ import pytest
 from autodevhub_cli.core.adapters.kube import ObjectRef
 from tests.deploy import local_cluster
 from tests.deploy.kube_cluster import Cluster, active_hash, project_copy
-from tests.helpers import default_sigint
+from tests.helpers import HeldEndpoint, default_sigint
 
 pytestmark = [pytest.mark.k8s, pytest.mark.browser]
 
@@ -107,35 +106,9 @@ STEPS = [
 ]
 
 
-class HungBackend:
-    """An HTTP endpoint that holds every request until the test ends: a backend that hangs."""
-
-    def __init__(self) -> None:
-        release = self.release = threading.Event()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                release.wait(120)
-                self.send_response(503)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="module")
-def hung_backend() -> Iterator[HungBackend]:
-    made = HungBackend()
+def hung_backend() -> Iterator[HeldEndpoint]:
+    made = HeldEndpoint(503)
     yield made
     made.close()
 

@@ -17,14 +17,13 @@ import base64
 import contextlib
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ import pytest
 
 from tests.deploy.conftest import Stack
 from tests.deploy.kube_cluster import Cluster, project_copy
-from tests.helpers import copy_project
+from tests.helpers import HeldEndpoint, copy_project
 from tests.images.conftest import _engine_problem
 
 BROKEN_CHECK = (
@@ -50,53 +49,35 @@ KINDS = [
 ]
 
 
-class Gate:
-    """A local HTTP endpoint whose answers wait until it is opened: a smoke check sent to it
-    keeps a deploy in its smoke step, holding the lock, for as long as a test needs."""
-
-    def __init__(self) -> None:
-        self.opened = threading.Event()
-        self.asked = threading.Event()
-        gate = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                gate.asked.set()
-                gate.opened.wait(120)
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.opened.set()
-        self.server.shutdown()
-
-
 @pytest.fixture()
-def gate() -> Iterator[Gate]:
-    made = Gate()
+def gate() -> Iterator[HeldEndpoint]:
+    made = HeldEndpoint()
     yield made
     made.close()
 
 
-def _held_deploy(cli_args: list[str], env: dict[str, str], gate: Gate) -> subprocess.Popen[str]:
-    """Runner A's deploy in a process of its own, held in its smoke step by the gate."""
+@contextlib.contextmanager
+def _held_deploy(
+    cli_args: list[str], env: dict[str, str], gate: HeldEndpoint
+) -> Iterator[subprocess.Popen[str]]:
+    """Runner A's deploy in a process of its own, held in its smoke step by the gate while the
+    block runs; then let go, and it must succeed."""
+    held = ["smoke.probes=false", f"smoke.urls.frontend={gate.url}"]
+    held.append("smoke.checks=[{name: held, component: frontend, path: /}]")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autodevhub_cli", *cli_args],
+        [sys.executable, "-m", "autodevhub_cli", *cli_args, *(f"--set={s}" for s in held)],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert gate.asked.wait(120), "runner A's deploy never reached its smoke check"
-    return proc
+    try:
+        assert gate.asked.wait(120), "runner A's deploy never reached its smoke check"
+        yield proc
+    finally:
+        gate.opened.set()
+        assert proc.stderr is not None
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=120) == 0, rest
 
 
 # --- Kubernetes -----------------------------------------------------------------------------
@@ -138,7 +119,7 @@ def _frontend_mark(cluster: Cluster) -> str | None:
 @pytest.mark.k8s
 @pytest.mark.browser
 def test_a_fresh_runner_sees_the_history_and_rolls_back_to_another_runners_release(
-    cluster: Cluster, tmp_path: Path, gate: Gate
+    cluster: Cluster, tmp_path: Path, gate: HeldEndpoint
 ) -> None:
     a = cluster
     a.record_build("staging", "c-00000000000000e1")
@@ -189,39 +170,14 @@ def test_a_fresh_runner_sees_the_history_and_rolls_back_to_another_runners_relea
 
     # A deploys and is held in its smoke step: B's deploy is refused, naming A's process.
     a.record_build("staging", "c-00000000000000e2")
-    held = _held_deploy(
-        [
-            "deploy",
-            "--env",
-            "staging",
-            "--skip-build",
-            "--timeout",
-            "60",
-            "--project-dir",
-            str(a.root),
-            "--set",
-            "components.backend.env.RELEASE_MARK=c-00000000000000e2",
-            "--set",
-            "smoke.probes=false",
-            "--set",
-            f"smoke.urls.frontend={gate.url}",
-            "--set",
-            "smoke.checks=[{name: held, component: frontend, path: /}]",
-        ],
-        {**_environ(), **a.env},
-        gate,
-    )
-    try:
+    a_deploy = ["deploy", "--env", "staging", "--skip-build", "--project-dir", str(a.root)]
+    a_deploy += ["--set", "components.backend.env.RELEASE_MARK=c-00000000000000e2"]
+    with _held_deploy(a_deploy, {**os.environ, **a.env}, gate) as held:
         code, _, err = _b_cli(b, *deploy_b, *mark)
         message = " ".join(err.split())
         assert code == 1, err
         assert f"holds Lease {a.ns}/autodevhub-staging" in message, message
         assert f"pid {held.pid}" in message, message
-    finally:
-        gate.opened.set()
-        assert held.stderr is not None
-        rest = held.stderr.read()
-        assert held.wait(timeout=120) == 0, rest
     assert b.releases("staging")[-1]["status"] == "deployed"
 
 
@@ -284,7 +240,7 @@ def _containers(stack: Stack) -> dict[str, dict[str, Any]]:
 @pytest.mark.docker
 @pytest.mark.compose
 def test_two_runners_on_one_docker_host_share_history_and_lock(
-    runners: tuple[Stack, Stack], tmp_path: Path, gate: Gate
+    runners: tuple[Stack, Stack], tmp_path: Path, gate: HeldEndpoint
 ) -> None:
     import httpx
 
@@ -335,33 +291,12 @@ def test_two_runners_on_one_docker_host_share_history_and_lock(
     assert "RUNNER=b" not in _containers(a)["frontend"]["Config"]["Env"]
 
     # A's deploy held in its smoke step: B is refused, naming A's process.
-    held = _held_deploy(
-        [
-            "deploy",
-            "--env",
-            "dev",
-            "--skip-build",
-            "--set",
-            "smoke.probes=false",
-            "--set",
-            f"smoke.urls.frontend={gate.url}",
-            "--set",
-            "smoke.checks=[{name: held, component: frontend, path: /}]",
-        ],
-        a.process_env(),
-        gate,
-    )
-    try:
+    with _held_deploy(["deploy", "--env", "dev", "--skip-build"], a.process_env(), gate) as held:
         code, _, err = _compose_cli(b, *deploy_b)
         message = " ".join(err.split())
         assert code == 1, err
         assert f"holds the lock container autodevhub-lock.{a.name}" in message, message
         assert f"pid {held.pid}" in message, message
-    finally:
-        gate.opened.set()
-        assert held.stderr is not None
-        rest = held.stderr.read()
-        assert held.wait(timeout=120) == 0, rest
 
 
 @pytest.mark.docker
@@ -415,12 +350,6 @@ def test_a_lock_whose_holder_stopped_renewing_is_taken_over(tmp_path: Path) -> N
     finally:
         with contextlib.suppress(docker.errors.NotFound):
             client.api.remove_container(name, force=True)
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 @pytest.mark.k8s
