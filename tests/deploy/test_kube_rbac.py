@@ -66,12 +66,11 @@ def _service_account_kubeconfig(cluster: Cluster, path: Path, account: str) -> P
     return path
 
 
-def test_a_deploy_runs_with_exactly_the_permissions_doctor_lists(
-    cluster: Cluster, tmp_path: Path
-) -> None:
-    """Real RBAC: a ServiceAccount granted what doctor checks, and nothing else, deploys prod
-    (blue-green, promote) and doctor passes its permission check; take one grant away and
-    doctor names exactly that one."""
+def _deployer(cluster: Cluster, tmp_path: Path) -> tuple[list[dict[str, Any]], Any, Any]:
+    """A namespace with a ServiceAccount `deployer` the environment's commands run as (the
+    cluster's env points at its kubeconfig), the Secret prod references, and a `grant(rules)`
+    that gives the account exactly those rules. Returns (prod's rules, what doctor derived,
+    grant)."""
     ns, account = cluster.ns, "deployer"
     cluster.kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     cluster.kube.create(
@@ -124,12 +123,31 @@ def test_a_deploy_runs_with_exactly_the_permissions_doctor_lists(
     grant(rules)
     kubeconfig = _service_account_kubeconfig(cluster, tmp_path / "sa.yaml", account)
     cluster.env["AUTODEVHUB__KUBERNETES__KUBECONFIG"] = str(kubeconfig)
+    return rules, needed, grant
 
-    def doctor() -> dict[str, Any]:
-        _, out, _ = cluster.cli("doctor", "--env", "prod", "-o", "json")
-        return {f["check"]: f for f in json.loads(out)["environments"]["prod"]}
 
-    found = cluster.wait("RBAC to apply", lambda: doctor()["Permissions"]["ok"] and doctor())
+def _doctor(cluster: Cluster) -> dict[str, Any]:
+    _, out, _ = cluster.cli("doctor", "--env", "prod", "-o", "json")
+    return {f["check"]: f for f in json.loads(out)["environments"]["prod"]}
+
+
+def _drop_cluster_role(cluster: Cluster) -> None:
+    for kind in ("ClusterRole", "ClusterRoleBinding"):
+        name = f"{cluster.ns}-deployer"
+        cluster.kube.delete(ObjectRef("rbac.authorization.k8s.io/v1", kind, "", name))
+
+
+def test_a_deploy_runs_with_exactly_the_permissions_doctor_lists(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Real RBAC: a ServiceAccount granted what doctor checks, and nothing else, deploys prod
+    (blue-green, promote) and doctor passes its permission check; take one grant away and
+    doctor names exactly that one."""
+    ns = cluster.ns
+    rules, needed, grant = _deployer(cluster, tmp_path)
+    found = cluster.wait(
+        "RBAC to apply", lambda: _doctor(cluster)["Permissions"]["ok"] and _doctor(cluster)
+    )
     assert f"{len(needed)} permissions allowed in namespace {ns}" in found["Permissions"]["detail"]
     assert found["Secret autodevhub-secrets"]["ok"]
     cluster.record_build("prod", "c-0000000000000151")
@@ -140,11 +158,47 @@ def test_a_deploy_runs_with_exactly_the_permissions_doctor_lists(
     assert code == 0, err
     # Without the status subresource, promote and abort cannot work: doctor says so.
     grant([r for r in rules if r["rule"]["resources"] != ["rollouts/status"]])
-    found = cluster.wait("RBAC to apply", lambda: (not doctor()["Permissions"]["ok"]) and doctor())
+    found = cluster.wait(
+        "RBAC to apply",
+        lambda: (not _doctor(cluster)["Permissions"]["ok"]) and _doctor(cluster),
+    )
     detail = found["Permissions"]["detail"]
     assert detail == f"Not allowed in namespace {ns}: patch rollouts/status.argoproj.io.", detail
-    for kind in ("ClusterRole", "ClusterRoleBinding"):
-        cluster.kube.delete(ObjectRef("rbac.authorization.k8s.io/v1", kind, "", f"{ns}-deployer"))
+    _drop_cluster_role(cluster)
+
+
+def test_without_write_access_to_the_history_nothing_is_applied(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The release history is Secrets in the namespace: an identity that may read them but not
+    create them is stopped before anything is applied, told which permission is missing, and
+    doctor names it."""
+    ns = cluster.ns
+    rules, _, grant = _deployer(cluster, tmp_path)
+    cut = []
+    for r in rules:
+        rule = r["rule"]
+        if rule["resources"] == ["secrets"] and not rule.get("resourceNames"):
+            rule = {**rule, "verbs": [v for v in rule["verbs"] if v not in ("create", "update")]}
+        cut.append({**r, "rule": rule})
+    grant(cut)
+    found = cluster.wait(
+        "RBAC to apply",
+        lambda: (not _doctor(cluster)["Permissions"]["ok"]) and _doctor(cluster),
+    )
+    detail = found["Permissions"]["detail"]
+    assert detail == f"Not allowed in namespace {ns}: create secrets, update secrets.", detail
+    cluster.record_build("prod", "c-0000000000000153")
+    code, _, err = cluster.deploy("prod")
+    message = " ".join(err.split())
+    assert code == 1, err
+    assert "Cannot write the release history" in message and "403" in message, message
+    assert f"create, update and delete on secrets in namespace '{ns}'" in message, message
+    assert "nothing was applied" in message, message
+    assert "Traceback" not in err and "Unexpected error" not in err
+    for kind, name in (("Rollout", "backend"), ("Deployment", "frontend"), ("Service", "backend")):
+        assert cluster.obj(kind, name) is None, f"{kind} {name} was applied"
+    _drop_cluster_role(cluster)
 
 
 def test_doctor_asks_for_namespace_create_when_the_namespace_is_missing(
