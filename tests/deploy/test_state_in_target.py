@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from autodevhub_cli.core.adapters.kube import ObjectRef
 from tests.deploy.conftest import Stack
 from tests.deploy.kube_cluster import Cluster, project_copy
 from tests.helpers import HeldEndpoint, copy_project
@@ -379,3 +380,72 @@ def test_a_release_larger_than_a_secret_is_split_and_joined(cluster: Cluster) ->
     assert [s["metadata"]["name"] for s in cluster.objs("Secret")] == [main]
     store.driver.delete(release.id)
     assert cluster.objs("Secret") == []
+
+
+@pytest.mark.k8s
+@pytest.mark.browser
+def test_with_its_records_lost_a_failing_deploy_deletes_nothing_that_served(
+    cluster: Cluster,
+) -> None:
+    """The environment runs, but the history in the namespace is gone (deleted by hand, or the
+    objects were applied by another tool): a failing deploy has no release to go back to, and
+    must neither stop nor prune what served. It says so, and what to do."""
+    cluster.record_build("staging", "c-00000000000000e4")
+    assert cluster.deploy("staging")[0] == 0
+    kept = _objects(cluster)
+    for secret in cluster.objs("Secret", "autodevhub.io/release-store=v1"):
+        cluster.kube.delete(ObjectRef("v1", "Secret", cluster.ns, secret["metadata"]["name"]))
+    assert cluster.releases("staging") == []
+    code, _, err = cluster.deploy(
+        "staging", "--set", "network_policies.enabled=false", "--set", BROKEN_CHECK
+    )
+    message = " ".join(err.split())
+    assert code == 3, err
+    assert "has no good release to roll back to" in message, message
+    assert "already ran before this deploy" in message and "nothing was deleted" in message
+    assert "was stopped" not in message
+    # Everything that served is there, the NetworkPolicies the failed release dropped included.
+    assert _objects(cluster) == kept
+
+
+@pytest.mark.k8s
+@pytest.mark.browser
+def test_records_an_earlier_version_kept_locally_move_into_the_namespace(cluster: Cluster) -> None:
+    """A project deployed by an earlier autodevhub has its history under .autodevhub/releases:
+    the first deploy that finds the namespace's history empty imports it, once."""
+    import yaml
+
+    cluster.record_build("staging", "c-00000000000000e5")
+    code, out, err = cluster.cli(
+        "render",
+        "--env",
+        "staging",
+        "--images",
+        str(cluster.root / ".autodevhub" / "builds" / "staging.json"),
+    )
+    assert code == 0, err
+    old = "20261101T000000000Z-0ld0ld"
+    folder = cluster.root / ".autodevhub" / "releases" / "staging" / old
+    folder.mkdir(parents=True)
+    (folder / "manifests.yaml").write_text(out)
+    record = {
+        "id": old,
+        "environment": "staging",
+        "target": "kubernetes",
+        "commit": "c0ffee",
+        "created_at": "2026-11-01T00:00:00Z",
+        "status": "deployed",
+        "images": [],
+    }
+    (folder / "release.json").write_text(json.dumps(record))
+    code, _, err = cluster.deploy("staging", "-v")
+    assert code == 0, err
+    assert "imported 1 release record(s)" in err
+    history = cluster.releases("staging")
+    assert history[0]["id"] == old and history[-1]["status"] == "deployed"
+    assert not folder.parent.exists() and folder.parent.with_name("staging.imported").is_dir()
+    assert any(
+        d["kind"] == "Deployment"
+        for d in yaml.safe_load_all(cluster.release_file("staging", old, "manifests.yaml"))
+        if d
+    )
