@@ -13,6 +13,8 @@ need_pkgs=()
 command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v docker-registry >/dev/null 2>&1 || need_pkgs+=(docker-registry)
 command -v debootstrap >/dev/null 2>&1 || need_pkgs+=(debootstrap)
+# The pipeline's build job uses jq (tests/deploy/test_workflow_run.py runs its steps as written).
+command -v jq >/dev/null 2>&1 || need_pkgs+=(jq)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
   apt-get update -qq
