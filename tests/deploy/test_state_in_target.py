@@ -449,3 +449,31 @@ def test_records_an_earlier_version_kept_locally_move_into_the_namespace(cluster
         for d in yaml.safe_load_all(cluster.release_file("staging", old, "manifests.yaml"))
         if d
     )
+
+
+@pytest.mark.docker
+def test_a_record_on_the_engine_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    import docker
+
+    problem = _engine_problem()
+    if problem:
+        pytest.skip(problem)
+    stack = Stack(copy_project(tmp_path / "project"), f"adh{uuid.uuid4().hex[:8]}")
+    name = f"autodevhub-release.{stack.name}.dev.20261206T000000000Z-abcdef.1"
+    labels = {
+        "io.autodevhub.release-store": stack.name,
+        "io.autodevhub.environment": "dev",
+        "io.autodevhub.release": "20261206T000000000Z-abcdef",
+        "io.autodevhub.version": "1",
+        "io.autodevhub.record": base64.b64encode(b"not a record").decode(),
+    }
+    docker.from_env().volumes.create(name, labels=labels)
+    try:
+        for command in ("status", "history"):
+            code, _, err = stack.cli(command, "--env", "dev")
+            message = " ".join(err.split())
+            assert code == 1, err
+            assert f"The release record in Docker volume {name} is corrupt" in message, message
+            assert f"docker volume rm {name}" in message, message
+    finally:
+        stack.forget()
