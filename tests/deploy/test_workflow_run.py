@@ -40,7 +40,20 @@ pytestmark = [pytest.mark.k8s, pytest.mark.docker, pytest.mark.browser]
 
 WORKFLOW = REPO / ".github" / "workflows" / "pipeline.yml"
 DEPLOY_JOBS = ("build", "staging", "prod")
-NAMESPACES = ("autodevhub-staging", "autodevhub-prod")
+
+
+def _namespaces() -> tuple[str, ...]:
+    """The namespaces the staging and prod environment files name (the jobs deploy there)."""
+    from autodevhub_cli.core.config import load_environment
+    from autodevhub_cli.core.project import find_project
+
+    project = find_project(REPO)
+    return tuple(
+        load_environment(project, env, environ={}).namespace for env in ("staging", "prod")
+    )
+
+
+NAMESPACES = _namespaces()
 EXPRESSION = re.compile(r"\$\{\{\s*([^}]*?)\s*\}\}")
 
 
