@@ -3,12 +3,16 @@
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (simulated nodes whose
 # pods are scheduled and become Running/Ready, but run no process), run by `kwokctl --runtime
 # binary`, plus the Argo Rollouts controller and the CRDs of the kinds autodevhub renders
-# (Rollout, ServiceMonitor, PrometheusRule). Every binary is built from Go modules
-# (scripts/cluster/build.sh; versions in scripts/cluster/versions.env) and cached by version.
+# (Rollout, ServiceMonitor, PrometheusRule), and one real node (scripts/cluster/node.sh:
+# containerd, kubelet, kube-proxy, CoreDNS) where pods run for real. Every binary is built from
+# Go modules (scripts/cluster/build.sh; versions in scripts/cluster/versions.env) and cached by
+# version; containerd, runc and the CNI plugins are Debian's. AUTODEVHUB_REAL_NODE=0 leaves the
+# real node out.
 #
 #   bash scripts/local-cluster.sh up       # build or reuse, start; prints `export KUBECONFIG=...`
 #   bash scripts/local-cluster.sh down     # stop and delete the cluster
 #   bash scripts/local-cluster.sh status   # exit 0 when it serves
+#   bash scripts/local-cluster.sh packages # install the real node's Debian packages (as root)
 #
 # Idempotent: `up` on a running cluster only prints the export line. Everything lives under
 # $AUTODEVHUB_CI_STATE/cluster (default /var/lib/autodevhub-ci/cluster). The control plane listens
@@ -26,11 +30,14 @@ ROLLOUTS_PID=$RUN/rollouts-controller.pid
 ROLLOUTS_LOG=$RUN/rollouts-controller.log
 ROLLOUTS_HEALTHZ_PORT=${AUTODEVHUB_ROLLOUTS_HEALTHZ_PORT:-18080}
 ROLLOUTS_METRICS_PORT=${AUTODEVHUB_ROLLOUTS_METRICS_PORT:-18090}
+REAL_NODE=${AUTODEVHUB_REAL_NODE:-1}
 
 log() { printf '[local-cluster] %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 kctl() { kubectl --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 kwokctl() { "$BIN/kwokctl-$KWOK_VERSION" --name "$NAME" "$@"; }
+# shellcheck source=cluster/node.sh
+. "$here/cluster/node.sh"
 
 serves() {
   [ -f "$KUBECONFIG_FILE" ] && kctl get --raw /readyz >/dev/null 2>&1
@@ -41,15 +48,33 @@ rollouts_running() {
     curl -fsS -o /dev/null "http://127.0.0.1:$ROLLOUTS_HEALTHZ_PORT/healthz" 2>/dev/null
 }
 
-# The kwok configuration: loopback only, kwok's own fast pod stages from its module, and the
+# The kwok configuration: loopback only; kwok manages only its own nodes (annotated
+# kwok.x-k8s.io/node=fake), never the real one; the API server reaches the real node's kubelet by
+# its address with the admin client certificate, and a namespace may pick nodes and tolerations
+# (PodNodeSelector, PodTolerationRestriction); kwok's own fast pod stages from its module, and the
 # crash-loop stage.
 kwok_config() {
-  local src file=$RUN/kwok-config.yaml
+  local src file=$RUN/kwok-config.yaml pki=$KWOK_WORKDIR/clusters/$NAME/pki
   src=$(cd "$here/cluster" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
     sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
   [ -d "$src/kustomize/stage/pod/fast" ] || die "kwok $KWOK_VERSION sources not found in the Go module cache"
   {
-    printf 'apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\noptions:\n  bindAddress: 127.0.0.1\n---\n'
+    printf 'apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\noptions:\n  bindAddress: 127.0.0.1\n'
+    cat <<EOF
+componentsPatches:
+  - name: kwok-controller
+    extraArgs:
+      - {key: node-ip, value: 127.0.0.1}
+      - {key: manage-all-nodes, value: "false", override: true}
+      - {key: manage-nodes-with-annotation-selector, value: kwok.x-k8s.io/node=fake}
+  - name: kube-apiserver
+    extraArgs:
+      - {key: kubelet-preferred-address-types, value: InternalIP}
+      - {key: kubelet-client-certificate, value: $pki/admin.crt}
+      - {key: kubelet-client-key, value: $pki/admin.key}
+      - {key: enable-admission-plugins, value: "PodNodeSelector,PodTolerationRestriction"}
+---
+EOF
     for stage in pod-ready pod-complete pod-delete; do
       cat "$src/kustomize/stage/pod/fast/$stage.yaml"
       echo "---"
@@ -74,7 +99,6 @@ create() {
     --etcd-binary "$BIN/etcd-$ETCD_VERSION" \
     --kwok-controller-binary "$BIN/kwok-$KWOK_VERSION" \
     --kube-authorization=true \
-    --extra-args "kwok-controller=node-ip=127.0.0.1" \
     --wait 120s \
     --quiet-pull >&2
   log "adding two simulated nodes"
@@ -84,7 +108,15 @@ create() {
   kctl apply --server-side -f "$OUT/crds/argo-rollouts-$ARGO_ROLLOUTS_VERSION" \
     -f "$OUT/crds/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION" >/dev/null
   kctl wait --for condition=Established --timeout 60s crd --all >/dev/null
+  sha256sum "$config" | cut -c1-64 >"$RUN/kwok-config.sha256"
   log "cluster created in $((SECONDS - t0)) s"
+}
+
+# Whether the running cluster was made with this configuration (else `up` makes it again).
+same_config() {
+  local config
+  config=$(kwok_config)
+  [ -f "$RUN/kwok-config.sha256" ] && [ "$(sha256sum "$config" | cut -c1-64)" = "$(cat "$RUN/kwok-config.sha256")" ]
 }
 
 start_rollouts() {
@@ -124,6 +156,10 @@ up() {
   local t0=$SECONDS
   command -v kubectl >/dev/null || die "kubectl is not on PATH"
   bash "$here/cluster/build.sh"
+  if [ -f "$KUBECONFIG_FILE" ] && ! same_config; then
+    log "the cluster $NAME was made with another configuration; making it again"
+    down
+  fi
   if serves; then
     :
   elif [ -d "$KWOK_WORKDIR/clusters/$NAME" ] && [ -f "$KUBECONFIG_FILE" ]; then
@@ -141,11 +177,16 @@ up() {
   serves || die "the API server does not answer /readyz (logs: kwokctl --name $NAME logs kube-apiserver)"
   wait_nodes
   start_rollouts
+  if [ "$REAL_NODE" = 1 ] && ! node_ready; then
+    node_down  # whatever is left of an earlier node, so that it starts clean
+    node_up
+  fi
   log "ready in $((SECONDS - t0)) s: $(kctl version -o json 2>/dev/null | python3 -c 'import json,sys; print("server", json.load(sys.stdin)["serverVersion"]["gitVersion"])' 2>/dev/null || echo '?')"
   echo "export KUBECONFIG=$KUBECONFIG_FILE"
 }
 
 down() {
+  node_down
   if [ -f "$ROLLOUTS_PID" ]; then
     kill "$(cat "$ROLLOUTS_PID")" 2>/dev/null || true
     rm -f "$ROLLOUTS_PID"
@@ -160,6 +201,7 @@ down() {
 case "${1:-}" in
   up) up ;;
   down) down ;;
-  status) serves && rollouts_running && echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  packages) [ "$REAL_NODE" != 1 ] || node_packages ;;
+  status) serves && rollouts_running && { [ "$REAL_NODE" != 1 ] || node_ready; } && echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
+  *) echo "usage: $0 up|down|status|packages" >&2; exit 2 ;;
 esac

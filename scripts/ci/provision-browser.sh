@@ -21,10 +21,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   else
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
     # nginx-light is gone from newer Debian releases; fall back to nginx there.
-    if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
-      apt-get install -y -qq --no-install-recommends "${missing[@]/nginx-light/nginx}" >/dev/null
+    if ! apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+      apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]/nginx-light/nginx}" >/dev/null
     fi
   fi
 fi

@@ -9,8 +9,8 @@ log() { printf '[provision-postgres] %s\n' "$*"; }
 if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
   log "installing Debian's postgresql"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends postgresql >/dev/null
 fi
 version=$(ls /etc/postgresql | sort -V | tail -n1)
 conf=/etc/postgresql/$version/main

@@ -7,6 +7,8 @@ log() { printf '[provision] %s\n' "$*"; }
 
 # The Kubernetes control plane (kube-apiserver, etcd, controllers, kwok nodes, Argo Rollouts),
 # built from Go modules on a cold machine (CPU-bound, about 10 minutes) while the rest installs.
+# Its real node's Debian packages first, in the foreground: apt runs one install at a time.
+bash scripts/local-cluster.sh packages
 cluster_log=$(mktemp)
 bash scripts/local-cluster.sh up >"$cluster_log" 2>&1 &
 cluster_pid=$!

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the local control plane from Go modules with `go` alone and caches the binaries by version:
 #   $STATE/cluster/bin/<name>-<version>      (kube-apiserver, kube-controller-manager, kube-scheduler,
-#                                             etcd, kwok, kwokctl, rollouts-controller)
+#                                             etcd, kwok, kwokctl, rollouts-controller; for the
+#                                             real node kubelet, kube-proxy, coredns, and pause,
+#                                             versioned by the hash of its source)
 #   $STATE/cluster/crds/<set>-<version>/     (Argo Rollouts and Prometheus operator CRDs)
 # Each binary is built in a generated wrapper module (go.mod requires the upstream module and turns its
 # local replace directives into released versions), installed with an atomic rename, and skipped when the
@@ -17,10 +19,11 @@ export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 
 log() { printf '[cluster-build] %s\n' "$*" >&2; }
 
-k8s_bins=(kube-apiserver kube-controller-manager kube-scheduler)
+k8s_bins=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 want=()
 for b in "${k8s_bins[@]}"; do want+=("$b-$KUBERNETES_VERSION"); done
 want+=("etcd-$ETCD_VERSION" "kwok-$KWOK_VERSION" "kwokctl-$KWOK_VERSION" "rollouts-controller-$ARGO_ROLLOUTS_VERSION")
+want+=("coredns-$COREDNS_BUILD" "pause-$PAUSE_VERSION")
 want_crds=("argo-rollouts-$ARGO_ROLLOUTS_VERSION" "prometheus-operator-$PROMETHEUS_OPERATOR_VERSION")
 
 missing() {
@@ -146,6 +149,26 @@ build_rollouts() {
   fi
 }
 
+# CoreDNS with the plugins the local cluster's DNS uses (scripts/cluster/coredns/main.go), in a
+# wrapper module that requires the CoreDNS release.
+build_coredns() {
+  local v=$COREDNS_VERSION dir
+  [ -x "$BIN/coredns-$COREDNS_BUILD" ] && return 0
+  dir=$(wrapper coredns github.com/coredns/coredns "$v")
+  cp "$here/coredns/main.go" "$dir/main.go"
+  install_bin "$dir" "coredns-$COREDNS_BUILD" . "-X github.com/coredns/coredns/coremain.GitCommit=$(modhash "github.com/coredns/coredns@$v" | cut -c1-8)"
+}
+
+# The pod sandbox process (scripts/cluster/pause/main.go): the standard library only.
+build_pause() {
+  local dir=$SRC/pause-$PAUSE_VERSION
+  [ -x "$BIN/pause-$PAUSE_VERSION" ] && return 0
+  rm -rf "$dir"; mkdir -p "$dir"
+  cp "$here/pause/main.go" "$dir/main.go"
+  printf 'module autodevhub.invalid/cluster/pause\n\ngo 1.22\n' >"$dir/go.mod"
+  install_bin "$dir" "pause-$PAUSE_VERSION" . ""
+}
+
 fetch_monitoring_crds() {
   local v=$PROMETHEUS_OPERATOR_VERSION src
   local crd=$OUT/crds/prometheus-operator-$v
@@ -162,6 +185,8 @@ build_kubernetes
 build_etcd
 build_kwok
 build_rollouts
+build_coredns
+build_pause
 fetch_monitoring_crds
 m=$(missing)
 [ -z "$m" ] || { log "still missing after the build: $m"; exit 1; }

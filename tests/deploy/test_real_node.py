@@ -1,0 +1,172 @@
+"""The local cluster's real node (scripts/cluster/node.sh): containerd, kubelet, kube-proxy and
+CoreDNS beside the kwok nodes. Where kwok only marks pods Running, here the project's own backend
+image, built and pushed to the local registry, is pulled by digest and run: non-root with a
+read-only root filesystem, its readiness probe called on its real port; its log read through the
+API server and the kubelet; its Service answering from the host through kube-proxy, by name from
+inside a pod through cluster DNS, and through the port-forward the smoke checks use.
+
+A namespace reaches the node with two annotations (PodNodeSelector, PodTolerationRestriction):
+the node is tainted, so every other test's pods stay on the kwok nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from autodevhub_cli.core.adapters.kube import Kube, ObjectRef
+from autodevhub_cli.core.adapters.port_forward import forward
+from tests.deploy import local_cluster
+from tests.helpers import copy_project, run_cli
+from tests.images.conftest import BASE_IMAGES, REGISTRY, _engine_problem
+
+pytestmark = [pytest.mark.k8s, pytest.mark.docker]
+
+NODE = "autodevhub-node"
+REAL_NODE_ANNOTATIONS = {
+    "scheduler.alpha.kubernetes.io/node-selector": "autodevhub.io/node=real",
+    "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
+        [{"key": "autodevhub.io/real-node", "operator": "Exists", "effect": "NoSchedule"}]
+    ),
+}
+
+
+@pytest.fixture()
+def real_node(tmp_path: Path) -> Iterator[tuple[Kube, str, Path]]:
+    """A namespace whose pods run on the real node: (connection, namespace, kubeconfig)."""
+    problem = _engine_problem()
+    if problem:
+        pytest.skip(problem)
+    kubeconfig, why = local_cluster.kubeconfig()
+    if kubeconfig is None:
+        pytest.skip(why)
+    kube = Kube.connect(kubeconfig=str(kubeconfig))
+    node = kube.get(ObjectRef("v1", "Node", "", NODE)) or {}
+    ready = [
+        c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"
+    ]
+    if not ready or ready[0].get("status") != "True":
+        pytest.skip(f"no real node {NODE} Ready: run `bash scripts/local-cluster.sh up`")
+    ns = f"real-{uuid.uuid4().hex[:6]}"
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": ns, "annotations": REAL_NODE_ANNOTATIONS},
+        }
+    )
+    yield kube, ns, Path(kubeconfig)
+    kube.delete(ObjectRef("v1", "Namespace", "", ns))
+
+
+def _built_backend(tmp_path: Path) -> str:
+    """The project's backend image, built and pushed to the local registry: its ref by digest."""
+    root = copy_project(tmp_path / "project", with_service=True)
+    env = {f"AUTODEVHUB__BUILD__ARGS__{k}_IMAGE": v for k, v in BASE_IMAGES.items()}
+    env["AUTODEVHUB__REGISTRY__URL"] = f"{REGISTRY}/real-node"
+    code, out, err = run_cli(
+        "build",
+        "--env",
+        "dev",
+        "--push",
+        "--only",
+        "backend",
+        "-o",
+        "json",
+        "--project-dir",
+        str(root),
+        env=env,
+    )
+    assert code == 0, err
+    (image,) = [i for i in json.loads(out)["images"] if i["name"] == "backend"]
+    assert image["digest"], image
+    return f"{image['repository']}@{image['digest']}"
+
+
+def _pod(ns: str, image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "api", "namespace": ns, "labels": {"app": "api"}},
+        "spec": {
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "api",
+                    "image": image,
+                    "env": [{"name": "DATABASE_URL", "value": "sqlite:////tmp/app.db"}],
+                    "ports": [{"name": "http", "containerPort": 8000}],
+                    "readinessProbe": {
+                        "httpGet": {"path": "/readyz", "port": "http"},
+                        "periodSeconds": 1,
+                    },
+                    "securityContext": {
+                        "readOnlyRootFilesystem": True,
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                }
+            ],
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
+        },
+    }
+
+
+def test_the_backend_image_runs_on_the_real_node(
+    real_node: tuple[Kube, str, Path], tmp_path: Path
+) -> None:
+    kube, ns, kubeconfig = real_node
+    image = _built_backend(tmp_path)
+    kube.create(_pod(ns, image))
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "api", "namespace": ns},
+            "spec": {"selector": {"app": "api"}, "ports": [{"port": 8000, "targetPort": "http"}]},
+        }
+    )
+    kubectl = ["kubectl", "--kubeconfig", str(kubeconfig), "-n", ns]
+    waited = subprocess.run(
+        [*kubectl, "wait", "--for=condition=Ready", "pod/api", "--timeout=120s"],
+        capture_output=True,
+        text=True,
+    )
+    pod = kube.get(ObjectRef("v1", "Pod", ns, "api")) or {}
+    assert waited.returncode == 0, (waited.stderr, pod.get("status"))
+    assert pod["spec"]["nodeName"] == NODE
+    status = pod["status"]["containerStatuses"][0]
+    assert status["imageID"].endswith(image.rsplit("@", 1)[1]), "pulled by its digest"
+    assert pod["status"]["podIP"].startswith("10.244.0.")
+    # Its log, through the API server and the kubelet.
+    log = kube.pod_log(ns, "api", "api", tail=50)
+    assert "Uvicorn running" in log or "Application startup complete" in log, log
+    # The Service from the host (kube-proxy's rules), by name from inside the pod (CoreDNS),
+    # and through port-forward (what smoke.port_forward uses).
+    service = kube.get(ObjectRef("v1", "Service", ns, "api")) or {}
+    answer = httpx.get(f"http://{service['spec']['clusterIP']}:8000/healthz", timeout=10)
+    assert answer.status_code == 200, answer.text
+    lookup = subprocess.run(
+        [
+            *kubectl,
+            "exec",
+            "api",
+            "--",
+            "python3",
+            "-c",
+            f"import socket; print(socket.gethostbyname('api.{ns}.svc.cluster.local'))",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert lookup.stdout.strip() == service["spec"]["clusterIP"], lookup.stderr
+    with forward("api", 8000, ns, kubeconfig=str(kubeconfig)) as url:
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
