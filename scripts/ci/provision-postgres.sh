@@ -15,22 +15,37 @@ fi
 version=$(ls /etc/postgresql | sort -V | tail -n1)
 conf=/etc/postgresql/$version/main
 
-# Trust on loopback only: the tests connect as postgres without a password.
+# Trust on loopback: the tests connect as postgres without a password. Pods on the local
+# cluster's real node (10.244.0.0/24, scripts/cluster/node.sh) connect with a password, to the
+# node bridge's gateway address; nothing else is let in.
 hba=$conf/pg_hba.conf
-if ! grep -q '^# autodevhub-ci' "$hba"; then
-  log "trust auth on 127.0.0.1 and ::1 ($hba)"
+if ! grep -q '^# autodevhub-ci v2' "$hba"; then
+  log "trust auth on 127.0.0.1 and ::1, passwords from the real node's pods ($hba)"
   tmp=$(mktemp)
   {
-    echo "# autodevhub-ci: the test suite connects as postgres on loopback"
+    echo "# autodevhub-ci v2: the test suite connects as postgres on loopback"
     echo "local   all all                trust"
     echo "host    all all 127.0.0.1/32   trust"
     echo "host    all all ::1/128        trust"
-    grep -v '^\(local\|host\)' "$hba"
+    echo "host    all all 10.244.0.0/24  scram-sha-256"
+    grep -v '^\(local\|host\|# autodevhub-ci\)' "$hba"
   } >"$tmp"
   install -o postgres -g postgres -m 0640 "$tmp" "$hba"
   rm -f "$tmp"
   if pg_isready -q -h 127.0.0.1 -p 5432; then
     pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+  fi
+fi
+
+# Listen beyond loopback, for the pods (the bridge's address may not exist yet when PostgreSQL
+# starts); pg_hba.conf above decides who gets in.
+listen="$conf/conf.d/autodevhub-ci.conf"
+if [ ! -f "$listen" ]; then
+  mkdir -p "$conf/conf.d"
+  echo "listen_addresses = '*'" >"$listen"
+  if pg_isready -q -h 127.0.0.1 -p 5432; then
+    log "restarting PostgreSQL $version to listen for the real node's pods"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main restart
   fi
 fi
 

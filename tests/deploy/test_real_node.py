@@ -170,3 +170,147 @@ def test_the_backend_image_runs_on_the_real_node(
     assert lookup.stdout.strip() == service["spec"]["clusterIP"], lookup.stderr
     with forward("api", 8000, ns, kubeconfig=str(kubeconfig)) as url:
         assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+
+
+# --- this project's staging, deployed by autodevhub onto the real node ------------------------
+
+POD_GATEWAY = "10.244.0.1"  # the node bridge's address: the host, as the pods see it
+
+
+@pytest.fixture()
+def staging_on_real_node(
+    real_node: tuple[Kube, str, Path], tmp_path: Path
+) -> Iterator[dict[str, Any]]:
+    """A copy of the project whose staging deploys into a real-node namespace: its database a
+    role and database of their own on the host's PostgreSQL (reached from the pods on the
+    bridge's gateway), the model a fake Anthropic API on the host, its Secret written with
+    `autodevhub secrets set`, the checks reaching the pods through port-forward."""
+    import secrets as tokens
+
+    from tests.service.fake_anthropic import FakeMessagesAPI
+
+    kube, ns, kubeconfig = real_node
+    role = f"stg_{uuid.uuid4().hex[:8]}"
+    password = tokens.token_urlsafe(24)
+    psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc"]
+    subprocess.run([*psql, f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"], check=True)
+    subprocess.run([*psql, f"CREATE DATABASE {role} OWNER {role}"], check=True)
+    model = FakeMessagesAPI(host=POD_GATEWAY).start()
+    assert model.server is not None
+    port = model.server.server_address[1]
+    root = copy_project(tmp_path / "staging", with_service=True)
+    api_key = "key-" + tokens.token_hex(16)
+    env = {
+        **{f"AUTODEVHUB__BUILD__ARGS__{k}_IMAGE": v for k, v in BASE_IMAGES.items()},
+        "AUTODEVHUB__REGISTRY__URL": f"{REGISTRY}/real-staging",
+        "AUTODEVHUB__NAMESPACE": ns,
+        "AUTODEVHUB__KUBERNETES__KUBECONFIG": str(kubeconfig),
+        "AUTODEVHUB__SMOKE__PORT_FORWARD": "true",
+        "AUTODEVHUB__COMPONENTS__WORKER__ENV__ANTHROPIC_BASE_URL": (f"http://{POD_GATEWAY}:{port}"),
+        "SMOKE_API_KEY": api_key,
+    }
+    values = tmp_path / "secrets.env"
+    values.write_text(
+        f"database-url=postgresql+psycopg://{role}:{password}@{POD_GATEWAY}:5432/{role}\n"
+        f"anthropic-api-key=sk-ant-{tokens.token_hex(24)}\n"
+        f"api-keys={api_key}\n"
+    )
+    code, _, err = run_cli(
+        "secrets",
+        "set",
+        "--env",
+        "staging",
+        "--from-file",
+        str(values),
+        "--project-dir",
+        str(root),
+        env=env,
+    )
+    assert code == 0, err
+    yield {"root": root, "env": env, "kube": kube, "ns": ns, "model": model}
+    model.stop()
+    kube.delete(ObjectRef("v1", "Namespace", "", ns))
+    subprocess.run([*psql, f"DROP DATABASE IF EXISTS {role} WITH (FORCE)"], check=False)
+    subprocess.run([*psql, f"DROP ROLE IF EXISTS {role}"], check=False)
+
+
+def test_staging_runs_on_the_real_node(staging_on_real_node: dict[str, Any]) -> None:
+    """`autodevhub deploy --env staging` of the real images onto the real node, with no smoke
+    URL overrides: the migrate Job migrates PostgreSQL, the pods pass their probes, and the
+    project's checks reach the pods through port-forward, the story round trip included (the
+    API takes the request, the worker generates through the model, the API answers it)."""
+    s = staging_on_real_node
+    kube, ns = s["kube"], s["ns"]
+    args = ["--project-dir", str(s["root"])]
+    code, out, err = run_cli(
+        "deploy", "--env", "staging", "--timeout", "240", "-o", "json", *args, env=s["env"]
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["release"]["status"] == "deployed"
+    checks = {c["name"]: c["ok"] for c in result["smoke"]["checks"]}
+    assert checks.get("story round trip") and checks.get("frontend page"), checks
+    assert all(checks.values()), checks
+    pods = kube.list_objects("v1", "Pod", ns)
+    assert pods and {p["spec"]["nodeName"] for p in pods} == {NODE}
+    job = next(p for p in pods if p["metadata"]["name"].startswith("backend-migrate"))
+    assert job["status"]["phase"] == "Succeeded"
+    assert s["model"].calls, "the worker never asked the model"
+
+
+@pytest.mark.parametrize(
+    ("what", "sets", "words"),
+    [
+        (
+            "an image that exits at start",
+            [
+                'components.backend.command=["python3", "-c", '
+                "\"import sys; print('boom: no config'); sys.exit(3)\"]"
+            ],
+            ["CrashLoopBackOff", "boom: no config"],
+        ),
+        (
+            "a readiness path that fails",
+            ["components.backend.probes.readiness.path=/no-such-readiness"],
+            ["failing its readiness probe", "/no-such-readiness", "statuscode: 404"],
+        ),
+        (
+            "an image that cannot be pulled",
+            ["components.backend.image.digest=sha256:" + "0" * 64],
+            ["ErrImagePull", "sha256:" + "0" * 64],
+        ),
+    ],
+    ids=["exits", "not-ready", "no-image"],
+)
+def test_a_broken_release_on_the_real_node_is_diagnosed_and_rolled_back(
+    staging_on_real_node: dict[str, Any], what: str, sets: list[str], words: list[str]
+) -> None:
+    """Real pods fail for real: the deploy names the pod, the reason and the last log lines
+    (kwok could never show them), rolls back, and the good release's pods serve again."""
+    s = staging_on_real_node
+    kube, ns = s["kube"], s["ns"]
+    args = ["--project-dir", str(s["root"]), "--timeout", "240"]
+    code, out, err = run_cli("deploy", "--env", "staging", "-o", "json", *args, env=s["env"])
+    assert code == 0, err
+    good = json.loads(out)["release"]["id"]
+    set_args = [word for value in sets for word in ("--set", value)]
+    code, _, err = run_cli(
+        "deploy",
+        "--env",
+        "staging",
+        "--skip-build",
+        *args[:2],
+        "--timeout",
+        "45",
+        *set_args,
+        env=s["env"],
+    )
+    message = " ".join(err.split())
+    assert code == 1, f"{what}: {err}"
+    assert "pod backend-" in message, message
+    for word in words:
+        assert word in message, f"{what}: {word!r} not in {message}"
+    assert f"Rolled back to release {good}" in message and "passes its smoke checks" in message
+    deployment = kube.get(ObjectRef("apps/v1", "Deployment", ns, "backend")) or {}
+    status = deployment.get("status") or {}
+    assert status.get("readyReplicas") == deployment["spec"]["replicas"], status

@@ -98,7 +98,11 @@ def test_images_run_and_serve_a_story_round_trip(
             read_only=True,
             tmpfs={"/tmp": ""},
             volumes={name: {"bind": "/data", "mode": "rw"}},
-            environment={"APP_ENV": "dev", "WORKERS": "1"},
+            environment={
+                "APP_ENV": "dev",
+                "WORKERS": "1",
+                "DATABASE_URL": "sqlite:////data/autodevhub.db",
+            },
             ports={"8000/tcp": ("127.0.0.1", None)},
         )
         started.append(backend)

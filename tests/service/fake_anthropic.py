@@ -55,6 +55,8 @@ class FakeMessagesAPI:
     calls: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
+    # Where it listens: loopback, or an address pods reach (the real node's bridge gateway).
+    host: str = "127.0.0.1"
 
     @property
     def base_url(self) -> str:
@@ -76,7 +78,7 @@ class FakeMessagesAPI:
             return self.script.popleft() if self.script else self.default
 
     def start(self) -> FakeMessagesAPI:
-        """Serve on a random 127.0.0.1 port in a daemon thread."""
+        """Serve on a random port of `host` in a daemon thread."""
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -147,7 +149,7 @@ class FakeMessagesAPI:
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # clients that time out hang up mid-reply; that is the point of the test
 
-        server = Server(("127.0.0.1", 0), Handler)
+        server = Server((self.host, 0), Handler)
         self.server = server
         threading.Thread(target=server.serve_forever, daemon=True, name="fake-anthropic").start()
         return self

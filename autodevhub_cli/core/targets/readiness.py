@@ -117,9 +117,18 @@ def pod_problem(pod: dict[str, Any]) -> tuple[str, str, str | None] | None:
         ):
             return "Unschedulable", str(condition.get("message", "")), None
     for container in status.get("containerStatuses") or []:
-        waiting = (container.get("state") or {}).get("waiting")
+        state = container.get("state") or {}
+        waiting, terminated = state.get("waiting"), state.get("terminated")
         if waiting and waiting.get("reason"):
             return str(waiting["reason"]), str(waiting.get("message", "")), container.get("name")
+        if terminated:
+            code = terminated.get("exitCode")
+            if code in (0, None):
+                continue  # done (a Job's container), not a problem
+            said = f"exited with code {code}" + (
+                f": {terminated['message']}" if terminated.get("message") else ""
+            )
+            return str(terminated.get("reason") or "Error"), said, container.get("name")
         if not container.get("ready", False):
             return "NotReady", "running but failing its readiness probe", container.get("name")
     if status.get("phase") not in (None, "Running", "Succeeded"):
