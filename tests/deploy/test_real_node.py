@@ -178,7 +178,7 @@ POD_GATEWAY = "10.244.0.1"  # the node bridge's address: the host, as the pods s
 
 
 @pytest.fixture()
-def staging_on_real_node(
+def project_on_real_node(
     real_node: tuple[Kube, str, Path], tmp_path: Path
 ) -> Iterator[dict[str, Any]]:
     """A copy of the project whose staging deploys into a real-node namespace: its database a
@@ -227,19 +227,19 @@ def staging_on_real_node(
         env=env,
     )
     assert code == 0, err
-    yield {"root": root, "env": env, "kube": kube, "ns": ns, "model": model}
+    yield {"root": root, "env": env, "kube": kube, "ns": ns, "model": model, "secrets": values}
     model.stop()
     kube.delete(ObjectRef("v1", "Namespace", "", ns))
     subprocess.run([*psql, f"DROP DATABASE IF EXISTS {role} WITH (FORCE)"], check=False)
     subprocess.run([*psql, f"DROP ROLE IF EXISTS {role}"], check=False)
 
 
-def test_staging_runs_on_the_real_node(staging_on_real_node: dict[str, Any]) -> None:
+def test_staging_runs_on_the_real_node(project_on_real_node: dict[str, Any]) -> None:
     """`autodevhub deploy --env staging` of the real images onto the real node, with no smoke
     URL overrides: the migrate Job migrates PostgreSQL, the pods pass their probes, and the
     project's checks reach the pods through port-forward, the story round trip included (the
     API takes the request, the worker generates through the model, the API answers it)."""
-    s = staging_on_real_node
+    s = project_on_real_node
     kube, ns = s["kube"], s["ns"]
     args = ["--project-dir", str(s["root"])]
     code, out, err = run_cli(
@@ -283,11 +283,11 @@ def test_staging_runs_on_the_real_node(staging_on_real_node: dict[str, Any]) -> 
     ids=["exits", "not-ready", "no-image"],
 )
 def test_a_broken_release_on_the_real_node_is_diagnosed_and_rolled_back(
-    staging_on_real_node: dict[str, Any], what: str, sets: list[str], words: list[str]
+    project_on_real_node: dict[str, Any], what: str, sets: list[str], words: list[str]
 ) -> None:
     """Real pods fail for real: the deploy names the pod, the reason and the last log lines
     (kwok could never show them), rolls back, and the good release's pods serve again."""
-    s = staging_on_real_node
+    s = project_on_real_node
     kube, ns = s["kube"], s["ns"]
     args = ["--project-dir", str(s["root"]), "--timeout", "240"]
     code, out, err = run_cli("deploy", "--env", "staging", "-o", "json", *args, env=s["env"])
@@ -314,3 +314,131 @@ def test_a_broken_release_on_the_real_node_is_diagnosed_and_rolled_back(
     deployment = kube.get(ObjectRef("apps/v1", "Deployment", ns, "backend")) or {}
     status = deployment.get("status") or {}
     assert status.get("readyReplicas") == deployment["spec"]["replicas"], status
+
+
+class Load:
+    """Bounded load on a URL: `rate` GETs a second from a thread, each with an X-Request-ID the
+    service logs, until stopped (at most `limit` seconds). Every answer is kept: its id, time,
+    status or the error."""
+
+    def __init__(self, url: str, rate: float = 20, limit: float = 600) -> None:
+        import threading
+
+        self.url, self.rate, self.limit = url, rate, limit
+        self.sent: list[tuple[str, float, int | str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import time
+
+        started = time.monotonic()
+        # A connection per request, as many clients behind a load balancer: a kept-alive one
+        # stays on the pod it reached, whatever the Service selects later.
+        with httpx.Client(timeout=5, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            n = 0
+            while not self._stop.is_set() and time.monotonic() - started < self.limit:
+                request_id = uuid.uuid4().hex
+                try:
+                    answer = client.get(self.url, headers={"X-Request-ID": request_id})
+                    result: int | str = answer.status_code
+                except httpx.HTTPError as exc:
+                    result = type(exc).__name__
+                self.sent.append((request_id, time.monotonic(), result))
+                n += 1
+                time.sleep(max(0.0, started + n / self.rate - time.monotonic()))
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def failed(self) -> list[tuple[str, float, int | str]]:
+        return [s for s in self.sent if s[2] != 200]
+
+
+def _answered_by(kube: Kube, ns: str, seen: dict[str, str]) -> None:
+    """Add request id -> the release (its RELEASE_MARK) of the backend pod that logged it."""
+    for pod in kube.list_objects("v1", "Pod", ns, "app.kubernetes.io/component=backend"):
+        container = pod["spec"]["containers"][0]
+        marks = [e.get("value") for e in container.get("env") or [] if e["name"] == "RELEASE_MARK"]
+        if not marks or pod["metadata"]["name"].startswith("backend-migrate"):
+            continue
+        version = str(marks[0])
+        log = kube.pod_log(ns, pod["metadata"]["name"], "backend", tail=100000)
+        for line in log.splitlines():
+            if '"request_id"' in line:
+                try:
+                    seen[json.loads(line)["request_id"]] = version
+                except (ValueError, KeyError):
+                    continue
+
+
+def test_blue_green_on_the_real_node_keeps_every_request_on_the_active_version(
+    project_on_real_node: dict[str, Any],
+) -> None:
+    """prod's backend is an Argo Rollouts blue-green Rollout: under 20 requests a second to the
+    active Service, a second release waits as the preview (checked through its own Service)
+    while only the first answers, is promoted, and a third that fails its checks is aborted;
+    no request fails, and until the promotion every one is answered by the active version."""
+    s = project_on_real_node
+    kube, ns = s["kube"], s["ns"]
+    env = {**s["env"]}
+    args = ["--project-dir", str(s["root"]), "--timeout", "240"]
+    code, _, err = run_cli(
+        "secrets", "set", "--env", "prod", "--from-file", str(s["secrets"]), *args[:2], env=env
+    )
+    assert code == 0, err
+
+    def deploy(*more: str) -> tuple[int, str, str]:
+        return run_cli("deploy", "--env", "prod", *args, *more, env=env)
+
+    code, _, err = deploy("--promote", "--set", "components.backend.env.RELEASE_MARK=one")
+    assert code == 0, err
+    service = kube.get(ObjectRef("v1", "Service", ns, "backend")) or {}
+    seen: dict[str, str] = {}
+    url = f"http://{service['spec']['clusterIP']}:8000/api/stories?limit=1"
+    with Load(url) as load:
+        import time
+
+        time.sleep(3)
+        code, _, err = deploy("--skip-build", "--set", "components.backend.env.RELEASE_MARK=two")
+        assert code == 0 and "is up as the preview" in err, err
+        time.sleep(3)
+        before_promotion = len(load.sent)
+        _answered_by(kube, ns, seen)
+        code, _, err = run_cli("promote", "--env", "prod", *args, env=env)
+        assert code == 0, err
+        _answered_by(kube, ns, seen)  # the first version's pods stay 30 s after promotion
+        time.sleep(3)  # kube-proxy's rules follow the Service's new selector within a second
+        after_promotion = len(load.sent)
+        code, _, err = deploy(
+            "--skip-build",
+            "--set",
+            "components.backend.env.RELEASE_MARK=three",
+            "--set",
+            BROKEN_PREVIEW_CHECK,
+        )
+        assert code == 3 and "aborting the rollout" in err, err
+        time.sleep(3)
+    _answered_by(kube, ns, seen)
+    print(
+        f"blue-green under load: {len(load.sent)} requests in "
+        f"{load.sent[-1][1] - load.sent[0][1]:.0f} s, {len(load.failed())} failed; "
+        f"{before_promotion} before the promotion, {len(load.sent) - after_promotion} after it"
+    )
+    assert len(load.sent) > 100, len(load.sent)
+    assert load.failed() == [], load.failed()[:5]
+    early = [seen.get(rid) for rid, _, _ in load.sent[:before_promotion]]
+    assert set(early) == {"one"}, f"before the promotion answered by {set(early)}"
+    late = [seen.get(rid) for rid, _, _ in load.sent[after_promotion:]]
+    assert set(late) == {"two"}, f"after the promotion answered by {set(late)}"
+
+
+BROKEN_PREVIEW_CHECK = (
+    "smoke.checks=[{name: broken, component: backend, path: /api/stories, "
+    "expect: {contains: text-no-answer-has}}]"
+)
