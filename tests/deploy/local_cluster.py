@@ -12,6 +12,7 @@ import functools
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from tests.helpers import REPO
 
@@ -49,3 +50,20 @@ def kubeconfig() -> tuple[Path | None, str]:
     if up.returncode != 0 or path is None:
         return None, f"`scripts/local-cluster.sh up` failed: {up.stderr.strip()[-800:]}"
     return path, ""
+
+
+def connect_with_engine() -> tuple[Any, Path]:
+    """(Kube connection, kubeconfig) of the control plane, for a test that also needs the
+    Docker engine, the registry and the stand-in bases; skips, saying what is missing."""
+    import pytest
+
+    from autodevhub_cli.core.adapters.kube import Kube
+    from tests.images.conftest import _engine_problem
+
+    problem = _engine_problem()
+    if problem:
+        pytest.skip(problem)
+    path, why = kubeconfig()
+    if path is None:
+        pytest.skip(why)
+    return Kube.connect(kubeconfig=str(path)), path

@@ -25,7 +25,7 @@ from autodevhub_cli.core.adapters.kube import Kube, ObjectRef
 from autodevhub_cli.core.adapters.port_forward import forward
 from tests.deploy import local_cluster
 from tests.helpers import copy_project, run_cli
-from tests.images.conftest import BASE_IMAGES, REGISTRY, _engine_problem
+from tests.images.conftest import BASE_IMAGES, REGISTRY
 
 pytestmark = [pytest.mark.k8s, pytest.mark.docker]
 
@@ -41,13 +41,7 @@ REAL_NODE_ANNOTATIONS = {
 @pytest.fixture()
 def real_node(tmp_path: Path) -> Iterator[tuple[Kube, str, Path]]:
     """A namespace whose pods run on the real node: (connection, namespace, kubeconfig)."""
-    problem = _engine_problem()
-    if problem:
-        pytest.skip(problem)
-    kubeconfig, why = local_cluster.kubeconfig()
-    if kubeconfig is None:
-        pytest.skip(why)
-    kube = Kube.connect(kubeconfig=str(kubeconfig))
+    kube, kubeconfig = local_cluster.connect_with_engine()
     node = kube.get(ObjectRef("v1", "Node", "", NODE)) or {}
     ready = [
         c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"

@@ -34,7 +34,7 @@ import yaml
 from autodevhub_cli.core.adapters.kube import Kube, ObjectRef
 from tests.deploy import local_cluster
 from tests.helpers import REPO
-from tests.images.conftest import BASE_IMAGES, REGISTRY, _engine_problem
+from tests.images.conftest import BASE_IMAGES, REGISTRY
 
 pytestmark = [pytest.mark.k8s, pytest.mark.docker, pytest.mark.browser]
 
@@ -171,13 +171,7 @@ def _clean(kube: Kube) -> None:
 def test_the_pipeline_jobs_deploy_from_fresh_clones_and_a_later_runner_rolls_back(
     tmp_path: Path, app: dict[str, str]
 ) -> None:
-    problem = _engine_problem()
-    if problem:
-        pytest.skip(problem)
-    kubeconfig, why = local_cluster.kubeconfig()
-    if kubeconfig is None:
-        pytest.skip(why)
-    kube = Kube.connect(kubeconfig=str(kubeconfig))
+    kube, kubeconfig = local_cluster.connect_with_engine()
     gone = [n for n in NAMESPACES if kube.get(ObjectRef("v1", "Namespace", "", n)) is None]
     if len(gone) < len(NAMESPACES):
         _clean(kube)
