@@ -226,7 +226,7 @@ def status(
         return
     write(f"  running now ({state.target}):\n")
     for w in state.workloads:
-        extra = f"  {w['status']}" if str(w.get("status", "")).startswith("preview") else ""
+        extra = f"  {w['preview']}" if w.get("preview") else ""
         write(
             f"    {w['workload']:20} {w['state']:8} {w['health'] or '-':10} {w['image']}{extra}\n"
         )

@@ -38,13 +38,32 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def identity() -> str:
-    """Who holds a lock: `user@host pid N`."""
+def stamp(moment: dt.datetime) -> str:
+    """A lock's time as it is written down (RFC 3339, microseconds, UTC)."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_stamp(text: str) -> dt.datetime | None:
+    """A time `stamp` wrote, or None."""
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def user_and_host() -> tuple[str, str]:
+    """Who runs this command, and where (the uid when the user has no name)."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
-    return f"{user}@{socket.gethostname()} pid {os.getpid()}"
+    return user, socket.gethostname()
+
+
+def identity() -> str:
+    """Who holds a lock: `user@host pid N`."""
+    user, host = user_and_host()
+    return f"{user}@{host} pid {os.getpid()}"
 
 
 class RenewedLock:

@@ -79,9 +79,7 @@ class Status:
             "last_attempt": self.last.to_dict() if self.last else None,
             "removed": self.removed.to_dict() if self.removed else None,
             "running": bool(self.workloads),
-            "previews": [
-                w["status"] for w in self.workloads if w.get("status", "").startswith("preview")
-            ],
+            "previews": [w["preview"] for w in self.workloads if w.get("preview")],
             "workloads": self.workloads,
         }
 

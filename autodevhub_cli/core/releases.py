@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import calendar
 import contextlib
-import getpass
 import gzip
 import json
 import os
 import secrets
 import shutil
-import socket
 import tempfile
 import time
 import weakref
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from autodevhub_cli.core.errors import ConfigError, RecordError, StoreError
+from autodevhub_cli.core.lock import user_and_host
 from autodevhub_cli.core.records import record_error, write_text_atomically
 
 PENDING = "pending"  # being deployed
@@ -155,7 +154,7 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def stamp_millis(release_id: str) -> int | None:
+def _stamp_millis(release_id: str) -> int | None:
     """Milliseconds since the epoch of a release id's stamp (`20261127T053736123Z-ab12cd`)."""
     stamp = release_id.split("-", 1)[0]
     try:
@@ -167,16 +166,13 @@ def stamp_millis(release_id: str) -> int | None:
 
 
 def _order(release: Release) -> tuple[int, str]:
-    return (stamp_millis(release.id) or 0, release.id)
+    return (_stamp_millis(release.id) or 0, release.id)
 
 
 def deployer() -> dict[str, str]:
     """Who runs this command: user, host and, in CI, the run."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    found = {"user": user, "host": socket.gethostname()}
+    user, host = user_and_host()
+    found = {"user": user, "host": host}
     env = os.environ
     if env.get("GITHUB_ACTIONS") == "true" and env.get("GITHUB_RUN_ID"):
         server = env.get("GITHUB_SERVER_URL", "https://github.com")
@@ -223,10 +219,6 @@ class ReleaseStore:
             found = self.driver.load()
             self._stored = {s.release.id: s for s in found}
         return self._stored
-
-    def refresh(self) -> None:
-        """Read the records again (after taking the lock: another runner may have written)."""
-        self._stored = None
 
     def all(self) -> list[Release]:
         """Every release, oldest first."""
@@ -316,7 +308,7 @@ class ReleaseStore:
         """
         now = time.time_ns() // 1_000_000
         for known in self._load():
-            earlier = stamp_millis(known)
+            earlier = _stamp_millis(known)
             if earlier is not None and earlier >= now:
                 now = earlier + 1
         seconds, millis = divmod(now, 1000)
@@ -372,11 +364,8 @@ class ReleaseStore:
         """Delete the oldest records beyond the history limit; never the one serving, the last
         good one, a preview waiting for promotion, or those named. Returns the deleted ids."""
         releases = self.all()
-        protected = {r.id for r in keep}
-        for release in (self.current(), self.last_good()):
-            if release is not None:
-                protected.add(release.id)
-        serving = self.last_good()
+        serving = self.last_good()  # what `current` returns too, unless taken down
+        protected = {r.id for r in keep} | ({serving.id} if serving is not None else set())
         protected |= {
             r.id
             for r in releases

@@ -229,7 +229,7 @@ node_down() {
   # Pods first (their sandboxes hold mounts and network namespaces), then the processes.
   if node_pid_alive containerd; then
     node_pid_alive kubelet && kill "$(cat "$NODE_DIR/kubelet.pid")" 2>/dev/null
-    crictl_stop_all
+    node_kill_tasks
   fi
   for p in kube-proxy kubelet coredns containerd; do
     if node_pid_alive "$p"; then
@@ -255,7 +255,7 @@ node_down() {
   rm -rf "$NODE_DIR"
 }
 
-crictl_stop_all() {
+node_kill_tasks() {
   local task
   for task in $(node_ctl tasks list -q 2>/dev/null); do
     node_ctl tasks kill --signal SIGKILL "$task" >/dev/null 2>&1 || true

@@ -340,6 +340,14 @@ def test_rollback_command(stack: Stack) -> None:
 
 def test_down_leaves_no_container(stack: Stack) -> None:
     assert _containers(stack)
+    serving = [r for r in stack.releases() if r["status"] == "deployed"][-1]
     code, _, err = stack.cli("down", "--env", "dev")
     assert code == 0, err
     assert _containers(stack) == []
+    # The history stays; status says the environment was taken down, and by which release.
+    code, out, err = stack.cli("status", "--env", "dev", "-o", "json")
+    state = json.loads(out)
+    assert code == 0 and state["current"] is None and state["running"] is False, out
+    assert state["removed"]["id"] == serving["id"]
+    code, out, err = stack.cli("status", "--env", "dev")
+    assert f"taken down (release {serving['id']}" in out and "nothing of it runs" in out

@@ -33,6 +33,13 @@ def test_blue_green_preview_is_checked_then_promoted(cluster: Cluster) -> None:
     preview = cluster.obj("Service", "backend-preview")
     assert preview is not None
     assert preview["spec"]["selector"]["rollouts-pod-template-hash"] != stable
+    # status reads what runs: the Rollout says its preview waits for promotion.
+    code, out, err = cluster.cli("status", "--env", "prod", "-o", "json")
+    assert code == 0, err
+    waiting = f"{preview['spec']['selector']['rollouts-pod-template-hash']} waits for promotion"
+    assert [p for p in json.loads(out)["previews"] if waiting in p], out
+    code, out, err = cluster.cli("status", "--env", "prod")
+    assert code == 0 and waiting in out, out
     code, out, err = cluster.cli("promote", "--env", "prod", "--timeout", "60")
     assert code == 0, err
     rollout = cluster.obj("Rollout", "backend")
@@ -40,6 +47,8 @@ def test_blue_green_preview_is_checked_then_promoted(cluster: Cluster) -> None:
     assert rollout["status"]["blueGreen"]["activeSelector"] == rollout["status"]["currentPodHash"]
     assert active_hash(cluster) == rollout["status"]["currentPodHash"]
     assert cluster.releases("prod")[-1]["status"] == "deployed"
+    code, out, err = cluster.cli("status", "--env", "prod", "-o", "json")
+    assert code == 0 and json.loads(out)["previews"] == [], out
 
 
 def test_blue_green_deploys_again_and_again_while_argo_owns_the_selectors(

@@ -58,7 +58,8 @@ class Target(Protocol):
 
     def live(self) -> list[dict[str, Any]]:
         """What runs now, read from the target (not from any record): one entry per container
-        or workload, with its image, state and health."""
+        or workload, with its image, state and health (and, for a blue-green one whose preview
+        waits for promotion, `preview` saying so)."""
 
     def remove(self, rendered: Path, volumes: bool) -> None:
         """Remove everything the environment runs."""

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime as dt
 import io
 import os
-import socket
 import tarfile
 from typing import Any
 
@@ -36,7 +34,15 @@ from autodevhub_cli.core.adapters.docker_engine import (
     engine_address,
 )
 from autodevhub_cli.core.errors import StoreError
-from autodevhub_cli.core.lock import DURATION_SECONDS, DeployLockedError, RenewedLock, now
+from autodevhub_cli.core.lock import (
+    DURATION_SECONDS,
+    DeployLockedError,
+    RenewedLock,
+    now,
+    parse_stamp,
+    stamp,
+    user_and_host,
+)
 from autodevhub_cli.core.releases import StoredRelease, decode, encode
 
 STORE_LABEL = "io.autodevhub.release-store"
@@ -212,10 +218,10 @@ class EngineLock(RenewedLock):
         labels = {
             LOCK_LABEL: self.project,
             "io.autodevhub.holder": self.identity,
-            "io.autodevhub.host": socket.gethostname(),
+            "io.autodevhub.host": user_and_host()[1],
             "io.autodevhub.pid": str(os.getpid()),
             "io.autodevhub.command": command,
-            "io.autodevhub.since": _stamp(now()),
+            "io.autodevhub.since": stamp(now()),
         }
 
         def create() -> Any:
@@ -267,11 +273,11 @@ class EngineLock(RenewedLock):
 
     def _stale(self, live: dict[str, Any], labels: dict[str, str]) -> str | None:
         """Why the holder is gone (None while it holds the lock)."""
-        if labels.get("io.autodevhub.host") == socket.gethostname():
+        if labels.get("io.autodevhub.host") == user_and_host()[1]:
             pid = int(labels.get("io.autodevhub.pid") or 0)
             if pid and not _alive(pid):
                 return f"its process {pid} on this host has ended"
-        renewed = _parse(self._renewal(live))
+        renewed = parse_stamp(self._renewal(live))
         if renewed is None:
             return "it names no time"
         silent = (now() - renewed).total_seconds()
@@ -289,12 +295,12 @@ class EngineLock(RenewedLock):
                 else f"{self.what} was taken over by {holder}"
             )
             return
-        stamp = _stamp(now()).encode()
+        renewed = stamp(now()).encode()
         archive = io.BytesIO()
         with tarfile.open(fileobj=archive, mode="w") as tar:
             info = tarfile.TarInfo(RENEWED_FILE)
-            info.size = len(stamp)
-            tar.addfile(info, io.BytesIO(stamp))
+            info.size = len(renewed)
+            tar.addfile(info, io.BytesIO(renewed))
         assert self._id is not None
         container = self._id
         call(
@@ -339,17 +345,6 @@ def _import_lock_image(client: Any) -> None:
             changes=[f"LABEL {LOCK_LABEL}=image"],
         ),
     )
-
-
-def _stamp(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(text: str) -> dt.datetime | None:
-    try:
-        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
-    except ValueError:
-        return None
 
 
 def _alive(pid: int) -> bool:

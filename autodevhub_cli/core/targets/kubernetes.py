@@ -565,7 +565,8 @@ class KubernetesTarget:
                         "state": str(readiness(live)),
                         "health": f"{status.get('availableReplicas') or 0}/"
                         f"{spec.get('replicas', '-')}",
-                        "status": _preview(live),
+                        "status": str(status.get("phase") or ""),
+                        "preview": _preview(live),
                     }
                 )
         return rows

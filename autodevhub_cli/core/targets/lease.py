@@ -10,11 +10,13 @@ import datetime as dt
 from typing import Any
 
 from autodevhub_cli.core.adapters.kube import Conflict, Kube, ObjectRef, parse_time
-from autodevhub_cli.core.lock import DURATION_SECONDS, DeployLockedError, RenewedLock, now
-
-
-def _micro(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+from autodevhub_cli.core.lock import (
+    DURATION_SECONDS,
+    DeployLockedError,
+    RenewedLock,
+    now,
+    stamp,
+)
 
 
 class Lease(RenewedLock):
@@ -43,8 +45,8 @@ class Lease(RenewedLock):
             "spec": {
                 "holderIdentity": self.identity,
                 "leaseDurationSeconds": self.duration,
-                "acquireTime": _micro(acquired),
-                "renewTime": _micro(now()),
+                "acquireTime": stamp(acquired),
+                "renewTime": stamp(now()),
             },
         }
 
