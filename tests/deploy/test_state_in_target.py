@@ -477,3 +477,29 @@ def test_a_record_on_the_engine_that_cannot_be_read_is_named(tmp_path: Path) -> 
             assert f"docker volume rm {name}" in message, message
     finally:
         stack.forget()
+
+
+@pytest.mark.k8s
+@pytest.mark.browser
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, "does not exist"),
+        ("{not json", "is not readable JSON"),
+        ('{"environment": "prod", "images": [{"name": "backend", "tag": "t"}]}', "built for"),
+    ],
+    ids=["missing", "not-json", "other-environment"],
+)
+def test_a_bad_images_file_stops_the_deploy_before_anything_is_applied(
+    cluster: Cluster, tmp_path: Path, content: str | None, words: str
+) -> None:
+    images = tmp_path / "images.json"
+    if content is not None:
+        images.write_text(content)
+    code, _, err = cluster.cli("deploy", "--env", "staging", "--images", str(images))
+    message = " ".join(err.split())
+    assert code == 2, err
+    assert f"--images {images}" in message and words in message, message
+    assert "Traceback" not in err and "Unexpected error" not in err
+    assert cluster.obj("Deployment", "backend") is None, "something was applied"
+    assert images.exists() == (content is not None), "the file was changed"
