@@ -59,7 +59,12 @@ kwok_config() {
     sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
   [ -d "$src/kustomize/stage/pod/fast" ] || die "kwok $KWOK_VERSION sources not found in the Go module cache"
   {
-    printf 'apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\noptions:\n  bindAddress: 127.0.0.1\n'
+    # nodeLeaseDurationSeconds: kwok holds each of its nodes' Lease under an identity that is
+    # new at every start, and manages no pod of a node whose Lease another identity holds: after
+    # a restart the old Lease must expire first (kwokctl's default, 200 s, left the first
+    # deploys' pods Pending). 20 s (4 times kwokctl's heartbeat factor, 5), with
+    # wait_kwok_leases below, bounds that wait.
+    printf 'apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\noptions:\n  bindAddress: 127.0.0.1\n  nodeLeaseDurationSeconds: 4\n'
     cat <<EOF
 componentsPatches:
   - name: kwok-controller
@@ -152,8 +157,30 @@ wait_nodes() {
   die "the simulated nodes did not become Ready"
 }
 
+# Until kwok holds its nodes' Leases again after a start, pods scheduled on them stay Pending:
+# wait until every simulated node's Lease was renewed since `since` (epoch seconds), which only
+# the kwok just started can have done.
+wait_kwok_leases() {
+  local since=$1
+  for _ in $(seq 1 120); do
+    if kctl get lease -n kube-node-lease -o json 2>/dev/null | python3 -c '
+import datetime, json, sys
+since = float(sys.argv[1])
+kwok = [l for l in json.load(sys.stdin)["items"] if l["metadata"]["name"].startswith("node-")]
+def renewed(lease):
+    stamp = lease["spec"].get("renewTime")
+    return bool(stamp) and datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() >= since
+sys.exit(0 if kwok and all(renewed(l) for l in kwok) else 1)
+' "$since"; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  die "kwok did not take its simulated nodes' Leases back within 60 s (log: $KWOK_WORKDIR/clusters/$NAME/logs/kwok-controller.log)"
+}
+
 up() {
-  local t0=$SECONDS
+  local t0=$SECONDS started
   command -v kubectl >/dev/null || die "kubectl is not on PATH"
   bash "$here/cluster/build.sh"
   if [ -f "$KUBECONFIG_FILE" ] && ! same_config; then
@@ -165,10 +192,13 @@ up() {
   elif [ -d "$KWOK_WORKDIR/clusters/$NAME" ] && [ -f "$KUBECONFIG_FILE" ]; then
     # Its processes ended (a new session, a reboot): start them again on the same etcd data.
     log "starting the existing cluster $NAME"
+    started=$(date +%s)
     if ! { kwokctl start cluster --wait 60s >&2 && serves; }; then
       log "the existing cluster did not come back; deleting and recreating it"
       down
       create
+    else
+      wait_kwok_leases "$started"
     fi
   else
     rm -rf "$RUN"
