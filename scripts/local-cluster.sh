@@ -228,10 +228,27 @@ down() {
   log "cluster $NAME stopped and deleted"
 }
 
+# Namespaces whose pods run on the real node (created when missing): the node selector and the
+# toleration of its taint, set on the namespace (PodNodeSelector, PodTolerationRestriction), so
+# the project's own manifests need no change.
+real_namespace() {
+  [ $# -gt 0 ] || die "usage: $0 real-namespace NAMESPACE..."
+  node_ready || die "the real node is not Ready: run \`bash scripts/local-cluster.sh up\` first"
+  local ns
+  for ns in "$@"; do
+    kctl get namespace "$ns" >/dev/null 2>&1 || kctl create namespace "$ns" >/dev/null
+    kctl annotate --overwrite namespace "$ns" >/dev/null \
+      scheduler.alpha.kubernetes.io/node-selector=autodevhub.io/node=real \
+      scheduler.alpha.kubernetes.io/defaultTolerations='[{"key":"autodevhub.io/real-node","operator":"Exists","effect":"NoSchedule"}]'
+    log "namespace $ns: its pods run on the real node $NODE_NAME"
+  done
+}
+
 case "${1:-}" in
   up) up ;;
+  real-namespace) shift; real_namespace "$@" ;;
   down) down ;;
   packages) [ "$REAL_NODE" != 1 ] || node_packages ;;
   status) serves && rollouts_running && { [ "$REAL_NODE" != 1 ] || node_ready; } && echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
-  *) echo "usage: $0 up|down|status|packages" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|packages|real-namespace NS..." >&2; exit 2 ;;
 esac

@@ -74,5 +74,10 @@ p1=$!
 make_base autodevhub-ci/node:18-bookworm nodejs,ca-certificates &
 p2=$!
 wait $p1; wait $p2
-make_base autodevhub-ci/nginx:1.22-bookworm nginx-light,curl,ca-certificates
+make_base autodevhub-ci/nginx:1.22-bookworm nginx-light,curl,ca-certificates &
+p3=$!
+# The backup CronJob's image (pg_dump, sha256sum, find) for the real node's backup test.
+make_base autodevhub-ci/postgresql-client:15-bookworm postgresql-client,ca-certificates &
+p4=$!
+wait $p3; wait $p4
 log "docker engine, registry and base images ready"

@@ -3,6 +3,7 @@ the password reaches pg_dump only through a 0600 pgpass file, never an argument 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from autodevhub_cli.core.backup import verify
 from tests.helpers import REPO, documents, find, postgres_tool, recording_pg_dump, run_cli
 
 pytestmark = pytest.mark.postgres
@@ -119,7 +121,18 @@ def test_the_script_dumps_with_the_password_from_the_file_only(
     record = tmp_path / "pg_dump.record"
     recording_pg_dump(bin_dir, record, _real_pg_dump())
     if shell == "busybox":
-        for applet in ("awk", "cat", "date", "find", "mv", "rm", "printf", "stat", "env"):
+        for applet in (
+            "awk",
+            "cat",
+            "date",
+            "find",
+            "mv",
+            "rm",
+            "printf",
+            "stat",
+            "env",
+            "sha256sum",
+        ):
             (bin_dir / applet).symlink_to(shutil.which("busybox") or "busybox")
         command = ["busybox", "sh", "-c", script]
     else:
@@ -133,16 +146,20 @@ def test_the_script_dumps_with_the_password_from_the_file_only(
     }
     # Retention: a dump older than RETENTION_DAYS goes, a younger one stays.
     old, young = backups / "autodevhub-staging-old.dump", backups / "autodevhub-staging-young.dump"
-    for path, age_days in ((old, 31), (young, 29)):
+    old_sum = old.with_name(old.name + ".sha256")
+    for path, age_days in ((old, 31), (old_sum, 31), (young, 29)):
         path.write_bytes(b"x")
         moment = time.time() - age_days * 86400
         os.utime(path, (moment, moment))
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert not old.exists() and young.exists()
+    assert not old.exists() and not old_sum.exists() and young.exists()
     young.unlink()
     (dump,) = backups.glob("*.dump")
     assert dump.name.startswith("autodevhub-staging-")
+    # Its checksum beside it, in the form `autodevhub db restore` verifies.
+    assert verify(dump) == hashlib.sha256(dump.read_bytes()).hexdigest()
+    assert not list(backups.glob("*.partial"))
     listing = subprocess.run(
         [str(_real_pg_dump().with_name("pg_restore")), "--list", str(dump)],
         capture_output=True,

@@ -15,6 +15,14 @@ the files a release applies, and caches. The drills, each for real (no mock of t
   the next deploy works;
 - the store refusing the record that says a release passed (a ValidatingAdmissionPolicy on the
   real API server): the release runs, and the error says its record could not say so.
+
+Why kwok nodes are enough here (for the Kubernetes drills): what runs out is on the machine that
+deploys (its `.autodevhub/`, its temporary folder) or in the API server (a ResourceQuota on
+Secrets, a ValidatingAdmissionPolicy on the release Secrets), never on a node. The drills assert
+the error paragraph and exit code, the history, and the backend Deployment's generation and
+RELEASE_MARK, all read from the CLI and the API; the deploys that succeed need their pods only
+to be Ready (the condition kwok sets and the Deployment controller reads), and their smoke
+checks reach the real backend and nginx on 127.0.0.1, not the pods.
 """
 
 from __future__ import annotations

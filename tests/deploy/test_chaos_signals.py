@@ -31,6 +31,19 @@ How each step is made long enough to be hit, legitimately:
 
 Not covered here: `build` (these deploys reuse a recorded build, `--skip-build`; an interrupted
 build takes the same before-the-switch path as render) and `push` (Compose only).
+
+Why kwok nodes are enough here: the signal goes to the tool's process, and every assertion is
+about the tool or what the API holds: its exit code, how soon it reacts and exits, its message,
+the release records, the Lease, and which template (RELEASE_MARK) serves, with, for blue-green,
+the pod hash the active Service selects. kwok shortens the waits (pods Ready at once, the
+migrate Job's pod Succeeded without running), which is why each step's length is argued above
+rather than taken from the pods. What needs real pods is on the real node: the migration itself
+against PostgreSQL (test_staging_runs_on_the_real_node), a rollback after which the good
+release's pods are ready again
+(test_a_broken_release_on_the_real_node_is_diagnosed_and_rolled_back), promote and abort under
+traffic (test_blue_green_on_the_real_node_keeps_every_request_on_the_active_version). Not shown
+on real pods: a signal while a real migration runs, and ROLLBACK_SECONDS with real pods starting
+in the rollback.
 """
 
 from __future__ import annotations

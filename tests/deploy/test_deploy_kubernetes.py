@@ -7,7 +7,21 @@ so the smoke checks hit the real backend and nginx (the image's config) on 127.0
 the Ingress and the preview Service; images are never pulled, so a recorded build with any
 digest deploys. What that proves: the objects, field ownership, controllers (Deployment, Job,
 HPA, garbage collector, Argo Rollouts), RBAC and status timing of a real cluster. What it
-cannot: that the images start, or that traffic reaches the pods.
+cannot: that the images start, or that traffic reaches the pods (tests/deploy/test_real_node.py
+shows those on the real node).
+
+Why kwok nodes are enough here: each test asserts what the API server and the controllers hold
+and what the CLI says, not what a container does: the objects applied, their pinned digests,
+generations and UIDs; server-side apply's field managers and conflicts (the HPA tests,
+`--force-conflicts`, diff); prune; Leases; the Secret `secrets set` writes and the template
+annotation that restarts its users; exit codes and messages. The Deployment controller counts a
+pod available from its Ready condition, which kwok sets at once and a kubelet once the readiness
+probe passes: either way the rollout waits read the same status fields. The refusals (an
+unpinned image, a secret on the command line, an unreferenced key, an apply into a missing
+namespace) come before any pod exists. Real pods: an image pulled by digest passing its
+readiness probe is test_the_backend_image_runs_on_the_real_node; the migrate Job migrating
+PostgreSQL and the smoke checks reaching the pods through port-forward,
+test_staging_runs_on_the_real_node.
 
 Two tests use tests/kubefake, the API double, each saying why: the request order of a deploy
 (seen only by the server), and log lines in a diagnosis (kwok's containers print none).
@@ -222,7 +236,14 @@ def test_prune_keeps_the_jobs_a_cronjob_made(cluster: Cluster) -> None:
 
 
 def test_a_crash_looping_release_is_diagnosed_and_rolled_back(cluster: Cluster) -> None:
-    """kwok makes the new release's pods crash-loop (scripts/cluster/crash-loop-stage.yaml)."""
+    """kwok makes the new release's pods crash-loop (scripts/cluster/crash-loop-stage.yaml).
+
+    kwok is enough: its KWOK_CRASH_LOOP stage writes what a kubelet writes for a crashing
+    container (CrashLoopBackOff, restartCount, a BackOff event) and keeps deleted pods
+    terminating for 8 s; what this asserts follows from those API objects alone: which pod is
+    blamed (a new one, not a terminating one), the event, the rollback. A real crash with its
+    log lines is the `exits` case of
+    test_a_broken_release_on_the_real_node_is_diagnosed_and_rolled_back."""
     cluster.record_build("staging", "c-00000000000000d1")
     assert cluster.deploy("staging")[0] == 0
     good = cluster.releases("staging")[-1]
@@ -258,7 +279,8 @@ def test_a_crash_looping_release_is_diagnosed_and_rolled_back(cluster: Cluster) 
 
 
 def test_diagnosis_names_events_and_log_lines(fake_cluster: Cluster) -> None:
-    """On the double: kwok's simulated containers print no log lines."""
+    """On the double: kwok's simulated containers print no log lines (real ones are read in
+    test_a_broken_release_on_the_real_node_is_diagnosed_and_rolled_back)."""
     cluster = fake_cluster
     cluster.record_build("staging", "c-00000000000000d4")
     assert cluster.deploy("staging")[0] == 0
@@ -398,6 +420,9 @@ def test_diff_shows_what_apply_would_change(cluster: Cluster) -> None:
     assert frontend is not None and frontend["spec"]["replicas"] == 1
 
 
+# kwok is enough: this asserts the Secret, the restart (a new generation, the checksum
+# annotation) and that no output leaks the value; new pods reading the new file are
+# test_secrets_rotate_restarts_the_real_pods_and_they_read_the_new_value.
 def test_secrets_set_restarts_users_and_never_leaks(cluster: Cluster, tmp_path: Path) -> None:
     cluster.record_build("staging", "c-0000000000000131")
     assert cluster.deploy("staging")[0] == 0

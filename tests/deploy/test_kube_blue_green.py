@@ -1,5 +1,19 @@
 """Blue-green on the real control plane: Argo Rollouts owns the Services' selectors; promote,
-abort, rollback, restart through `spec.restartAt`, smoke checks through port-forward."""
+abort, rollback, restart through `spec.restartAt`, smoke checks through port-forward.
+
+Why kwok nodes are enough here: what these tests assert is written by the API server and the
+Argo Rollouts controller, or said by the CLI: the Rollout's phase, currentPodHash,
+blueGreen.activeSelector and restartedAt; the `rollouts-pod-template-hash` Argo writes into the
+active and preview Services' selectors, and the field manager that owns it; the release records;
+exit codes and messages. Argo counts a version up from its ReplicaSet's available pods, which
+follows the pods' Ready condition: kwok sets it at once, a kubelet once the readiness probe
+passes. The smoke checks reach the real backend and nginx on 127.0.0.1, not the pods: a failed
+check is what that backend answers, and the abort it triggers is Argo's work on API objects.
+That traffic to the active Service follows the switch, none of it answered by the preview before
+the promotion and none failing, and that a release failing its check is aborted while real pods
+serve, need real pods and kube-proxy:
+test_blue_green_on_the_real_node_keeps_every_request_on_the_active_version.
+"""
 
 from __future__ import annotations
 
@@ -118,7 +132,12 @@ def test_secrets_rotate_restarts_the_active_pods_of_a_rollout(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     """A changed pod template would park a new blue-green revision as the preview while the
-    active pods keep the old value: a Rollout restarts through `spec.restartAt`."""
+    active pods keep the old value: a Rollout restarts through `spec.restartAt`.
+
+    kwok is enough: this asserts which pods Argo replaced (their names) and the Rollout's status,
+    not what the new pods read; new pods reading the rotated file are
+    test_secrets_rotate_restarts_the_real_pods_and_they_read_the_new_value (staging's
+    Deployment; the Rollout's pod template mounts the Secret the same way)."""
     cluster.record_build("prod", "c-0000000000000135")
     assert cluster.deploy("prod", "--promote")[0] == 0
     rollout = cluster.obj("Rollout", "backend")
@@ -151,7 +170,10 @@ def test_smoke_checks_through_port_forward(
 ) -> None:
     """The cluster is real; `kubectl port-forward` is a stand-in that forwards to the local
     backend and nginx (kwok pods run no process): this proves the commands, the Services they
-    name (the preview's before promotion) and the flow, not that traffic reaches a pod."""
+    name (the preview's before promotion) and the flow, not that traffic reaches a pod. The
+    real `kubectl port-forward` to real pods is in test_the_backend_image_runs_on_the_real_node,
+    test_staging_runs_on_the_real_node (smoke.port_forward) and, to the preview, in
+    test_blue_green_on_the_real_node_keeps_every_request_on_the_active_version."""
     standin = tmp_path / "kubectl"
     standin.write_text(
         f'#!/bin/sh\nexec {sys.executable} {REPO}/tests/deploy/kubectl_standin.py "$@"\n'

@@ -8,7 +8,7 @@ On the double rather than the real control plane because these tests need what o
 of the test's own can show: the exact Authorization header of every request, and a server
 certificate signed by a CA the test makes (a wrong CA must stop the client before it sends
 anything). The real cluster's RBAC and tokens are exercised by the least-privilege deploy in
-test_deploy_kubernetes.py.
+test_kube_rbac.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,14 @@
 """No deploy without its lock, on the real control plane: a Lease taken over, deleted, or not
 renewed for a third of its duration stops the deploy before its next step, changing nothing
-more and rolling nothing back."""
+more and rolling nothing back.
+
+Why kwok nodes are enough here: the lock is a coordination.k8s.io Lease, kept by the API server
+alone; the tests assert its holder, the check that notices it taken over or not renewed, and the
+deploy's exit code, message and release record when it is lost. No container takes part: the
+deploys of the last test need their pods only to be Ready (the condition kwok sets and the
+rollout wait reads), and the step under test is a smoke check against a local HTTP server that
+takes the Lease over.
+"""
 
 from __future__ import annotations
 

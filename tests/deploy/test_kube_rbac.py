@@ -1,4 +1,12 @@
-"""Real RBAC: a deploy under exactly the permissions `doctor` derives and checks."""
+"""Real RBAC: a deploy under exactly the permissions `doctor` derives and checks.
+
+Why kwok nodes are enough here: RBAC is decided by the API server, request by request, for the
+deployer's identity (a ServiceAccount token from TokenRequest); the tests assert doctor's
+verdict, the 403 on the release history, that nothing is applied, and the exit codes and
+messages. The pods of the prod deploys are created by the Job, ReplicaSet and Argo Rollouts
+controllers under their own identities, and no container makes a request as the deployer, so
+whether one runs changes no permission checked here.
+"""
 
 from __future__ import annotations
 

@@ -12,9 +12,12 @@ the node is tainted, so every other test's pods stay on the kwok nodes.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +41,8 @@ REAL_NODE_ANNOTATIONS = {
 }
 
 
-@pytest.fixture()
-def real_node(tmp_path: Path) -> Iterator[tuple[Kube, str, Path]]:
-    """A namespace whose pods run on the real node: (connection, namespace, kubeconfig)."""
+def _real_node_kube() -> tuple[Kube, Path]:
+    """The control plane, with its real node Ready (else the test is skipped, saying why)."""
     kube, kubeconfig = local_cluster.connect_with_engine()
     node = kube.get(ObjectRef("v1", "Node", "", NODE)) or {}
     ready = [
@@ -48,6 +50,12 @@ def real_node(tmp_path: Path) -> Iterator[tuple[Kube, str, Path]]:
     ]
     if not ready or ready[0].get("status") != "True":
         pytest.skip(f"no real node {NODE} Ready: run `bash scripts/local-cluster.sh up`")
+    return kube, Path(kubeconfig)
+
+
+@contextmanager
+def _real_namespace(kube: Kube) -> Iterator[str]:
+    """A namespace whose pods run on the real node."""
     ns = f"real-{uuid.uuid4().hex[:6]}"
     kube.create(
         {
@@ -56,8 +64,18 @@ def real_node(tmp_path: Path) -> Iterator[tuple[Kube, str, Path]]:
             "metadata": {"name": ns, "annotations": REAL_NODE_ANNOTATIONS},
         }
     )
-    yield kube, ns, Path(kubeconfig)
-    kube.delete(ObjectRef("v1", "Namespace", "", ns))
+    try:
+        yield ns
+    finally:
+        kube.delete(ObjectRef("v1", "Namespace", "", ns))
+
+
+@pytest.fixture()
+def real_node() -> Iterator[tuple[Kube, str, Path]]:
+    """A namespace whose pods run on the real node: (connection, namespace, kubeconfig)."""
+    kube, kubeconfig = _real_node_kube()
+    with _real_namespace(kube) as ns:
+        yield kube, ns, kubeconfig
 
 
 def _built_backend(tmp_path: Path) -> str:
@@ -171,19 +189,18 @@ def test_the_backend_image_runs_on_the_real_node(
 POD_GATEWAY = "10.244.0.1"  # the node bridge's address: the host, as the pods see it
 
 
-@pytest.fixture()
-def project_on_real_node(
-    real_node: tuple[Kube, str, Path], tmp_path: Path
+@contextmanager
+def _staging_project(
+    kube: Kube, ns: str, kubeconfig: Path, folder: Path
 ) -> Iterator[dict[str, Any]]:
-    """A copy of the project whose staging deploys into a real-node namespace: its database a
-    role and database of their own on the host's PostgreSQL (reached from the pods on the
-    bridge's gateway), the model a fake Anthropic API on the host, its Secret written with
-    `autodevhub secrets set`, the checks reaching the pods through port-forward."""
+    """A copy of the project whose staging deploys into the real-node namespace `ns`: its
+    database a role and database of their own on the host's PostgreSQL (reached from the pods
+    on the bridge's gateway), the model a fake Anthropic API on the host, its Secret written
+    with `autodevhub secrets set`, the checks reaching the pods through port-forward."""
     import secrets as tokens
 
     from tests.service.fake_anthropic import FakeMessagesAPI
 
-    kube, ns, kubeconfig = real_node
     role = f"stg_{uuid.uuid4().hex[:8]}"
     password = tokens.token_urlsafe(24)
     psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc"]
@@ -192,7 +209,7 @@ def project_on_real_node(
     model = FakeMessagesAPI(host=POD_GATEWAY).start()
     assert model.server is not None
     port = model.server.server_address[1]
-    root = copy_project(tmp_path / "staging", with_service=True)
+    root = copy_project(folder / "staging", with_service=True)
     api_key = "key-" + tokens.token_hex(16)
     env = {
         **{f"AUTODEVHUB__BUILD__ARGS__{k}_IMAGE": v for k, v in BASE_IMAGES.items()},
@@ -203,7 +220,7 @@ def project_on_real_node(
         "AUTODEVHUB__COMPONENTS__WORKER__ENV__ANTHROPIC_BASE_URL": (f"http://{POD_GATEWAY}:{port}"),
         "SMOKE_API_KEY": api_key,
     }
-    values = tmp_path / "secrets.env"
+    values = folder / "secrets.env"
     values.write_text(
         f"database-url=postgresql+psycopg://{role}:{password}@{POD_GATEWAY}:5432/{role}\n"
         f"anthropic-api-key=sk-ant-{tokens.token_hex(24)}\n"
@@ -221,43 +238,104 @@ def project_on_real_node(
         env=env,
     )
     assert code == 0, err
-    yield {"root": root, "env": env, "kube": kube, "ns": ns, "model": model, "secrets": values}
-    model.stop()
-    kube.delete(ObjectRef("v1", "Namespace", "", ns))
-    subprocess.run([*psql, f"DROP DATABASE IF EXISTS {role} WITH (FORCE)"], check=False)
-    subprocess.run([*psql, f"DROP ROLE IF EXISTS {role}"], check=False)
+    try:
+        yield {
+            "root": root,
+            "env": env,
+            "kube": kube,
+            "ns": ns,
+            "model": model,
+            "secrets": values,
+            "api_key": api_key,
+            "database_url": f"postgresql://{role}:{password}@127.0.0.1:5432/{role}",
+            "kubeconfig": kubeconfig,
+        }
+    finally:
+        model.stop()
+        kube.delete(ObjectRef("v1", "Namespace", "", ns))
+        subprocess.run([*psql, f"DROP DATABASE IF EXISTS {role} WITH (FORCE)"], check=False)
+        subprocess.run([*psql, f"DROP ROLE IF EXISTS {role}"], check=False)
 
 
-def test_staging_runs_on_the_real_node(project_on_real_node: dict[str, Any]) -> None:
-    """`autodevhub deploy --env staging` of the real images onto the real node, with no smoke
-    URL overrides: the migrate Job migrates PostgreSQL, the pods pass their probes, and the
-    project's checks reach the pods through port-forward, the story round trip included (the
-    API takes the request, the worker generates through the model, the API answers it)."""
-    s = project_on_real_node
-    kube, ns = s["kube"], s["ns"]
-    args = ["--project-dir", str(s["root"])]
-    code, out, err = run_cli(
-        "deploy", "--env", "staging", "--timeout", "240", "-o", "json", *args, env=s["env"]
-    )
-    assert code == 0, err
-    result = json.loads(out)
-    assert result["release"]["status"] == "deployed"
-    checks = {c["name"]: c["ok"] for c in result["smoke"]["checks"]}
-    assert checks.get("story round trip") and checks.get("frontend page"), checks
-    assert all(checks.values()), checks
-    pods = kube.list_objects("v1", "Pod", ns)
-    assert pods and {p["spec"]["nodeName"] for p in pods} == {NODE}
-    job = next(p for p in pods if p["metadata"]["name"].startswith("backend-migrate"))
-    assert job["status"]["phase"] == "Succeeded"
-    assert s["model"].calls, "the worker never asked the model"
-    # The round trip's story set was generated by the worker's process, not by an API pod.
-    logs = {
-        p["metadata"]["name"]: kube.pod_log(ns, p["metadata"]["name"], None, tail=100000)
-        for p in pods
-        if p["status"]["phase"] == "Running"
-    }
-    generated = {name for name, text in logs.items() if '"msg": "generation done"' in text}
-    assert generated and all(name.startswith("worker-") for name in generated), generated
+@pytest.fixture()
+def project_on_real_node(
+    real_node: tuple[Kube, str, Path], tmp_path: Path
+) -> Iterator[dict[str, Any]]:
+    """This project's staging, ready to deploy into a real-node namespace of its own."""
+    kube, ns, kubeconfig = real_node
+    with _staging_project(kube, ns, kubeconfig, tmp_path) as project:
+        yield project
+
+
+def _backup_image() -> str:
+    """The backup CronJob's stand-in image (Debian's pg_dump), pushed: its ref by digest."""
+    local = "autodevhub-ci/postgresql-client:15-bookworm"
+    remote = f"{REGISTRY}/{local}"
+    for command in (["docker", "tag", local, remote], ["docker", "push", "-q", remote]):
+        done = subprocess.run(command, capture_output=True, text=True)
+        assert done.returncode == 0, (
+            f"{command}: {done.stderr} (run scripts/ci/provision-docker.sh)"
+        )
+    digests = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{json .RepoDigests}}", remote],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (pinned,) = [d for d in json.loads(digests) if d.startswith(f"{REGISTRY}/")]
+    return pinned
+
+
+BACKUP_UID = 10070  # backups.run_as_user
+
+
+@pytest.fixture(scope="module")
+def staging_on_real_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """This project's staging deployed once onto the real node by `autodevhub deploy`, shared
+    by the tests that only look at it (the last one rotates a secret): its backups claim bound
+    to a folder of the host (a hostPath PersistentVolume made for it, as on a cluster without a
+    storage provisioner), the backup job's image a stand-in pinned by digest."""
+    kube, kubeconfig = _real_node_kube()
+    folder = tmp_path_factory.mktemp("staging-real")
+    backups = folder / "backups"
+    backups.mkdir()
+    os.chown(backups, BACKUP_UID, BACKUP_UID)
+    backups.chmod(0o700)
+    with _real_namespace(kube) as ns, _staging_project(kube, ns, kubeconfig, folder) as s:
+        volume = ObjectRef("v1", "PersistentVolume", "", f"{ns}-backups")
+        kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": volume.name},
+                "spec": {
+                    "capacity": {"storage": "5Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": "",
+                    "hostPath": {"path": str(backups), "type": "Directory"},
+                    "claimRef": {"namespace": ns, "name": "backups"},
+                },
+            }
+        )
+        s["env"]["AUTODEVHUB__BACKUPS__IMAGE"] = _backup_image()
+        try:
+            code, out, err = run_cli(
+                "deploy",
+                "--env",
+                "staging",
+                "--timeout",
+                "240",
+                "-o",
+                "json",
+                "--project-dir",
+                str(s["root"]),
+                env=s["env"],
+            )
+            assert code == 0, err
+            yield {**s, "deployed": json.loads(out), "backups": backups}
+        finally:
+            kube.delete(volume)
 
 
 @pytest.mark.parametrize(
@@ -332,8 +410,6 @@ class Load:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        import time
-
         started = time.monotonic()
         # A connection per request, as many clients behind a load balancer: a kept-alive one
         # stays on the pod it reached, whatever the Service selects later.
@@ -404,8 +480,6 @@ def test_blue_green_on_the_real_node_keeps_every_request_on_the_active_version(
     seen: dict[str, str] = {}
     url = f"http://{service['spec']['clusterIP']}:8000/api/stories?limit=1"
     with Load(url) as load:
-        import time
-
         time.sleep(3)
         code, _, err = deploy("--skip-build", "--set", "components.backend.env.RELEASE_MARK=two")
         assert code == 0 and "is up as the preview" in err, err
@@ -444,3 +518,217 @@ BROKEN_PREVIEW_CHECK = (
     "smoke.checks=[{name: broken, component: backend, path: /api/stories, "
     "expect: {contains: text-no-answer-has}}]"
 )
+
+
+# --- staging deployed once: what a user looks at after a deploy -------------------------------
+
+
+def test_staging_runs_on_the_real_node(staging_on_real_node: dict[str, Any]) -> None:
+    """`autodevhub deploy --env staging` of the real images onto the real node, with no smoke
+    URL overrides: the migrate Job migrates PostgreSQL, the pods pass their probes, and the
+    project's checks reach the pods through port-forward, the story round trip included (the
+    API takes the request, the worker generates through the model, the API answers it)."""
+    s = staging_on_real_node
+    kube, ns = s["kube"], s["ns"]
+    result = s["deployed"]
+    assert result["release"]["status"] == "deployed"
+    checks = {c["name"]: c["ok"] for c in result["smoke"]["checks"]}
+    assert checks.get("story round trip") and checks.get("frontend page"), checks
+    assert all(checks.values()), checks
+    pods = kube.list_objects("v1", "Pod", ns)
+    assert pods and {p["spec"]["nodeName"] for p in pods} == {NODE}
+    job = next(p for p in pods if p["metadata"]["name"].startswith("backend-migrate"))
+    assert job["status"]["phase"] == "Succeeded"
+    assert s["model"].calls, "the worker never asked the model"
+    # The round trip's story set was generated by the worker's process, not by an API pod.
+    logs = {
+        p["metadata"]["name"]: kube.pod_log(ns, p["metadata"]["name"], None, tail=100000)
+        for p in pods
+        if p["status"]["phase"] == "Running"
+    }
+    generated = {name for name, text in logs.items() if '"msg": "generation done"' in text}
+    assert generated and all(name.startswith("worker-") for name in generated), generated
+
+
+def test_the_frontend_serves_the_page_and_proxies_only_the_api(
+    staging_on_real_node: dict[str, Any],
+) -> None:
+    """The frontend's nginx, on its real port behind its Service: the page, and /api/ handed to
+    the backend; the backend's own endpoints (metrics, readiness, API docs) are not reachable
+    through it, however the path is spelled."""
+    s = staging_on_real_node
+    service = s["kube"].get(ObjectRef("v1", "Service", s["ns"], "frontend")) or {}
+    base = f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+    with httpx.Client(base_url=base, timeout=10) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"], page.text
+        assert page.headers["x-frame-options"] == "DENY"
+        # /api/ reaches the backend: its list, and its own 401 for a write without a key.
+        listed = client.get("/api/stories?limit=1")
+        assert listed.status_code == 200 and "items" in listed.json(), listed.text
+        refused = client.post("/api/stories", json={"feature": "export to CSV"})
+        assert refused.status_code == 401 and refused.json()["detail"], refused.text
+        for path in (
+            "/metrics",
+            "/readyz",
+            "/docs",
+            "/openapi.json",
+            "/api/../metrics",
+            "/api/%2e%2e/metrics",
+            "/api/..%2fmetrics",
+            "/assets/../metrics",
+        ):
+            answer = client.get(path)
+            body = answer.text
+            assert "# TYPE" not in body and "http_request" not in body, (path, body[:200])
+            assert '"openapi"' not in body and "swagger" not in body.lower(), (path, body[:200])
+            assert answer.headers.get("content-type", "").split(";")[0] != "application/json" or (
+                answer.status_code >= 400
+            ), (path, answer.status_code, body[:200])
+
+
+def _wait_job(kube: Kube, ns: str, name: str, seconds: float = 180) -> dict[str, Any]:
+    """The Job once it succeeded; fails with its pods' state and logs if it failed or is late."""
+    deadline = time.monotonic() + seconds
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = kube.get(ObjectRef("batch/v1", "Job", ns, name)) or {}
+        status = job.get("status") or {}
+        if status.get("succeeded"):
+            return job
+        if status.get("failed"):
+            break
+        time.sleep(1)
+    pods = kube.list_objects("v1", "Pod", ns, f"job-name={name}")
+    logs = {
+        p["metadata"]["name"]: kube.pod_log(ns, p["metadata"]["name"], None, tail=20) for p in pods
+    }
+    raise AssertionError(
+        f"Job {name}: {job.get('status')}; pods {[p.get('status') for p in pods]}; logs {logs}"
+    )
+
+
+def test_a_backup_job_from_the_cronjob_writes_a_dump_that_db_restore_restores(
+    staging_on_real_node: dict[str, Any],
+) -> None:
+    """The CronJob's pod, non-root with a read-only root filesystem, dumps the staging database
+    (reached from the pod, its password from the mounted Secret) into the backups volume, with
+    the checksum beside it; `autodevhub db restore` checks it and restores it into an empty
+    database, which then holds every row the staging database held."""
+    from autodevhub_cli.core.backup import row_counts
+
+    s = staging_on_real_node
+    kube, ns = s["kube"], s["ns"]
+    # Something to back up: two story sets, written through the API (the smoke checks' own
+    # story set is deleted once checked).
+    service = kube.get(ObjectRef("v1", "Service", ns, "backend")) or {}
+    for feature in ("export the board to CSV", "invite a teammate by email"):
+        written = httpx.post(
+            f"http://{service['spec']['clusterIP']}:8000/api/stories",
+            json={"feature": feature},
+            headers={"Authorization": f"Bearer {s['api_key']}"},
+            timeout=10,
+        )
+        assert written.status_code in (200, 201, 202), written.text
+    cronjob = kube.get(ObjectRef("batch/v1", "CronJob", ns, "backup")) or {}
+    assert cronjob, "the staging release has no backup CronJob"
+    kube.create(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": "backup-now",
+                "namespace": ns,
+                "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
+            },
+            "spec": cronjob["spec"]["jobTemplate"]["spec"],
+        }
+    )
+    _wait_job(kube, ns, "backup-now")
+    (pod,) = kube.list_objects("v1", "Pod", ns, "job-name=backup-now")
+    assert pod["spec"]["nodeName"] == NODE
+    assert "done" in kube.pod_log(ns, pod["metadata"]["name"], None, tail=5)
+    (dump,) = s["backups"].glob("autodevhub-staging-*.dump")
+    assert dump.with_name(dump.name + ".sha256").is_file()
+    assert dump.stat().st_uid == BACKUP_UID and dump.stat().st_mode & 0o077 == 0
+    source = row_counts(s["database_url"])
+    assert source.get("story_sets", 0) >= 2, source
+    restored = f"restored_{uuid.uuid4().hex[:8]}"
+    psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc"]
+    subprocess.run([*psql, f"CREATE DATABASE {restored}"], check=True)
+    try:
+        url = f"postgresql://postgres@127.0.0.1:5432/{restored}"
+        code, out, err = run_cli(
+            "db",
+            "restore",
+            "--env",
+            "staging",
+            "--from",
+            str(dump),
+            "--database-url",
+            url,
+            "-o",
+            "json",
+            "--project-dir",
+            str(s["root"]),
+        )
+        assert code == 0, err
+        assert (
+            json.loads(out)["sha256"]
+            == dump.with_name(dump.name + ".sha256").read_text().split()[0]
+        )
+        assert row_counts(url) == source
+    finally:
+        subprocess.run([*psql, f"DROP DATABASE IF EXISTS {restored} WITH (FORCE)"], check=False)
+
+
+def test_secrets_rotate_restarts_the_real_pods_and_they_read_the_new_value(
+    staging_on_real_node: dict[str, Any],
+) -> None:
+    """`secrets rotate api-keys`: the pods that mount the Secret are replaced, and the new ones
+    read the new file: the new key is accepted, the old one refused (the last test here: it
+    changes the deployed staging)."""
+    import secrets as tokens
+
+    s = staging_on_real_node
+    kube, ns = s["kube"], s["ns"]
+
+    def backend_pods() -> set[str]:
+        pods = kube.list_objects("v1", "Pod", ns, "app.kubernetes.io/component=backend")
+        return {
+            p["metadata"]["name"]
+            for p in pods
+            if p["status"].get("phase") == "Running" and "migrate" not in p["metadata"]["name"]
+        }
+
+    before = backend_pods()
+    old_key, new_key = s["api_key"], "key-" + tokens.token_hex(16)
+    value = s["backups"].parent / "new-api-keys"
+    value.write_text(new_key)
+    code, _, err = run_cli(
+        "secrets",
+        "rotate",
+        "api-keys",
+        "--env",
+        "staging",
+        "--from-file",
+        str(value),
+        "--timeout",
+        "240",
+        "--project-dir",
+        str(s["root"]),
+        env={**s["env"], "SMOKE_API_KEY": new_key},
+    )
+    assert code == 0, err
+    after = backend_pods()
+    assert after and not after & before, (before, after)
+    service = kube.get(ObjectRef("v1", "Service", ns, "backend")) or {}
+    url = f"http://{service['spec']['clusterIP']}:8000/api/stories"
+
+    def write(key: str) -> int:
+        body = {"feature": "export the board to CSV"}
+        headers = {"Authorization": f"Bearer {key}"}
+        return httpx.post(url, json=body, headers=headers, timeout=10).status_code
+
+    assert write(old_key) == 401
+    assert write(new_key) in (200, 201, 202)

@@ -9,6 +9,16 @@ each other. On the real control plane and the real Docker engine:
 - B's deploy while A's deploy runs is refused, naming A's process;
 - a lock whose holder stopped renewing it is taken over, a live one is not;
 - a record in the store that cannot be read is an error naming it, never skipped.
+
+Why kwok nodes are enough here (for the Kubernetes tests; the Docker ones run real containers):
+the history is Secrets in the namespace and the lock a Lease, both kept by the API server alone.
+The tests assert the records a clone with nothing on disk reads back, the UIDs of the
+environment's objects (nothing deleted or replaced), the RUNNER mark in the frontend
+Deployment's template, the Lease holder a refused deploy names, and exit codes and messages. The
+failing deploys fail a smoke check against the real nginx on 127.0.0.1, not a pod; two tests
+create no pod at all (a release split across Secrets, a bad --images file). A rollback that
+brings real pods back to serving is
+test_a_broken_release_on_the_real_node_is_diagnosed_and_rolled_back.
 """
 
 from __future__ import annotations

@@ -13,6 +13,15 @@ deploy from yet another fresh clone rolls back to the release the staging job ma
 What the runner's environment supplies, as a CI system's configuration would: the stand-in base
 images and the local registry (build args and registry URL), and where the smoke checks reach
 the app (the control plane's nodes are kwok's: pods run no process).
+
+Why kwok nodes are enough here: the test is about the pipeline: its jobs' steps, artifacts and
+environment; that staging's release names exactly the digests the build job pushed (its image
+refs end with them) and prod's artifact names the same ones; the CI link in deployed_by,
+promote's timing in prod's history, and a later runner's rollback (its exit code, message and
+`status`). kwok never pulls those images: an image pushed by `autodevhub build --push`, pulled
+by digest and run by containerd, is test_the_backend_image_runs_on_the_real_node, and a whole
+`autodevhub deploy` of staging (build, push, migrate, checks) on real pods is
+test_staging_runs_on_the_real_node.
 """
 
 from __future__ import annotations

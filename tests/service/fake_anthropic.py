@@ -55,8 +55,10 @@ class FakeMessagesAPI:
     calls: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
-    # Where it listens: loopback, or an address pods reach (the real node's bridge gateway).
+    # Where it listens: loopback, or an address pods reach (the real node's bridge gateway);
+    # port 0 picks a free one.
     host: str = "127.0.0.1"
+    port: int = 0
 
     @property
     def base_url(self) -> str:
@@ -78,7 +80,7 @@ class FakeMessagesAPI:
             return self.script.popleft() if self.script else self.default
 
     def start(self) -> FakeMessagesAPI:
-        """Serve on a random port of `host` in a daemon thread."""
+        """Serve on `host`:`port` in a daemon thread."""
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -149,7 +151,7 @@ class FakeMessagesAPI:
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # clients that time out hang up mid-reply; that is the point of the test
 
-        server = Server((self.host, 0), Handler)
+        server = Server((self.host, self.port), Handler)
         self.server = server
         threading.Thread(target=server.serve_forever, daemon=True, name="fake-anthropic").start()
         return self
@@ -159,3 +161,24 @@ class FakeMessagesAPI:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+
+def main() -> None:
+    """Serve until interrupted, for a deploy by hand where the real API cannot be reached:
+    `python -m tests.service.fake_anthropic --host 10.244.0.1 --port 8765`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    options = parser.parse_args()
+    api = FakeMessagesAPI(host=options.host, port=options.port).start()
+    print(f"a stand-in of the Anthropic Messages API at {api.base_url}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        api.stop()
+
+
+if __name__ == "__main__":
+    main()
