@@ -259,9 +259,9 @@ def history(
             f"  {r.id}  {r.status:11} {r.created_at}  commit {r.commit[:12]}  by "
             f"{_who(r.deployed_by)}{note}\n"
         )
-        images = ", ".join(str(i.get("ref", "")).rsplit("/", 1)[-1] for i in r.images)
-        if images:
-            write(f"      images: {images}\n")
+        for image in r.images:
+            ref = str(image.get("ref", "")).rsplit("/", 1)[-1]
+            write(f"      {image.get('name', '?'):9} {ref}\n")
         if r.sets:
             write(f"      --set: {' '.join(r.sets)}\n")
 

@@ -284,6 +284,12 @@ def test_two_runners_on_one_docker_host_share_history_and_lock(
     history = json.loads(out)["releases"]
     assert history[0]["id"] == first["id"]
     assert history[-1]["status"] == "failed" and history[-1]["restored"] == first["id"]
+    code, out, err = _compose_cli(b, "history", "--env", "dev")
+    assert code == 0, err
+    # Each image under the component that runs it (backend and worker share one image).
+    for image in history[0]["images"]:
+        ref = image["ref"].rsplit("/", 1)[-1]
+        assert f"      {image['name']:9} {ref}\n" in out, out
     code, out, err = _compose_cli(b, "status", "--env", "dev", "--output", "json")
     assert code == 0, err
     state = json.loads(out)
