@@ -86,11 +86,14 @@ def image_overrides(path: Path, environment: str) -> list[str]:
 def render_environment(request: RenderRequest) -> RenderOutcome:
     """Load, render and (unless disabled) validate an environment; write files when asked."""
     from autodevhub_cli.core.config import load_environment
-    from autodevhub_cli.core.render import render, write_atomically
+    from autodevhub_cli.core.render import render
+    from autodevhub_cli.core.render_out import repair, write_rendered
     from autodevhub_cli.core.validate import check_kube_version, validate
 
     kube_version = check_kube_version(request.kube_version) if request.kube_version else None
     project = find_project(request.project_dir)
+    if request.out_dir is not None:
+        repair(request.out_dir)
     sets = list(request.sets)
     if request.images is not None:
         # Built images first: an explicit --set still wins.
@@ -103,7 +106,7 @@ def render_environment(request: RenderRequest) -> RenderOutcome:
     written: list[Path] = []
     if request.out_dir is not None:
         files = result.files()
-        write_atomically(request.out_dir, files)
+        write_rendered(request.out_dir, files, project)
         written = [request.out_dir / name for name in files]
     return RenderOutcome(environment, result, report, written)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,11 +133,7 @@ def render(project: Project, environment: Environment, target: str | None = None
     if chosen not in TARGETS:
         raise RenderError(f"Unknown target {chosen!r}.", hint=f"Use one of: {', '.join(TARGETS)}.")
     folder = project.templates_dir / chosen
-    names = sorted(
-        p.relative_to(project.templates_dir).as_posix()
-        for p in folder.rglob("*.j2")
-        if not p.name.startswith("_")
-    )
+    names = _template_names(project.templates_dir, folder)
     if not names:
         raise RenderError(
             f"templates/{chosen}/ has no templates (*.j2 files).",
@@ -153,6 +148,18 @@ def render(project: Project, environment: Environment, target: str | None = None
     _check_unique(manifests)
     manifests.sort(key=_apply_order)
     return RenderResult(environment.name, chosen, manifests)
+
+
+def _template_names(templates_dir: Path, folder: Path) -> list[str]:
+    """The templates under `folder` (*.j2 not starting with `_`), without following links to
+    folders (a link loop would never end; the loader checks where file links lead)."""
+    names = []
+    for where, dirs, files in os.walk(folder, followlinks=False):
+        dirs.sort()
+        for name in files:
+            if name.endswith(".j2") and not name.startswith("_"):
+                names.append(Path(where, name).relative_to(templates_dir).as_posix())
+    return sorted(names)
 
 
 def _parse(name: str, text: str) -> list[Any]:
@@ -219,39 +226,3 @@ def _check_unique(manifests: list[RenderedManifest]) -> None:
 def _apply_order(m: RenderedManifest) -> tuple[int, str, str]:
     rank = KIND_ORDER.index(m.kind) if m.kind in KIND_ORDER else len(KIND_ORDER)
     return rank, m.kind, m.name
-
-
-def write_atomically(out_dir: Path, files: Mapping[str, str]) -> None:
-    """Replace `out_dir` with exactly `files`, or leave it untouched when anything fails."""
-    out_dir = out_dir.resolve()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise RenderError(f"--out {out_dir} exists and is not a folder.", hint="Choose a folder.")
-    if out_dir.is_dir():
-        foreign = sorted(p.name for p in out_dir.iterdir() if not p.name.endswith(".yaml"))
-        if foreign:
-            raise RenderError(
-                f"--out {out_dir} holds files autodevhub did not write ({', '.join(foreign[:5])}); "
-                "it replaces the whole folder, so it refuses to touch this one.",
-                hint="Choose an empty or new folder, such as build/manifests.",
-            )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        for name, content in files.items():
-            (staging / name).write_text(content, encoding="utf-8")
-        if out_dir.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            os.rename(out_dir, backup / "x")
-            os.rename(staging, out_dir)
-            _remove_tree(backup)
-        else:
-            os.rename(staging, out_dir)
-    except BaseException:
-        _remove_tree(staging)
-        raise
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

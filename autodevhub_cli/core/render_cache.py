@@ -16,8 +16,9 @@ import importlib.util
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from stat import S_ISREG
 
-_FORMAT = b"autodevhub-render-cache-2"
+_FORMAT = b"autodevhub-render-cache-3"
 _PACKAGE = Path(__file__).resolve().parent.parent
 _LIBRARIES = ("jinja2", "yaml", "pydantic", "pydantic_core", "kubernetes_validate", "jsonschema")
 
@@ -38,17 +39,27 @@ def _folder() -> Path:
 
 
 def _tree(digest: hashlib._Hash, root: Path, contents: bool) -> None:
+    """Every file under `root`: its name and its bytes (or size and time). Only regular files
+    are opened (a FIFO would block); a link, a dangling link or an unreadable file enters the
+    key as what it is, and the render that follows reports it."""
     for folder, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in sorted(names):
+        for name in sorted(names + [d for d in dirs if os.path.islink(os.path.join(folder, d))]):
             path = os.path.join(folder, name)
             digest.update(os.path.relpath(path, root).encode() + b"\0")
-            if contents:
-                with open(path, "rb") as handle:
-                    digest.update(hashlib.sha256(handle.read()).digest())
-            else:
+            try:
+                if os.path.islink(path):
+                    digest.update(b"link\0" + os.fsencode(os.readlink(path)) + b"\0")
                 stat = os.stat(path)
-                digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+                if not S_ISREG(stat.st_mode):
+                    digest.update(f"mode:{stat.st_mode}".encode())
+                elif contents:
+                    with open(path, "rb") as handle:
+                        digest.update(hashlib.sha256(handle.read()).digest())
+                else:
+                    digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+            except OSError as exc:
+                digest.update(f"error:{exc.errno}".encode())
 
 
 def code_identity(digest: hashlib._Hash, libraries: Sequence[str]) -> None:
@@ -94,6 +105,8 @@ def key(
     for name in sorted(environ):
         if name.startswith("AUTODEVHUB__"):
             digest.update(f"env\0{name}\0{environ[name]}\0".encode())
+    # Paths a render expands with `~` (the Compose secret files) depend on whose home it is.
+    digest.update(f"home\0{os.path.expanduser('~')}\0".encode())
     if images is not None:
         digest.update(b"images\0" + Path(images).read_bytes())
     for folder in ("environments", "templates"):

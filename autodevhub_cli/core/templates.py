@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import jinja2
+import jinja2.exceptions
 import yaml
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from autodevhub_cli.core.errors import RenderError
 
@@ -68,17 +71,87 @@ def _cache_dir() -> Path:
     return cache_home() / f"jinja-{jinja2.__version__}"
 
 
+class _ProjectLoader(jinja2.FileSystemLoader):
+    """Templates from the project's templates/ folder only: a name that resolves (through a
+    symbolic link) outside it, or to anything but a regular file (a FIFO would block every
+    render), is refused with the path it points to."""
+
+    def __init__(self, templates_dir: Path) -> None:
+        super().__init__(str(templates_dir))
+        self._root = os.path.realpath(templates_dir)
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        pieces = jinja2.loaders.split_template_path(template)
+        path = os.path.join(self._root, *pieces)
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, self._root]) != self._root:
+            raise RenderError(
+                f"templates/{template} is a link to {real}, outside the project's templates/ "
+                "folder; templates read only files of that folder.",
+                hint="Copy the file into templates/ instead of linking to it.",
+            )
+        if os.path.exists(real) and not os.path.isfile(real):
+            raise RenderError(
+                f"templates/{template} is not a regular file; templates are files.",
+                hint="Remove it, or replace it with the file it stands for.",
+            )
+        return super().get_source(environment, template)
+
+
+# The most a `*` or `**` in a template may make: a million items or characters, a 4096-bit
+# integer. Far beyond any manifest; a `'x' * 10 ** 10` fails at once instead of eating memory.
+MAX_REPEAT = 1_000_000
+MAX_POWER_BITS = 4096
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, with `*` and `**` bounded."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        repeats = [
+            (len(seq), times)
+            for seq, times in ((left, right), (right, left))
+            if isinstance(seq, str | list | tuple) and isinstance(times, int)
+        ]
+        if operator == "*" and repeats and repeats[0][0] * repeats[0][1] > MAX_REPEAT:
+            raise jinja2.exceptions.SecurityError(
+                f"repeating {repeats[0][0]} items {repeats[0][1]} times makes more than "
+                f"{MAX_REPEAT:,}"
+            )
+        if (
+            operator == "**"
+            and isinstance(left, int)
+            and isinstance(right, int)
+            and right > 0
+            and abs(left) > 1
+            and right * abs(left).bit_length() > MAX_POWER_BITS
+        ):
+            raise jinja2.exceptions.SecurityError(
+                f"{left} ** {right} has more than {MAX_POWER_BITS} bits"
+            )
+        return super().call_binop(context, operator, left, right)
+
+
 def template_environment(templates_dir: Path) -> jinja2.Environment:
-    """The Jinja environment for a project's templates: strict, deterministic, cached bytecode."""
+    """The Jinja environment for a project's templates: sandboxed and immutable (a template
+    reads values and calls the filters below; it cannot reach Python internals, the process or
+    files outside templates/), strict, deterministic, cached bytecode."""
+    from autodevhub_cli.core.render_cache import enabled
+
     cache: jinja2.BytecodeCache | None = None
-    try:
-        folder = _cache_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        cache = jinja2.FileSystemBytecodeCache(str(folder))
-    except OSError:
-        cache = None  # a read-only home only costs speed
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir)),
+    if enabled():
+        try:
+            folder = _cache_dir()
+            folder.mkdir(parents=True, exist_ok=True)
+            cache = jinja2.FileSystemBytecodeCache(str(folder))
+        except OSError:
+            cache = None  # a read-only home only costs speed
+    env = _Sandbox(
+        loader=_ProjectLoader(templates_dir),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -114,10 +187,43 @@ def render_template(env: jinja2.Environment, name: str, context: dict[str, Any])
             hint="The template uses a value the environment model does not have: fix the "
             "template, or add the field to the environment model and the environment files.",
         ) from None
+    except jinja2.exceptions.SecurityError as exc:
+        where = _template_location(sys.exc_info()[2], name)
+        raise RenderError(
+            f"{where}: {str(exc).rstrip('.')}: templates run in a sandbox and read values only.",
+            hint="Use the environment's values and autodevhub's filters instead.",
+        ) from None
+    except jinja2.TemplateNotFound as exc:
+        where = _template_location(sys.exc_info()[2], name)
+        raise RenderError(
+            f"{where}: the template {exc.name!r} it includes or imports does not exist in "
+            "templates/.",
+            hint="Fix the name, or add the template.",
+        ) from None
     except jinja2.TemplateError as exc:
-        raise RenderError(f"templates/{name}: {exc}.") from None
+        where = _template_location(sys.exc_info()[2], name)
+        raise RenderError(f"{where}: {exc}.") from None
     except RenderError as exc:
+        if exc.message.startswith("templates/"):
+            raise
         raise RenderError(f"templates/{name}: {exc.message}", hint=exc.hint) from None
+    except MemoryError:
+        raise RenderError(
+            f"templates/{name}: rendering it ran out of memory.",
+            hint="Look for a loop or a repetition that grows without bound.",
+        ) from None
+    except RecursionError:
+        where = _template_location(sys.exc_info()[2], name)
+        raise RenderError(
+            f"{where}: the template recurses without end (a macro or include that calls itself).",
+            hint="Give the recursion a condition that stops it.",
+        ) from None
+    except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as exc:
+        where = _template_location(sys.exc_info()[2], name)
+        raise RenderError(
+            f"{where}: {type(exc).__name__}: {str(exc).rstrip('.')}.",
+            hint="Fix the expression at that line (or the value it works on).",
+        ) from None
 
 
 def _template_location(tb: TracebackType | None, fallback: str) -> str:

@@ -41,7 +41,8 @@ def test_out_writes_one_compose_file(tmp_path) -> None:
         "render", "--env", "dev", "--out", str(out_dir), "--project-dir", str(REPO)
     )
     assert code == 0, err
-    assert sorted(p.name for p in out_dir.iterdir()) == ["compose.yaml"]
+    # and the marker that says autodevhub wrote the folder (no extension: no tool reads it)
+    assert sorted(p.name for p in out_dir.iterdir()) == [".autodevhub-render", "compose.yaml"]
 
 
 def test_kubernetes_target_for_dev(tmp_path) -> None:

@@ -187,3 +187,26 @@ def test_debug_goes_to_typer(project: Path, tmp_path: Path) -> None:
         env=environ,
     )
     assert "typer=True" in result.stderr and result.stdout
+
+
+def test_whose_home_it_is_is_part_of_the_key(project: Path, tmp_path: Path) -> None:
+    """The Compose secret files live under `~` (staging's, rendered for Compose): a render under
+    another HOME is another render (it once printed the first user's paths)."""
+    cache = tmp_path / "cache"
+    homes = [tmp_path / "home-a", tmp_path / "home-b"]
+    args = ["--env", "staging", "--target", "compose"]
+    outs = []
+    for home in homes:
+        home.mkdir()
+        outs.append(_render(project, cache, *args, env={"HOME": str(home)})["out"])
+    assert str(homes[0]) in outs[0], "the render names secret files under HOME"
+    assert str(homes[0]) not in outs[1] and str(homes[1]) in outs[1]
+
+
+def test_no_cache_turns_off_every_cache_the_render_keeps(project: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    environ = {**os.environ, "XDG_CACHE_HOME": str(cache), "AUTODEVHUB_NO_CACHE": "1"}
+    subprocess.run(
+        [sys.executable, "-c", PROBE, str(project)], env=environ, check=True, capture_output=True
+    )
+    assert not cache.exists() or not any(cache.rglob("*")), sorted(cache.rglob("*"))
