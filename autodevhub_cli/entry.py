@@ -150,7 +150,13 @@ def main() -> None:
     if args[:1] == ["render"]:
         text = _fast_render(args[1:])
         if text is not None:
-            sys.stdout.write(text)
+            try:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                # The reader went away (`| head`): end quietly, as Unix tools do.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise SystemExit(1) from None
             return
     from autodevhub_cli.main import main as full_main
 

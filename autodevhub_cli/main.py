@@ -26,6 +26,7 @@ from autodevhub_cli.commands import doctor as doctor_commands
 from autodevhub_cli.commands import init as init_commands
 from autodevhub_cli.commands import render as render_commands
 from autodevhub_cli.commands import secrets as secrets_commands
+from autodevhub_cli.commands import smoke as smoke_commands
 from autodevhub_cli.core.errors import INTERRUPTED, AutodevhubError, reported, signal_name
 from autodevhub_cli.logs import configure_logging
 
@@ -73,6 +74,9 @@ class AutodevhubGroup(TyperGroup):
             _print_error("Error", message)
             raise typer.Exit(code) from None
         except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except BrokenPipeError:
+            # The reader went away (`autodevhub validate | head -1`): Click ends quietly.
             raise
         except KeyboardInterrupt as exc:
             code, message = _interruption(exc)
@@ -127,7 +131,7 @@ app.command("render")(render_commands.render)
 app.command("validate")(render_commands.validate)
 app.command("build")(build_commands.build)
 app.command("deploy")(deploy_commands.deploy)
-app.command("smoke-test")(deploy_commands.smoke_test)
+app.command("smoke-test")(smoke_commands.smoke_test)
 app.command("status")(deploy_commands.status)
 app.command("history")(deploy_commands.history)
 app.command("rollback")(deploy_commands.rollback)

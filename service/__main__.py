@@ -57,31 +57,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
+    from service.server import uvicorn_options
+
     if args.command == "worker":
         from service.main import create_app
 
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            proxy_headers=True,
-            forwarded_allow_ips=settings.forwarded_allow_ips,
-            server_header=False,
-        )
+        uvicorn.run(create_app(settings), **uvicorn_options(settings))
         return 0
-    uvicorn.run(
-        "service.main:app",
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        server_header=False,
-    )
+    uvicorn.run("service.main:app", workers=settings.workers, **uvicorn_options(settings))
     return 0
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -76,17 +78,34 @@ def ping(engine: Engine) -> None:
         conn.execute(text("SELECT 1"))
 
 
+# PostgreSQL's SQLSTATE for "disk full".
+_PG_DISK_FULL = "53100"
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """Whether `exc` says the database's storage is full: SQLITE_FULL, or PostgreSQL's
+    disk_full. Reads still work; writes fail until space is freed."""
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    orig = exc.orig
+    if isinstance(orig, sqlite3.Error):
+        # The primary code is the low byte of an extended result code.
+        return (getattr(orig, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_FULL
+    return getattr(orig, "sqlstate", None) == _PG_DISK_FULL
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Whether `exc` means the database cannot serve right now (a retry may succeed), not a bug.
 
-    True for a lost or refused connection, a server shutting down or out of resources, and a
-    connection pool with none free in time; False for errors in the statement or the data.
+    True for a lost or refused connection, a server shutting down or out of resources (a full
+    disk included), and a connection pool with none free in time; False for errors in the
+    statement or the data.
     """
     if isinstance(exc, sa_exc.TimeoutError):
         return True
     if not isinstance(exc, sa_exc.DBAPIError):
         return False
-    if exc.connection_invalidated:
+    if exc.connection_invalidated or is_storage_full(exc):
         return True
     if isinstance(exc.orig, sqlite3.Error):
         # SQLite raises OperationalError for bugs as well (syntax, a missing table); only a
@@ -94,6 +113,33 @@ def is_unavailable(exc: BaseException) -> bool:
         return "database is locked" in str(exc.orig)
     # psycopg's OperationalError is the server's state (connection, shutdown, resources).
     return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+
+
+class StorageAlarm:
+    """Whether writes failed recently because the database's storage is full.
+
+    Raised by a failed write, cleared by a successful one or after `window` seconds without a
+    new failure: a process that gets no writes (it is not ready, so it is sent none) would
+    otherwise never find out that space was freed.
+    """
+
+    def __init__(self, window: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self._clock = clock
+        self._until: float | None = None
+
+    def raise_alarm(self) -> None:
+        """A write just failed for lack of space."""
+        self._until = self._clock() + self.window
+
+    def clear(self) -> None:
+        """A write just succeeded."""
+        self._until = None
+
+    @property
+    def active(self) -> bool:
+        """Whether a write failed for lack of space within the window."""
+        return self._until is not None and self._clock() < self._until
 
 
 def unavailable_reason(exc: BaseException) -> str:

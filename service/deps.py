@@ -8,7 +8,13 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.runtime import Runtime
-from service.security import RateLimiter, bearer_token, matching_key, retry_after_header
+from service.security import (
+    RateLimiter,
+    address_key,
+    bearer_token,
+    matching_key,
+    retry_after_header,
+)
 
 bearer = HTTPBearer(auto_error=False, description="An API key from API_KEYS.")
 
@@ -41,7 +47,7 @@ def _rate_identity(request: Request, key_digest: str | None) -> str:
     unverified token never names a bucket: a fresh one per request would get a fresh bucket."""
     if key_digest is not None:
         return "key:" + key_digest[:16]
-    return "ip:" + client_address(request)
+    return "ip:" + address_key(client_address(request))
 
 
 def _check_rate(limiter: RateLimiter, client: str, runtime: Runtime, scope: str) -> None:
@@ -63,7 +69,7 @@ def _verified_key(request: Request, runtime: Runtime, token: str | None) -> str 
     gets 429 for every key, right or wrong, until its budget refills, so guessing cannot go
     faster than the limit (a 429 for wrong keys only would tell a right guess apart).
     """
-    address = "ip:" + client_address(request)
+    address = "ip:" + address_key(client_address(request))
     failures = runtime.auth_failure_limiter
     wait = failures.wait(address)
     if wait > 0:
@@ -104,3 +110,18 @@ def limit_reader(request: Request, runtime: Runtime) -> None:
         digests = runtime.settings.api_keys
         digest = matching_key(token, digests) if token and digests else None
         _check_rate(runtime.read_limiter, _rate_identity(request, digest), runtime, "read")
+
+
+def limit_operations(request: Request, runtime: Runtime) -> None:
+    """/readyz, /metrics, /openapi.json and /docs: a generous per-address budget
+    (OPS_RATE_LIMIT_PER_MINUTE), far above what probes and scrapes use, that stops a client from
+    turning them into a way to load the database or the CPU. /healthz stays unlimited: a
+    liveness probe that met a 429 would restart the pod."""
+    if runtime.ops_limiter.enabled:
+        identity = "ip:" + address_key(client_address(request))
+        _check_rate(runtime.ops_limiter, identity, runtime, "ops")
+
+
+async def operations_limit(request: Request, runtime: RuntimeDep) -> None:
+    """Dependency form of `limit_operations`."""
+    limit_operations(request, runtime)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -14,11 +15,14 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from service.db import is_unavailable, unavailable_reason
+from service.db import is_storage_full, is_unavailable, unavailable_reason
 
 log = logging.getLogger("service.error")
 DATABASE_UNAVAILABLE = "database is unavailable; retry later"
+STORAGE_FULL = "database storage is full; retry later"
 RETRY_AFTER_SECONDS = 2
+# Freeing space takes an operator: no point in retrying every two seconds.
+STORAGE_FULL_RETRY_AFTER_SECONDS = 30
 # The methods a 405 looks for at the path; HEAD comes with GET.
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 
@@ -35,10 +39,79 @@ def encodable(value: Any) -> Any:
     return value
 
 
+# A 422 names at most this many errors, and echoes at most this much of any value: the body is
+# up to MAX_BODY_BYTES of the client's choosing, and echoing all of it (one error per unknown
+# key, say) once made a 60 KB body into a 593 KB answer.
+MAX_ERRORS_SHOWN = 10
+MAX_ECHO_CHARACTERS = 80
+MAX_MESSAGE_CHARACTERS = 300
+
+
+def shorten(text: str, limit: int = MAX_ECHO_CHARACTERS) -> str:
+    """`text` made encodable and cut to `limit` characters, with an ellipsis when cut."""
+    text = encodable(text[: limit + 1])
+    return text if len(text) <= limit else text[:limit] + "\u2026"
+
+
+def excerpt(value: Any) -> Any:
+    """A small excerpt of an input value that JSON can always encode: short scalars as they
+    are, long text shortened, bytes decoded with U+FFFD, `NaN` and infinities as their JSON
+    spelling in a string, containers as a shortened string of their JSON text."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else shorten(str(value))
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, bytes | bytearray):
+        return shorten(bytes(value[: 4 * MAX_ECHO_CHARACTERS]).decode("utf-8", "replace"))
+    if isinstance(value, str):
+        return shorten(value)
+    try:
+        text = json.dumps(value, default=repr, separators=(",", ":"))
+    except (TypeError, ValueError):
+        text = repr(value)
+    return shorten(text)
+
+
+def validation_errors(errors: Any) -> list[dict[str, Any]]:
+    """FastAPI's error list, bounded: at most MAX_ERRORS_SHOWN errors, each location part,
+    message, context value and echoed input cut to a small excerpt."""
+    errors = list(errors)
+    shown: list[dict[str, Any]] = []
+    for error in errors[:MAX_ERRORS_SHOWN]:
+        item: dict[str, Any] = {
+            "type": shorten(str(error.get("type", "")), 64),
+            "loc": [
+                part if isinstance(part, int) else shorten(str(part), 64)
+                for part in error.get("loc", ())[:8]
+            ],
+            "msg": shorten(str(error.get("msg", "")), MAX_MESSAGE_CHARACTERS),
+        }
+        if "input" in error:
+            item["input"] = excerpt(error["input"])
+        if isinstance(error.get("ctx"), dict):
+            item["ctx"] = {shorten(str(k), 64): excerpt(v) for k, v in error["ctx"].items()}
+        shown.append(item)
+    hidden = len(errors) - len(shown)
+    if hidden > 0:
+        shown.append(
+            {
+                "type": "too_many_errors",
+                "loc": shown[-1]["loc"][:1],
+                "msg": f"{hidden} more errors not shown",
+            }
+        )
+    return shown
+
+
 async def invalid_request(request: Request, exc: Exception) -> Response:
-    """FastAPI's 422 with the errors and the input they echo, made safe to encode first."""
+    """FastAPI's 422 with the errors and a bounded excerpt of the input they echo, always
+    encodable (whatever the body held: lone surrogates, NaN, bytes of any content type)."""
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse({"detail": encodable(jsonable_encoder(exc.errors()))}, status_code=422)
+    return JSONResponse({"detail": validation_errors(exc.errors())}, status_code=422)
 
 
 def allowed_methods(request: Request) -> list[str]:
@@ -60,6 +133,8 @@ def allowed_methods(request: Request) -> list[str]:
         }
         if any(route.matches(probe)[0] == Match.FULL for route in request.app.router.routes):
             allowed.append(method)
+    if "GET" in allowed and "HEAD" not in allowed:
+        allowed.insert(allowed.index("GET") + 1, "HEAD")  # middleware.HeadAsGetMiddleware
     return allowed
 
 
@@ -83,10 +158,14 @@ async def database_unavailable(request: Request, exc: Exception) -> Response:
         "database unavailable",
         extra={"path": request.url.path, "error": unavailable_reason(exc)},
     )
+    detail, retry_after = DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
+    if is_storage_full(exc):
+        detail, retry_after = STORAGE_FULL, STORAGE_FULL_RETRY_AFTER_SECONDS
+        runtime = getattr(request.app.state, "runtime", None)
+        if runtime is not None:
+            runtime.storage.raise_alarm()  # readiness reports it (routes.ops)
     return JSONResponse(
-        {"detail": DATABASE_UNAVAILABLE},
-        status_code=503,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        {"detail": detail}, status_code=503, headers={"Retry-After": str(retry_after)}
     )
 
 

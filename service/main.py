@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from service.errors import add_error_handlers
 from service.logs import configure_logging
-from service.middleware import BodySizeLimitMiddleware, LazyCORSMiddleware, RequestContextMiddleware
+from service.middleware import (
+    BodySizeLimitMiddleware,
+    HeadAsGetMiddleware,
+    LazyCORSMiddleware,
+    RequestContextMiddleware,
+)
 from service.routes import docs, ops, stories
 from service.settings import Settings, get_settings
 
@@ -22,14 +28,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         from service.runtime import start_runtime
+        from service.server import LIMITS_STATE, ConnectionLimits
 
         resolved = settings or get_settings()
         configure_logging(resolved.log_level)
         app.state.runtime = await start_runtime(resolved)
         try:
-            yield
+            # Lifespan state reaches uvicorn's connections: service.server reads its limits.
+            yield {LIMITS_STATE: ConnectionLimits.from_settings(resolved)}
         finally:
             await app.state.runtime.stop()
             del app.state.runtime
@@ -49,7 +57,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(docs.router)
     app.include_router(ops.router)
     add_error_handlers(app)
-    # Added innermost first: request context wraps CORS, which wraps the body limit.
+    # Added innermost first: request context wraps CORS, which wraps the body limit, which
+    # wraps HEAD-as-GET.
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(LazyCORSMiddleware)
     app.add_middleware(RequestContextMiddleware)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -14,25 +16,36 @@ ACTIVE_WINDOW_SECONDS = 300.0
 
 
 class ActiveClients:
-    """Distinct client addresses seen in the last five minutes (bounded memory)."""
+    """Distinct client addresses seen in the last five minutes, in bounded memory and O(1) per
+    request: addresses are kept in the order last seen, so those out of the window leave from
+    the front; past `max_clients`, the least recently seen one is forgotten."""
 
-    def __init__(self, max_clients: int = 100_000) -> None:
+    def __init__(
+        self, max_clients: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.max_clients = max_clients
-        self._seen: dict[str, float] = {}
+        self._clock = clock
+        self._seen: OrderedDict[str, float] = OrderedDict()
 
     def touch(self, client: str) -> None:
         """Record a request from `client`."""
-        if len(self._seen) >= self.max_clients and client not in self._seen:
-            self.count()
-            if len(self._seen) >= self.max_clients:
-                return
-        self._seen[client] = time.monotonic()
+        now = self._clock()
+        self._forget(now)
+        if client in self._seen:
+            self._seen.move_to_end(client)
+        elif len(self._seen) >= self.max_clients:
+            self._seen.popitem(last=False)
+        self._seen[client] = now
 
     def count(self) -> float:
-        """Forget clients idle for longer than the window; return how many remain."""
-        cutoff = time.monotonic() - ACTIVE_WINDOW_SECONDS
-        self._seen = {c: t for c, t in self._seen.items() if t >= cutoff}
+        """How many clients were seen within the window."""
+        self._forget(self._clock())
         return float(len(self._seen))
+
+    def _forget(self, now: float) -> None:
+        cutoff = now - ACTIVE_WINDOW_SECONDS
+        while self._seen and next(iter(self._seen.values())) < cutoff:
+            self._seen.popitem(last=False)
 
 
 class ServiceMetrics:

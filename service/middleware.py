@@ -1,4 +1,5 @@
-"""Pure-ASGI middleware: request id, access log and metrics; body size limit; lazy CORS."""
+"""Pure-ASGI middleware: request id, access log, metrics and security headers; HEAD as GET
+without a body; body size limit; lazy CORS."""
 
 from __future__ import annotations
 
@@ -87,8 +88,8 @@ class RequestContextMiddleware:
         except Exception:
             error_log.exception("unhandled error", extra={"path": scope.get("path")})
             if not response_started:
-                status = 500
-                await _send_json(send, 500, {"detail": "internal server error"}, [id_header])
+                # Through the wrapper: a 500 carries the request id and security headers too.
+                await _send_json(send_wrapper, 500, {"detail": "internal server error"}, [])
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -112,6 +113,36 @@ class RequestContextMiddleware:
                         },
                     )
             request_id_var.reset(token)
+
+
+class HeadAsGetMiddleware:
+    """Answers HEAD like GET, without the body (RFC 9110 section 9.3.2): FastAPI's GET routes
+    do not take HEAD, which was a 405.
+
+    The app sees a copy of the scope with GET; the server's own scope keeps HEAD, so uvicorn
+    also knows to send no body. The route the app matched is copied back for the access log
+    and the metrics.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        as_get = {**scope, "method": "GET"}
+
+        async def without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        try:
+            await self.app(as_get, receive, without_body)
+        finally:
+            if "route" in as_get:
+                scope["route"] = as_get["route"]
 
 
 class BodySizeLimitMiddleware:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -33,6 +33,14 @@ class StorySetRecord(Base):
     # The claiming process's slot (`<worker name>/<n>`) and incarnation, while `running`.
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     claim_token: Mapped[str | None] = mapped_column(String(32))
+    # Whether the running claim runs alone in its process (a set a crash interrupted before is
+    # retried so), and how many crashes hit the set while it did: only those count against it.
+    claimed_alone: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    crashes_alone: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, bindparam, case, delete, func, insert, or_, select, true, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.models import StorySetRecord
@@ -106,7 +106,16 @@ def _columns(record: StorySetRecord) -> dict[str, Any]:
 
 
 # A set that leaves `running` other than by finishing drops its lease and its claimer together.
-_UNCLAIMED: dict[str, Any] = {"lease_expires_at": None, "claimed_by": None, "claim_token": None}
+_UNCLAIMED: dict[str, Any] = {
+    "lease_expires_at": None,
+    "claimed_by": None,
+    "claim_token": None,
+    "claimed_alone": False,
+}
+# A queued set with a claim left over was interrupted by a crash (an orderly stop hands its
+# claim back): it may be what crashed the process, so it is retried alone (see `claim`).
+_SUSPECT = (T.status == "queued") & (T.attempts > 0)
+_FRESH = (T.status == "queued") & (T.attempts == 0)
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,7 @@ class ClaimedJob:
     context: str | None
     persona: str | None
     attempts: int
+    alone: bool = False  # nothing else may run in this process while it does
 
 
 @dataclass(frozen=True)
@@ -165,6 +175,8 @@ class StoryRepository:
             persona=request.persona,
             story_count=0,
             attempts=0,
+            claimed_alone=False,
+            crashes_alone=0,
             created_at=now,
             updated_at=now,
         )
@@ -198,21 +210,53 @@ class StoryRepository:
             result = conn.execute(delete(StorySetRecord).where(T.id == story_set_id))
         return result.rowcount == 1
 
-    def claim(self, limit: int, lease_seconds: float, claimant: Claimant) -> list[ClaimedJob]:
-        """Move up to `limit` queued sets to `running` under `claimant`'s lease, in one statement.
+    def claim(
+        self, limit: int, lease_seconds: float, claimant: Claimant, *, idle: bool = True
+    ) -> list[ClaimedJob]:
+        """Move up to `limit` queued sets to `running` under `claimant`'s lease.
+
+        A set that a crash interrupted (a suspect) is retried alone in its process, so that a
+        crash during that run can be laid at its door: an `idle` claimant (running nothing)
+        takes one suspect before any fresh set, the ones least often hit while alone first, and
+        runs nothing beside it; a busy claimant takes no fresh set while a suspect waits, so
+        that some process runs dry and takes it. Fresh sets go oldest first.
 
         Safe across processes: PostgreSQL skips rows another claimer has locked, SQLite runs
         one writer at a time, and the `status = 'queued'` guard makes a lost race a no-op.
         """
+        with self.background.begin() as conn:
+            if idle:
+                turns = (T.crashes_alone, T.created_at)
+                suspect = self._claim(conn, _SUSPECT, turns, 1, lease_seconds, claimant, True)
+                if suspect:
+                    return suspect
+            elif conn.execute(select(T.id).where(_SUSPECT).limit(1)).first() is not None:
+                return []
+            if limit <= 0:
+                return []
+            oldest = (T.created_at,)
+            return self._claim(conn, _FRESH, oldest, limit, lease_seconds, claimant, False)
+
+    def _claim(
+        self,
+        conn: Any,
+        which: Any,
+        order: tuple[Any, ...],
+        limit: int,
+        lease_seconds: float,
+        claimant: Claimant,
+        alone: bool,
+    ) -> list[ClaimedJob]:
+        """Claim up to `limit` sets matching `which`, in `order`, in one statement."""
         now = utcnow()
-        oldest = select(T.id).where(T.status == "queued").order_by(T.created_at).limit(limit)
+        candidates = select(T.id).where(which).order_by(*order).limit(limit)
         if self.background.dialect.name == "postgresql":
             # A CTE runs once; as an IN (...) subquery PostgreSQL may re-run it per row and
             # claim more than `limit` rows.
-            claimable = oldest.with_for_update(skip_locked=True).cte("claimable")
+            claimable = candidates.with_for_update(skip_locked=True).cte("claimable")
             chosen: Any = T.id == claimable.c.id
         else:
-            chosen = T.id.in_(oldest.scalar_subquery())
+            chosen = T.id.in_(candidates.scalar_subquery())
         statement = (
             update(StorySetRecord)
             .where(chosen, T.status == "queued")
@@ -222,13 +266,13 @@ class StoryRepository:
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
                 claimed_by=claimant.slot,
                 claim_token=claimant.token,
+                claimed_alone=alone,
                 updated_at=now,
             )
             .returning(T.id, T.feature, T.context, T.persona, T.attempts)
         )
-        with self.background.begin() as conn:
-            rows = conn.execute(statement).all()
-        return [ClaimedJob(r.id, r.feature, r.context, r.persona, r.attempts) for r in rows]
+        rows = conn.execute(statement).all()
+        return [ClaimedJob(r.id, r.feature, r.context, r.persona, r.attempts, alone) for r in rows]
 
     def renew_leases(self, ids: list[str], lease_seconds: float, claimant: Claimant) -> set[str]:
         """Extend the lease on sets `claimant` is still generating; returns those it still holds
@@ -315,25 +359,33 @@ class StoryRepository:
             )
 
     def recover_abandoned(self, max_claims: int, claimant: Claimant | None = None) -> Recovery:
-        """Requeue `running` sets whose owner is gone; fail those interrupted too often.
+        """Requeue `running` sets whose owner is gone; fail those that crashed it too often.
 
         Gone means: the lease ran out, or (with `claimant`) the set was claimed from the
         claimant's slot by an earlier incarnation, which ended when it gave the slot up.
+
+        A crash counts against a set only if the set ran alone (see `claim`): a crash that
+        interrupts many sets at once says nothing about any one of them, and three unrelated
+        crashes must not fail the oldest sets in flight for good. A set is failed once
+        `max_claims` crashes hit it while it ran alone.
         """
         now = utcnow()
         gone = T.lease_expires_at.is_(None) | (T.lease_expires_at < now)
         if claimant is not None:
             gone = gone | ((T.claimed_by == claimant.slot) & (T.claim_token != claimant.token))
         abandoned = (T.status == "running") & gone
+        alone = T.claimed_alone == true()
         with self.background.begin() as conn:
             failed = conn.execute(
                 update(StorySetRecord)
-                .where(abandoned, T.attempts >= max_claims)
+                .where(abandoned, alone, T.crashes_alone + 1 >= max_claims)
                 .values(
                     status="failed",
+                    crashes_alone=T.crashes_alone + 1,
                     error=(
-                        f"generation was interrupted {max_claims} times "
-                        "(the service stopped while it ran); giving up"
+                        f"generation was interrupted {max_claims} times while it ran alone "
+                        "(the service stopped each time, so this request is the likely cause); "
+                        "giving up"
                     ),
                     updated_at=now,
                     **_UNCLAIMED,
@@ -345,6 +397,7 @@ class StoryRepository:
                 .where(abandoned)
                 .values(
                     status="queued",
+                    crashes_alone=T.crashes_alone + case((alone, 1), else_=0),
                     updated_at=now,
                     **_UNCLAIMED,
                 )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from service.anthropic_generator import make_generator
-from service.db import make_engine, make_session_factory, safe_url
+from service.db import StorageAlarm, make_engine, make_session_factory, safe_url
 from service.generation import StoryGenerator
 from service.list_cache import ListPageCache
 from service.metrics import ServiceMetrics
@@ -34,8 +34,10 @@ class Runtime:
     write_limiter: RateLimiter
     read_limiter: RateLimiter
     auth_failure_limiter: RateLimiter
+    ops_limiter: RateLimiter
     list_cache: ListPageCache
     head: str | None
+    storage: StorageAlarm
 
     async def stop(self) -> None:
         """Stop the worker, close the model client and the connection pool."""
@@ -52,7 +54,7 @@ async def start_runtime(settings: Settings) -> Runtime:
     background = engine if engine.dialect.name == "sqlite" else make_engine(settings, durable=False)
     repository = StoryRepository(engine, make_session_factory(engine), background)
     generator = make_generator(settings, metrics)
-    list_cache = ListPageCache(settings.list_cache_seconds)
+    list_cache = ListPageCache(settings.list_cache_seconds, max_bytes=settings.list_cache_max_bytes)
     worker = GenerationWorker(settings, repository, generator, metrics, list_cache.invalidate)
     runtime = Runtime(
         settings=settings,
@@ -64,8 +66,10 @@ async def start_runtime(settings: Settings) -> Runtime:
         write_limiter=RateLimiter(settings.rate_limit_per_minute),
         read_limiter=RateLimiter(settings.read_rate_limit_per_minute),
         auth_failure_limiter=RateLimiter(settings.auth_failures_per_minute),
+        ops_limiter=RateLimiter(settings.ops_rate_limit_per_minute),
         list_cache=list_cache,
         head=head_revision(),
+        storage=StorageAlarm(),
     )
     if settings.generates:
         try:

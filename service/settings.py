@@ -53,13 +53,21 @@ class Settings(BaseSettings):
         extra="ignore", case_sensitive=False, hide_input_in_errors=True
     )
 
-    # Declared first: the checks of the fields below read it (they run in declaration order).
+    # Declared first: the checks of the fields below read them (they run in declaration order).
     app_env: Literal["dev", "staging", "prod"] = "dev"
+    # Which part of the service this process runs: "all" serves the API and generates; with a
+    # separate generation worker deployed, the API pods run "api" (they only queue) and the
+    # worker pods "worker" (`python -m service worker`: the queue, health and metrics).
+    process_role: Literal["all", "api", "worker"] = "all"
+    # Which generator writes the stories: unset, the model when ANTHROPIC_API_KEY is set and the
+    # offline generator otherwise (dev only: elsewhere a missing key is refused unless
+    # GENERATOR=offline says that offline stories are meant).
+    generator: Literal["anthropic", "offline"] | None = None
     database_url: SecretStr = Field(default=SecretStr(DEFAULT_DATABASE_URL), validate_default=True)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=20, ge=0, le=200)
 
-    anthropic_api_key: SecretStr | None = None
+    anthropic_api_key: SecretStr | None = Field(default=None, validate_default=True)
     anthropic_base_url: str | None = None
     anthropic_model: str = "claude-sonnet-5-5"
     anthropic_max_tokens: int = Field(default=4096, ge=256, le=64000)
@@ -68,10 +76,6 @@ class Settings(BaseSettings):
     anthropic_backoff_seconds: float = Field(default=1.0, ge=0, le=60)
     anthropic_backoff_max_seconds: float = Field(default=30.0, ge=0, le=600)
 
-    # Which part of the service this process runs: "all" serves the API and generates; with a
-    # separate generation worker deployed, the API pods run "api" (they only queue) and the
-    # worker pods "worker" (`python -m service worker`: the queue, health and metrics).
-    process_role: Literal["all", "api", "worker"] = "all"
     max_concurrent_generations: int = Field(default=16, ge=1, le=1000)
     # A claimed set's lease, renewed every quarter of it while the generation runs: the work of
     # a process that died is back in the queue within about 1.25 leases, and at once when the
@@ -81,6 +85,8 @@ class Settings(BaseSettings):
     # each process group its own when several share a host name but not /tmp.
     worker_name: str = Field(default="", max_length=150)
     worker_slot_dir: str = ""
+    # A set is failed for good after this many crashes hit it while it ran alone (a set a crash
+    # interrupted is retried alone; crashes with other sets in flight do not count against it).
     generation_max_claims: int = Field(default=3, ge=1, le=20)
     worker_poll_seconds: float = Field(default=2.0, gt=0, le=300)
 
@@ -92,6 +98,11 @@ class Settings(BaseSettings):
     read_rate_limit_per_minute: int = Field(default=1200, ge=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     list_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    # Bytes of rendered list pages kept per process (anonymous reads choose the page).
+    list_cache_max_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    # Per-address budget for /readyz, /metrics, /openapi.json and /docs: generous, so that the
+    # kubelet's probes and Prometheus (a few a minute each) never meet it.
+    ops_rate_limit_per_minute: int = Field(default=600, ge=0)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -100,6 +111,14 @@ class Settings(BaseSettings):
     access_log: bool = True
     migrate_on_start: bool | None = None
     forwarded_allow_ips: str = "127.0.0.1"
+    # Connection bounds of the HTTP server (service.server): the request head (request line and
+    # headers) in bytes and in time, the time for a whole body, idle keep-alive, and open
+    # connections per process (beyond it: 503, except the probes).
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    max_connections: int = Field(default=1000, ge=1, le=100_000)
     # /docs and /openapi.json: on in dev, off elsewhere unless set.
     docs_enabled: bool | None = None
 
@@ -131,10 +150,32 @@ class Settings(BaseSettings):
     def _refuse_placeholder_key(
         cls, key: SecretStr | None, info: ValidationInfo
     ) -> SecretStr | None:
+        generator = info.data.get("generator")
+        if generator == "anthropic" and key is None:
+            raise ValueError("GENERATOR=anthropic needs ANTHROPIC_API_KEY; set it")
         app_env = _strict_env(info)
-        if app_env is not None and key is not None:
-            _refuse(safety.anthropic_api_key_problem(key.get_secret_value(), app_env))
+        # Only a process that generates needs the key: the API pods beside a worker only queue.
+        if app_env is not None and info.data.get("process_role") != "api":
+            value = key.get_secret_value() if key is not None else None
+            offline = generator == "offline"
+            _refuse(safety.anthropic_api_key_problem(value, app_env, offline=offline))
         return key
+
+    @field_validator("anthropic_base_url")
+    @classmethod
+    def _refuse_plain_http(cls, url: str | None, info: ValidationInfo) -> str | None:
+        app_env = _strict_env(info)
+        if app_env is not None and url is not None:
+            _refuse(safety.anthropic_base_url_problem(url, app_env))
+        return url
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _refuse_any_origin(cls, origins: list[str], info: ValidationInfo) -> list[str]:
+        app_env = _strict_env(info)
+        if app_env is not None:
+            _refuse(safety.cors_origins_problem(origins, app_env))
+        return origins
 
     @field_validator("api_keys")
     @classmethod
@@ -169,7 +210,10 @@ class Settings(BaseSettings):
 
     @property
     def generator_name(self) -> Literal["anthropic", "offline"]:
-        """Which generator this configuration selects."""
+        """Which generator this configuration selects: GENERATOR if set, else the model when a
+        key is set."""
+        if self.generator is not None:
+            return self.generator
         return "anthropic" if self.anthropic_api_key is not None else "offline"
 
     @property

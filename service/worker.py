@@ -93,6 +93,8 @@ class GenerationWorker:
         self._slot: Slot | None = None
         self._slot_recovered = False
         self._outage_since: float | None = None
+        # The set running alone (a crash interrupted it before): nothing is claimed beside it.
+        self._alone: str | None = None
 
     @property
     def claimant(self) -> Claimant:
@@ -143,7 +145,7 @@ class GenerationWorker:
         poll = self.settings.worker_poll_seconds
         while not self._stopping:
             self._wake.clear()
-            free = self.capacity - len(self._tasks)
+            free = 0 if self._alone else self.capacity - len(self._tasks)
             claimed: list[ClaimedJob] = []
             try:
                 if free > 0:
@@ -152,6 +154,7 @@ class GenerationWorker:
                         free,
                         self.settings.generation_lease_seconds,
                         claimant,
+                        idle=not self._tasks,
                     )
                 self._database_back()
                 poll = self.settings.worker_poll_seconds
@@ -163,6 +166,8 @@ class GenerationWorker:
             if claimed:
                 self.on_change()
             for job in claimed:
+                if job.alone:
+                    self._alone = job.id
                 self._tasks[job.id] = asyncio.create_task(self._generate(job), name=f"gen-{job.id}")
             if claimed and len(claimed) == free:
                 continue
@@ -280,6 +285,8 @@ class GenerationWorker:
             self.on_change()
             self.metrics.in_flight.dec()
             self._tasks.pop(job.id, None)
+            if self._alone == job.id:
+                self._alone = None
             self._wake.set()
 
     async def stop(self) -> None:

@@ -1,4 +1,4 @@
-"""`autodevhub deploy`, `smoke-test`, `status`, `rollback` and `down`."""
+"""`autodevhub deploy`, `status`, `history`, `rollback`, `down`, `promote` and `diff`."""
 
 from __future__ import annotations
 
@@ -20,11 +20,15 @@ from autodevhub_cli.commands.options import (
     ProjectDir,
     Prune,
     Sets,
+    seconds,
 )
 from autodevhub_cli.commands.progress import Progress
 
 Timeout = Annotated[
-    float, typer.Option("--timeout", help="Seconds to wait for the release to become healthy.")
+    float,
+    typer.Option(
+        "--timeout", help="Seconds to wait for the release to become healthy.", callback=seconds
+    ),
 ]
 
 
@@ -133,54 +137,6 @@ def _summarise(env: str, outcome: dict[str, Any], error: str | None) -> None:
     parts.append(summary.smoke_table(outcome.get("smoke")))
     parts.append(f"Timings: {summary.timings_line(release.get('timings') or {})}")
     summary.append("\n\n".join(parts))
-
-
-def smoke_test(
-    env: Env,
-    urls: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--url",
-            help="Reach a component at this URL, as NAME=URL (repeatable; over smoke.urls).",
-        ),
-    ] = None,
-    timeout: Annotated[
-        float | None, typer.Option("--timeout", help="Deadline in seconds for retries.")
-    ] = None,
-    output: Output = OutputFormat.text,
-    sets: Sets = None,
-    project_dir: ProjectDir = None,
-) -> None:
-    """Run the smoke checks against a deployed environment; exit code 3 when one fails."""
-    from autodevhub_cli.core.errors import SmokeCheckError
-    from autodevhub_cli.core.operate import smoke_test as run_smoke
-
-    progress = Progress(verbose=False)
-    result = run_smoke(env, project_dir, sets or (), urls or (), timeout, progress)
-    summary.append(
-        f"### autodevhub smoke-test --env {env}: {'passed' if result.ok else 'FAILED'}\n\n"
-        + summary.smoke_table(result.to_dict())
-    )
-    if output is OutputFormat.json:
-        _json(result.to_dict())
-    else:
-        _table(result)
-    if not result.ok:
-        raise SmokeCheckError(f"{len(result.failed)} smoke check(s) failed: {result.summary()}")
-
-
-def _table(result: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    where = ", ".join(f"{name} {url}" for name, url in result.urls.items()) or "no URL"
-    table = Table(title=f"smoke checks ({where})")
-    for column in ("check", "result", "detail", "seconds"):
-        table.add_column(column)
-    for check in result.checks:
-        mark = "[green]ok[/]" if check.ok else "[bold red]FAILED[/]"
-        table.add_row(check.name, mark, check.detail, f"{check.seconds:.2f}")
-    Console(soft_wrap=False).print(table)
 
 
 def status(

@@ -36,6 +36,18 @@ Sets = Annotated[
         show_default=False,
     ),
 ]
+
+
+def seconds(value: float | None) -> float | None:
+    """A --timeout no deadline can use (NaN, infinity, 0 or less, over a day) is refused before
+    the command starts, with exit code 2."""
+    if value is None:
+        return None
+    from autodevhub_cli.core.smoke import check_timeout
+
+    return check_timeout(value, "--timeout")
+
+
 Output = Annotated[
     OutputFormat, typer.Option("--output", "-o", help="Result format: text or json.")
 ]

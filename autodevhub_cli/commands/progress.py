@@ -33,17 +33,23 @@ class Progress:
                 return
             if detail:
                 if self.verbose:
-                    self._live.console.print(f"[dim]{item}:[/] {message.strip()}", markup=True)
+                    from rich.text import Text
+
+                    # Names and messages carry outside text (check names, server answers):
+                    # printed literally, never read as markup.
+                    line = Text.assemble((f"{item}:", "dim"), " ", message.strip())
+                    self._live.console.print(line)
                 return
             self.status[item] = message
             self._live.update(self._table())
 
     def _table(self) -> Any:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(show_header=False, box=None, padding=(0, 1))
         for item, message in self.status.items():
-            table.add_row(f"[bold]{item}[/]", message)
+            table.add_row(Text(item, style="bold"), Text(message))
         return table
 
     @contextmanager

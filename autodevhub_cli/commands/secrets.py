@@ -15,6 +15,7 @@ from autodevhub_cli.commands.options import (
     Output,
     OutputFormat,
     ProjectDir,
+    seconds,
 )
 from autodevhub_cli.commands.progress import Progress
 from autodevhub_cli.core.errors import ConfigError
@@ -30,7 +31,10 @@ FromFile = Annotated[
     typer.Option("--from-file", help="Read values from this file (KEY=VALUE lines for `set`)."),
 ]
 NoVerify = Annotated[bool, typer.Option("--no-verify", help="Skip the smoke checks.")]
-Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the restart.")]
+Timeout = Annotated[
+    float,
+    typer.Option("--timeout", help="Seconds to wait for the restart.", callback=seconds),
+]
 
 
 def _stdin(what: str) -> str:
@@ -40,7 +44,10 @@ def _stdin(what: str) -> str:
             hint="Pipe them on stdin or pass --from-file; values on the command line land in "
             "shell history (use --allow-argv if you must).",
         )
-    return sys.stdin.read()
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError:
+        raise ConfigError(f"stdin is not UTF-8 text (expected {what}; it is not shown).") from None
 
 
 def _run(env: str, values: dict[str, str], **kwargs: Any) -> None:
@@ -156,3 +163,5 @@ def _read(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"Cannot read {path}: {exc.strerror}.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text (its contents are not shown).") from None

@@ -31,9 +31,14 @@ def smoke_table(smoke: dict[str, Any] | None) -> str:
     rows = ["| check | result | detail |", "| --- | --- | --- |"]
     for check in smoke.get("checks", []):
         mark = "pass" if check["ok"] else "**FAIL**"
-        detail = str(check["detail"]).replace("|", "\\|")
-        rows.append(f"| {check['name']} | {mark} | {detail} |")
+        name, detail = (_cell(check["name"]), _cell(check["detail"]))
+        rows.append(f"| {name} | {mark} | {detail} |")
     return "\n".join(rows)
+
+
+def _cell(value: object) -> str:
+    """Outside text (a check name, a server's answer) as one Markdown table cell."""
+    return " ".join(str(value).split()).replace("|", "\\|")
 
 
 def timings_line(timings: dict[str, float]) -> str:

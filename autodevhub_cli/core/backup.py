@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from autodevhub_cli.core.errors import AutodevhubError, ConfigError, ToolError
+from autodevhub_cli.core.redact import redact_url as redact  # the URL without its password
 
 STAMP = "%Y%m%dT%H%M%SZ"
 _NAME = re.compile(r"^(?P<prefix>.+)-(?P<stamp>\d{8}T\d{6}Z)\.(?P<ext>dump|sqlite3)$")
@@ -44,16 +45,6 @@ class Backup:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and records."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def engine_of(url: str) -> str:

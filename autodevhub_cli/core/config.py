@@ -26,12 +26,54 @@ _SET_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_.-]*)*
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def _yaml_12_resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
+    """YAML 1.2's core schema instead of PyYAML's YAML 1.1: `yes`, `on`, `0777`, `0x1F` and
+    `12:30` stay the text that was written (1.1 reads them as true, 511, 31 and 750), as they
+    do for Kubernetes and Compose; true/false, null, decimal integers and floats keep their
+    types."""
+    table: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
+    rules = [
+        ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+        ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+        ("tag:yaml.org,2002:int", r"^[-+]?(?:0|[1-9][0-9]*)$", "-+0123456789"),
+        (
+            "tag:yaml.org,2002:float",
+            r"^[-+]?(?:\.[0-9]+|(?:0|[1-9][0-9]*)\.[0-9]*"
+            r"|(?:0|[1-9][0-9]*)(?:\.[0-9]*)?[eE][-+]?[0-9]+)(?:[eE][-+]?[0-9]+)?$",
+            "-+.0123456789",
+        ),
+    ]
+    for tag, pattern, first in rules:
+        regexp = re.compile(pattern)
+        for char in first:
+            table.setdefault(char or None, []).append((tag, regexp))
+    # Merge keys (<<) and `=` as PyYAML's loaders resolve them.
+    for char in ("<", "="):
+        table[char] = list(yaml.SafeLoader.yaml_implicit_resolvers.get(char, []))
+    return table
+
+
 class _Loader(_BaseLoader):  # type: ignore[misc]
-    """The safe loader, refusing a key given twice in one mapping (YAML would keep the last)."""
+    """The safe loader with YAML 1.2's scalars, refusing a key given twice in one mapping (YAML
+    would keep the last) and aliases that expand past a bound (a few lines of anchors can stand
+    for billions of values)."""
+
+    yaml_implicit_resolvers = _yaml_12_resolvers()
+
+    def construct_document(self, node: Any) -> Any:
+        _check_size(node)
+        return super().construct_document(node)
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: dict[Any, int] = {}
         for key_node, _value in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    "a key must be plain text, not a list or a mapping",
+                    key_node.start_mark,
+                )
             key = key_node.value
             if key in seen:
                 raise yaml.constructor.ConstructorError(
@@ -42,6 +84,53 @@ class _Loader(_BaseLoader):  # type: ignore[misc]
                 )
             seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
+
+
+# What one YAML document may stand for once its aliases are expanded, and how deep it may nest:
+# far beyond any environment file, far below what fills memory or the stack.
+MAX_VALUES = 100_000
+MAX_DEPTH = 64
+MAX_EXTENDS = 16
+
+
+def _check_size(root: Any) -> None:
+    """Refuse a document whose aliases expand past MAX_VALUES values or that nests deeper than
+    MAX_DEPTH (counted over the node graph, each shared node once)."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: Any, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the values nest more than {MAX_DEPTH} levels deep", node.start_mark
+            )
+        if isinstance(node, yaml.ScalarNode):
+            return 1
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in open_nodes:
+            raise yaml.constructor.ConstructorError(
+                None, None, "an alias refers to a value that contains it", node.start_mark
+            )
+        open_nodes.add(id(node))
+        children = (
+            [n for pair in node.value for n in pair]
+            if isinstance(node, yaml.MappingNode)
+            else node.value
+        )
+        total = 1 + sum(size(child, depth + 1) for child in children)
+        open_nodes.discard(id(node))
+        if total > MAX_VALUES:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"its aliases expand to more than {MAX_VALUES:,} values",
+                node.start_mark,
+            )
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
 
 
 @dataclass
@@ -111,25 +200,32 @@ def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any
 
 
 def parse_set_expression(expression: str, source: str | None = None) -> Override:
-    """Parse `a.b.c=value`; the value is read as a YAML scalar or flow collection."""
-    where = source or f"--set {expression}"
+    """Parse `a.b.c=value`; the value is read as a YAML scalar or flow collection. Messages
+    never show an environment variable's value, nor a secret-looking one (core.redact)."""
+    from autodevhub_cli.core.redact import MASK, is_secret_name, redact_text
+
     key, sep, raw = expression.partition("=")
     key = key.strip()
+    shown = f"{key}={MASK if is_secret_name(key) else redact_text(raw)}" if sep else expression
     if not sep or not _SET_KEY.match(key):
         raise ConfigError(
-            f"Invalid --set expression {expression!r}: expected KEY=VALUE with a dotted KEY "
-            "such as components.web.replicas=3.",
+            f"Invalid {source or f'--set expression {shown!r}'}: expected KEY=VALUE with a "
+            "dotted KEY such as components.web.replicas=3.",
         )
     try:
         value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
-    except yaml.YAMLError:
+    except yaml.YAMLError as exc:
+        # The parser's words, never the text it quotes (the value may be a secret).
+        problem = getattr(exc, "problem", None)
+        why = f" ({problem})" if problem and "'" not in problem and '"' not in problem else ""
         raise ConfigError(
-            f"Invalid value in --set {expression!r}: it is not a valid YAML scalar or list.",
+            f"Invalid value in {source or f'--set {shown!r}'}: it is not a valid YAML scalar "
+            f"or list{why}" + (" (the value is not shown: it may be a secret)." if source else "."),
             hint="Quote the value, e.g. --set 'key=\"a: b\"'.",
         ) from None
     if isinstance(value, float):
         value = raw.strip()  # 1.30 would become 1.3: keep the text, the model coerces numbers
-    return Override(tuple(key.split(".")), value, where)
+    return Override(tuple(key.split(".")), value, source or f"--set {shown}")
 
 
 def env_overrides(environ: Mapping[str, str]) -> list[Override]:
@@ -165,10 +261,19 @@ def _apply(data: dict[str, Any], override: Override) -> None:
                 return
             node = node[index]
             continue
-        # Environment variables are upper-case; match existing keys case-insensitively.
-        key = next((k for k in node if k.lower() == segment.lower()), None)
+        if not isinstance(node, dict):
+            raise ConfigError(
+                f"Cannot apply {override.source}: {'.'.join(override.path[:depth])} is a "
+                f"{type(node).__name__}, not a mapping of fields.",
+                hint="Set the field itself, or check the dotted path.",
+            )
+        # Environment variables are upper-case; match existing keys case-insensitively, and
+        # lower-case a new one only where it names a model field (an `env` entry, a label or a
+        # header keeps the case it was given).
+        key = next((k for k in node if str(k).lower() == segment.lower()), None)
         if key is None:
-            key = segment.lower() if override.fold_case else segment
+            folded = override.fold_case and not _free_key(override.path[:depth])
+            key = segment.lower() if folded else segment
         if last:
             node[key] = override.value
             return
@@ -180,6 +285,45 @@ def _apply(data: dict[str, Any], override: Override) -> None:
                 hint="Set the field itself, or check the dotted path.",
             )
         node = child
+
+
+def _free_key(parent: tuple[str, ...]) -> bool:
+    """Whether the key under `parent` is free text (a key of a dict field of the environment
+    model, such as an env variable's name), not a field name."""
+    import types
+    import typing
+
+    from pydantic import BaseModel
+
+    from autodevhub_cli.core.environment import DnsLabel, Environment
+
+    def pick(annotation: Any) -> Any:
+        if typing.get_origin(annotation) is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            return pick(args[0]) if args else annotation
+        return annotation
+
+    current: Any = Environment
+    for segment in parent:
+        current = pick(current)
+        origin = typing.get_origin(current)
+        if origin is dict:
+            current = typing.get_args(current)[1]
+        elif origin is list:
+            current = typing.get_args(current)[0]
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            fields = {n.lower(): f for n, f in current.model_fields.items()}
+            field_info = fields.get(segment.lower())
+            if field_info is None:
+                return False
+            current = field_info.annotation
+        else:
+            return False
+    current = pick(current)
+    # Component, task and volume names are DNS labels, lower-case by rule: those fold.
+    return typing.get_origin(current) is dict and typing.get_args(current)[0] is not DnsLabel
 
 
 def load_values(
@@ -210,6 +354,12 @@ def load_values(
     overrides = env_overrides(os.environ if environ is None else environ)
     overrides += [parse_set_expression(s) for s in sets]
     for override in overrides:
+        if [p.lower() for p in override.path] == ["name"]:
+            raise ConfigError(
+                f"Cannot apply {override.source}: an environment's name is its file's name "
+                f"({name!r}); it names its records, its lock and its Compose project.",
+                hint="Run the command with --env for the other environment, not --set name.",
+            )
         _apply(data, override)
     return LoadedValues(name=name, data=data, files=files, overrides=overrides)
 
@@ -220,6 +370,13 @@ def _read_with_bases(
     if path in chain:
         cycle = " -> ".join(_display(p, project.root) for p in (*chain, path))
         raise ConfigError(f"Environment files extend each other in a cycle: {cycle}.")
+    if len(chain) >= MAX_EXTENDS:
+        raise ConfigError(
+            f"{_display(chain[0], project.root)} extends a chain of more than {MAX_EXTENDS} "
+            f"files (it reached {_display(path, project.root)}).",
+            hint="Merge some of the bases: a few levels (such as _base, then the environment) "
+            "are easier to read.",
+        )
     data = read_yaml_mapping(path, project.root)
     files.insert(0, path)
     base = data.pop("extends", None)
@@ -295,29 +452,38 @@ def _invalid(
 
 
 def _source_of(values: LoadedValues, path: tuple[str, ...], root: Path) -> str:
-    """Where the value at `path` came from: an override, or a file and line."""
-    for override in reversed(values.overrides):
-        n = min(len(override.path), len(path))
-        if [p.lower() for p in override.path[:n]] == [p.lower() for p in path[:n]]:
-            return override.source
-    located = [(f, _line_of(f, path)) for f in reversed(values.files)]
-    for file, (line, complete) in located:
-        if line is not None and complete:
-            return f"{_display(file, root)} line {line}"
-    for file, (line, _) in located:
+    """Where the value at `path` came from: an override, or a file and line. The deepest match
+    wins: the override or file that wrote the most of `path`, later ones on a tie (they win the
+    merge)."""
+    path = tuple(p for p in path if p != "[key]")
+    found: list[tuple[int, int, str]] = []  # (depth matched, order, where)
+    for order, file in enumerate(values.files):
+        line, depth = _line_of(file, path)
         if line is not None:
-            return f"{_display(file, root)} line {line}"
-    return _display(values.files[-1], root) if values.files else "defaults"
+            found.append((depth, order, f"{_display(file, root)} line {line}"))
+    for order, override in enumerate(values.overrides, start=len(values.files)):
+        common = 0
+        for mine, theirs in zip(override.path, path, strict=False):
+            if mine.lower() != theirs.lower():
+                break
+            common += 1
+        if common == len(override.path) or common == len(path):
+            found.append((len(path) + 1, order, override.source))  # it set this value or a parent
+        elif common:
+            found.append((common, order, override.source))
+    if not found:
+        return _display(values.files[-1], root) if values.files else "defaults"
+    return max(found)[2]
 
 
-def _line_of(file: Path, path: tuple[str, ...]) -> tuple[int | None, bool]:
-    """Line of the deepest key along `path` in a YAML file, and whether the whole path is there."""
+def _line_of(file: Path, path: tuple[str, ...]) -> tuple[int | None, int]:
+    """Line of the deepest key along `path` in a YAML file, and how many segments matched."""
     try:
         node = yaml.compose(file.read_text(encoding="utf-8"), Loader=_Loader)
     except (OSError, yaml.YAMLError):
-        return None, False
+        return None, 0
     line = None
-    for segment in path:
+    for depth, segment in enumerate(path):
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 if str(key_node.value) == segment:
@@ -325,7 +491,7 @@ def _line_of(file: Path, path: tuple[str, ...]) -> tuple[int | None, bool]:
                     node = value_node
                     break
             else:
-                return line, False
+                return line, depth
         elif (
             isinstance(node, yaml.SequenceNode)
             and segment.isdigit()
@@ -334,5 +500,5 @@ def _line_of(file: Path, path: tuple[str, ...]) -> tuple[int | None, bool]:
             node = node.value[int(segment)]
             line = node.start_mark.line + 1
         else:
-            return line, False
-    return line, True
+            return line, depth
+    return line, len(path)

@@ -49,8 +49,12 @@ def _matches(pattern: re.Pattern[str], what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-DnsLabel = Annotated[str, _matches(_DNS_LABEL, "DNS label (lower-case letters, digits, '-')")]
-DnsName = Annotated[str, _matches(_DNS_SUBDOMAIN, "DNS name (lower-case letters, digits, -, .)")]
+DnsLabel = Annotated[
+    str, _matches(_DNS_LABEL, "DNS label (1 to 63 lower-case letters, digits or '-')")
+]
+DnsName = Annotated[
+    str, _matches(_DNS_SUBDOMAIN, "DNS name (at most 253 lower-case letters, digits, -, .)")
+]
 Hostname = Annotated[str, _matches(_HOSTNAME, "host name such as app.example.com")]
 CpuQuantity = Annotated[str, _matches(_CPU, "CPU quantity such as 250m or 0.5")]
 MemoryQuantity = Annotated[str, _matches(_MEMORY, "memory quantity such as 256Mi or 1Gi")]
@@ -58,6 +62,17 @@ Duration = Annotated[str, _matches(_DURATION, "duration such as 30s or 5m")]
 EnvName = Annotated[str, _matches(_ENV_NAME, "environment variable name")]
 SecretKey = Annotated[str, _matches(_SECRET_KEY, "Secret key (letters, digits, '-', '_', '.')")]
 CronSchedule = Annotated[str, _matches(_CRON, "cron schedule such as '0 2 * * *'")]
+
+
+def _bool_text(value: Any) -> Any:
+    return ("true" if value else "false") if isinstance(value, bool) else value
+
+
+# An environment variable's or build arg's value: text. A number or a YAML `true`/`false`
+# written without quotes is the text it stands for (`DEBUG: true` is "true").
+EnvValue = Annotated[str, BeforeValidator(_bool_text)]
+# Kubernetes counts, seconds and ids are int32: a larger value is refused by the API server.
+INT32_MAX = 2**31 - 1
 Port = Annotated[int, Field(ge=1, le=65535)]
 # A Kubernetes port name (IANA_SVC_NAME): at most 15 characters, a letter somewhere.
 PortName = Annotated[
@@ -84,7 +99,7 @@ def _count_or_percent(value: Any) -> Any:
 
 
 IntOrPercent = Annotated[
-    Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=r"^[0-9]+%$")],
+    Annotated[int, Field(ge=0, le=INT32_MAX)] | Annotated[str, Field(pattern=r"^[0-9]+%$")],
     BeforeValidator(_count_or_percent),
 ]
 
@@ -131,10 +146,10 @@ class Probe(Model):
 
     path: str = Field("/healthz", pattern=r"^/")
     port: PortName | None = Field(None, description="A named port; default: the first one.")
-    initial_delay_seconds: int = Field(0, ge=0)
-    period_seconds: int = Field(10, ge=1)
-    timeout_seconds: int = Field(2, ge=1)
-    failure_threshold: int = Field(3, ge=1)
+    initial_delay_seconds: int = Field(0, ge=0, le=INT32_MAX)
+    period_seconds: int = Field(10, ge=1, le=INT32_MAX)
+    timeout_seconds: int = Field(2, ge=1, le=INT32_MAX)
+    failure_threshold: int = Field(3, ge=1, le=INT32_MAX)
 
 
 class Probes(Model):
@@ -148,8 +163,8 @@ class Autoscaling(Model):
     """Horizontal pod autoscaling bounds and utilisation targets."""
 
     enabled: bool = False
-    min_replicas: int = Field(1, ge=1)
-    max_replicas: int = Field(1, ge=1)
+    min_replicas: int = Field(1, ge=1, le=INT32_MAX)
+    max_replicas: int = Field(1, ge=1, le=INT32_MAX)
     cpu_utilization: int | None = Field(None, ge=1, le=100)
     memory_utilization: int | None = Field(None, ge=1, le=100)
 
@@ -211,7 +226,7 @@ class DisruptionBudget(Model):
     """A PodDisruptionBudget for a component."""
 
     enabled: bool = True
-    min_available: int = Field(1, ge=0)
+    min_available: int = Field(1, ge=0, le=INT32_MAX)
 
 
 class ImageBuild(Model):
@@ -221,7 +236,7 @@ class ImageBuild(Model):
     context: list[str] = Field(min_length=1, description="Glob patterns, relative to the project.")
     exclude: list[str] = ["**/__pycache__/**", "**/*.pyc", "**/node_modules/**", "**/dist/**"]
     target: str | None = Field(None, description="The Dockerfile stage to build (default: last).")
-    args: dict[EnvName, str] = Field(
+    args: dict[EnvName, EnvValue] = Field(
         default_factory=dict, description="Build args of this image (over build.args)."
     )
     wheelhouse: str | None = Field(
@@ -283,7 +298,7 @@ class Component(Model):
     command: list[str] | None = Field(None, description="Replaces the image's entrypoint.")
     args: list[str] | None = Field(None, description="Replaces the image's command.")
     ports: dict[PortName, Port] = {}
-    replicas: int = Field(1, ge=0)
+    replicas: int = Field(1, ge=0, le=INT32_MAX)
     strategy: Literal["rolling", "blue-green"] = Field(
         "rolling", description="Kubernetes: blue-green is an Argo Rollouts Rollout."
     )
@@ -291,7 +306,7 @@ class Component(Model):
     probes: Probes = Field(default_factory=Probes)
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
     disruption_budget: DisruptionBudget = Field(default_factory=DisruptionBudget)
-    env: dict[EnvName, str] = {}
+    env: dict[EnvName, EnvValue] = {}
     secret_env: dict[EnvName, SecretRef] = {}
     volumes: dict[DnsLabel, Volume] = {}
     expose: Exposure = Field(default_factory=Exposure)
@@ -304,7 +319,7 @@ class Component(Model):
         default_factory=list,
         description="Compose health check command; empty means derived from the readiness probe.",
     )
-    run_as_user: int = Field(10001, ge=1)
+    run_as_user: int = Field(10001, ge=1, le=INT32_MAX)
 
     @model_validator(mode="after")
     def _consistent(self) -> Component:
@@ -363,7 +378,7 @@ class Registry(Model):
 class Build(Model):
     """How the images are built."""
 
-    args: dict[EnvName, str] = Field(
+    args: dict[EnvName, EnvValue] = Field(
         default_factory=dict,
         description="Build args for every image whose Dockerfile declares them (base images, "
         "versions); a component's build.args win.",
@@ -398,7 +413,7 @@ class Rollout(Model):
     """How a new version replaces the old one (a component's `strategy` picks which)."""
 
     auto_promotion: bool = False
-    scale_down_delay_seconds: int = Field(30, ge=0)
+    scale_down_delay_seconds: int = Field(30, ge=0, le=INT32_MAX)
     max_surge: IntOrPercent = "25%"
     max_unavailable: IntOrPercent = 0
 
@@ -446,11 +461,11 @@ class Backups(Model):
 
     enabled: bool = True
     schedule: CronSchedule = "0 2 * * *"
-    retention_days: int = Field(30, ge=1)
+    retention_days: int = Field(30, ge=1, le=36500)
     storage_size: MemoryQuantity = "10Gi"
     storage_class: str | None = None
     image: str = "postgres:16-alpine"
-    run_as_user: int = Field(10070, ge=1)
+    run_as_user: int = Field(10070, ge=1, le=INT32_MAX)
     database_url: SecretRef | None = None
 
     @model_validator(mode="after")
@@ -548,8 +563,8 @@ class Poll(Model):
 
     until: dict[str, Any] = Field(min_length=1, description="Dotted JSON path -> value.")
     fail_when: dict[str, Any] = Field(default_factory=dict, description="Stop early on these.")
-    interval_seconds: float = Field(0.2, gt=0)
-    timeout_seconds: float = Field(60, gt=0)
+    interval_seconds: float = Field(0.2, gt=0, le=86400, allow_inf_nan=False)
+    timeout_seconds: float = Field(60, gt=0, le=86400, allow_inf_nan=False)
 
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
@@ -592,7 +607,7 @@ class Latency(Model):
 
     samples: int = Field(20, ge=1, le=1000)
     percentile: int = Field(95, ge=1, le=100)
-    budget_ms: float = Field(gt=0)
+    budget_ms: float = Field(gt=0, allow_inf_nan=False)
 
 
 class SmokeCheck(Model):
@@ -636,7 +651,9 @@ class SmokeCheck(Model):
 class Smoke(Model):
     """Smoke checks run after every deploy and by `autodevhub smoke-test`."""
 
-    timeout_seconds: float = Field(60, gt=0, description="Deadline for retries while settling.")
+    timeout_seconds: float = Field(
+        60, gt=0, le=86400, allow_inf_nan=False, description="Deadline for retries while settling."
+    )
     confirm_attempts: int = Field(
         3,
         ge=1,

@@ -6,6 +6,7 @@ runner sees and uses the same releases."""
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,14 +45,36 @@ def smoke_test(
 
 
 def url_overrides(urls: Sequence[str]) -> list[str]:
-    """`--url NAME=URL` options as `--set smoke.urls.NAME=URL` expressions."""
+    """`--url NAME=URL` options as `--set smoke.urls.NAME=URL` expressions. Messages show a URL
+    without its userinfo (`user:pass@`)."""
+    from urllib.parse import urlsplit
+
+    from autodevhub_cli.core.redact import redact_text
+
     out = []
     for pair in urls:
         name, sep, url = pair.partition("=")
+        shown = redact_text(pair)
         if not sep or not name or not url.startswith(("http://", "https://")):
             raise ConfigError(
-                f"--url {pair!r} is not NAME=URL.",
+                f"--url {shown!r} is not NAME=URL.",
                 hint="Name a component and its URL, such as --url web=http://127.0.0.1:8080.",
+            )
+        if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", name):
+            raise ConfigError(
+                f"--url {shown!r}: {name!r} is not a component name (lower-case letters, "
+                "digits and '-').",
+                hint="Name a component and its URL, such as --url web=http://127.0.0.1:8080.",
+            )
+        try:
+            parts = urlsplit(url)
+            valid = bool(parts.hostname) and parts.port != 0
+        except ValueError:  # a port that is not a number, an unclosed [IPv6 address
+            valid = False
+        if not valid:
+            raise ConfigError(
+                f"--url {shown!r}: the URL has no valid host and port.",
+                hint="Give a URL such as http://127.0.0.1:8080 or https://staging.example.com.",
             )
         out.append(f"smoke.urls.{name}={json.dumps(url)}")
     return out

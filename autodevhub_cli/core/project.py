@@ -53,7 +53,8 @@ def find_project(project_dir: str | os.PathLike[str] | None = None) -> Project:
     root = Path(chosen).expanduser().resolve()
     if not root.is_dir():
         raise ConfigError(
-            f"Project folder {root} does not exist.",
+            f"Project folder {root} "
+            + ("is a file, not a folder." if root.exists() else "does not exist."),
             hint="Pass --project-dir (or set AUTODEVHUB_PROJECT_DIR) to a folder that holds "
             "environments/ and templates/.",
         )

@@ -395,13 +395,15 @@ class ReleaseStore:
             try:
                 data = json.loads(record_path.read_text(encoding="utf-8"))
                 release = Release.from_dict(data)
-            except (OSError, ValueError, TypeError):
-                continue  # a torn or foreign file: not a record
-            files = {
-                p.name: p.read_text(encoding="utf-8")
-                for p in sorted(record_path.parent.iterdir())
-                if p.is_file() and p.name != "release.json" and not p.name.startswith(".")
-            }
+                files = {
+                    p.name: p.read_text(encoding="utf-8")
+                    for p in sorted(record_path.parent.iterdir())
+                    if p.is_file() and p.name != "release.json" and not p.name.startswith(".")
+                }
+            except (OSError, ValueError, TypeError, KeyError, AttributeError):
+                # A torn, partial or foreign file (a kill mid-write, a hand edit): not a
+                # record; it stays in the renamed folder.
+                continue
             self.add(StoredRelease(release, files))
             imported.append(release)
         with contextlib.suppress(OSError):

@@ -208,7 +208,19 @@ def _merge_compose(rendered: list[tuple[str, str]]) -> RenderedManifest:
     first: tuple[str, ...] = ("name", "services", "volumes", "networks")
     ordered: dict[str, Any] = {k: merged[k] for k in first if k in merged}
     ordered.update({k: v for k, v in merged.items() if k not in ordered})
-    return RenderedManifest("compose", ordered)
+    return RenderedManifest("compose", _literal_dollars(ordered))
+
+
+def _literal_dollars(value: Any) -> Any:
+    """Every `$` as `$$`: values are resolved here, once, so Compose must not interpolate them
+    again (it would turn an env value `pa$word` into `pa` plus an unset variable)."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {k: _literal_dollars(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal_dollars(v) for v in value]
+    return value
 
 
 def _check_unique(manifests: list[RenderedManifest]) -> None:

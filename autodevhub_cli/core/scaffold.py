@@ -77,6 +77,25 @@ def init_project(request: InitRequest) -> InitResult:
     files = {rel: text.replace("__APP__", name) for rel, text in starter_files().items()}
     existing = sorted(rel for rel in files if (folder / rel).exists())
     blocked = [rel for rel in existing if (folder / rel).is_dir()]
+    # A file where init makes a folder (a file named `environments`): every parent folder of
+    # every file it writes must be a folder or not exist.
+    in_the_way = sorted(
+        {
+            str(parent.relative_to(folder))
+            for rel in files
+            for parent in (folder / rel).parents
+            if parent != folder
+            and parent.is_relative_to(folder)
+            and parent.exists()
+            and not parent.is_dir()
+        }
+    )
+    if in_the_way:
+        raise ConfigError(
+            f"{folder}: {', '.join(in_the_way)} is a file where init makes a folder; nothing "
+            "was written.",
+            hint="Move it away, or choose another folder.",
+        )
     if blocked:
         raise ConfigError(
             f"{folder}: {', '.join(blocked)} is a folder where init writes a file.",
@@ -90,13 +109,21 @@ def init_project(request: InitRequest) -> InitResult:
             "empty folder.",
         )
     result = InitResult(folder, name, replaced=existing)
-    for rel, text in files.items():
-        target = folder / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.with_name(f".{target.name}.init-{os.getpid()}")
-        staging.write_text(text, encoding="utf-8")
-        os.replace(staging, target)
-        result.written.append(rel)
+    try:
+        for rel, text in files.items():
+            target = folder / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = target.with_name(f".{target.name}.init-{os.getpid()}")
+            staging.write_text(text, encoding="utf-8")
+            os.replace(staging, target)
+            result.written.append(rel)
+    except OSError as exc:
+        written = ", ".join(result.written) or "nothing"
+        raise ConfigError(
+            f"Could not write {exc.filename or folder}: {exc.strerror or exc}. Written before "
+            f"that: {written}.",
+            hint="Free space or fix the folder's permissions, then run init again with --force.",
+        ) from None
     return result
 
 

@@ -8,9 +8,11 @@ Secret and its keys.
 from __future__ import annotations
 
 import base64
+import difflib
 import hashlib
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +23,14 @@ FIELD_MANAGER = "autodevhub-secrets"
 ANNOTATION = "autodevhub.io/secret-checksum-{}"
 
 
+# A Secret key: what Kubernetes accepts (and a file name Compose can mount).
+_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+
+
 def parse_pairs(text: str, source: str) -> dict[str, str]:
-    """`key=value` lines (blank lines and `#` comments skipped); the value is kept verbatim."""
+    """`key=value` lines (blank lines and `#` comments skipped); the value is kept verbatim.
+    A line that is not KEY=VALUE is named by its number, never shown: it is often a value
+    pasted without its key."""
     values: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -32,6 +40,13 @@ def parse_pairs(text: str, source: str) -> dict[str, str]:
         if not sep or not key:
             raise ConfigError(
                 f"{source} line {number}: expected KEY=VALUE (the value itself is not shown).",
+            )
+        if not _KEY.match(key):
+            raise ConfigError(
+                f"{source} line {number}: what comes before the first '=' is not a key name "
+                "(letters, digits, '-', '_' and '.'); it is not shown, in case it is a value "
+                "pasted where the key belongs.",
+                hint="Write each line as KEY=VALUE, such as api-key=..., with the key first.",
             )
         values[key] = value
     if not values:
@@ -90,11 +105,11 @@ def set_secret(
             f"Which Secret? The environment references {', '.join(sorted(references)) or 'none'}.",
             hint="Pass --secret NAME.",
         )
-    unknown = sorted(set(values) - references.get(name, set()))
+    known = references.get(name, set())
+    unknown = [key for key in values if key not in known]
     if unknown and not allow_unreferenced:
         raise ConfigError(
-            f"Secret {name} key(s) {', '.join(unknown)} are not referenced by environment "
-            f"{environment.name!r} (it uses {', '.join(sorted(references.get(name, set())))}).",
+            _unreferenced(name, environment.name, known, unknown, len(values)),
             hint="Check the key names, or pass --allow-unreferenced to store them anyway.",
         )
     if environment.target == "compose":
@@ -137,7 +152,7 @@ def set_secret(
     for restart in restarts:
         target.wait_restarted(restart, deadline)
     if verify and change.restarted:
-        smoke = _check(environment, target, say)
+        smoke = _check(environment, target, say, values.values())
         change.smoke_ok = smoke.ok
         if not smoke.ok:
             raise SmokeCheckError(
@@ -148,6 +163,30 @@ def set_secret(
             )
     change.seconds = round(time.perf_counter() - started, 3)
     return change
+
+
+def _unreferenced(
+    secret: str, environment: str, known: set[str], unknown: list[str], given: int
+) -> str:
+    """Which keys are not referenced. A key is named only when it is a near miss of a key the
+    environment uses (a typo); any other is not shown, as it may be a value pasted where the
+    key belongs."""
+    typos = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, 1, cutoff=0.8)
+        if close:
+            typos.append(f"{key} (did you mean {close[0]}?)")
+    hidden = len(unknown) - len(typos)
+    if hidden:
+        typos.append(
+            f"{hidden} key{'s' if hidden != 1 else ''} not shown, in case "
+            f"{'it is' if hidden == 1 else 'one is'} a value pasted where a key belongs"
+        )
+    return (
+        f"{len(unknown)} of the {given} key(s) given for Secret {secret} "
+        f"{'is' if len(unknown) == 1 else 'are'} not referenced by environment {environment!r}, "
+        f"which uses {', '.join(sorted(known)) or 'no key of it'}: {'; '.join(typos)}."
+    )
 
 
 def _users(kube: Any, environment: Any, secret: str, selector: str) -> list[dict[str, Any]]:
@@ -267,7 +306,7 @@ def _set_compose(
         )
         change.restarted = users
         if verify:
-            smoke = _check(environment, target, say)
+            smoke = _check(environment, target, say, values.values())
             change.smoke_ok = smoke.ok
             if not smoke.ok:
                 raise SmokeCheckError(
@@ -278,11 +317,15 @@ def _set_compose(
     return change
 
 
-def _check(environment: Any, target: Any, say: Reporter) -> Any:
-    """The smoke checks, where the target reaches the components."""
+def _check(environment: Any, target: Any, say: Reporter, secrets: Iterable[str]) -> Any:
+    """The smoke checks, where the target reaches the components; the new values are kept out
+    of their results (a server may echo them)."""
     from autodevhub_cli.core.smoke import run_smoke_checks
 
     with target.smoke_endpoints(environment, False) as endpoints:
         return run_smoke_checks(
-            environment, endpoints, report=lambda c, m: say("smoke", f"{c}: {m}")
+            environment,
+            endpoints,
+            report=lambda c, m: say("smoke", f"{c}: {m}"),
+            secrets=secrets,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,21 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from autodevhub_cli.core.errors import RenderError
 
-_Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_BaseDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(_BaseDumper):  # type: ignore[misc]
+    """PyYAML quotes text that YAML 1.1 would read as another type; the readers of what is
+    dumped here (Kubernetes, Compose: Go's YAML 1.2) also read `0o17` as a number and `.inf`
+    or `.NaN` spelled other ways: those are quoted too, so text stays text for every reader."""
+
+
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?0o[0-7]+$"), list("-+0"))
+_Dumper.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\.inf|\.Inf|\.INF)$|^(\.nan|\.NaN|\.NAN)$"),
+    list("-+."),
+)
 
 
 def to_yaml(value: Any, indent: int = 0) -> str:

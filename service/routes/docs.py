@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from service.deps import runtime_of
+from service.deps import limit_operations, runtime_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -34,9 +34,12 @@ th, td { text-align: left; vertical-align: top; padding: .25rem .75rem .25rem 0;
 
 
 def _require_docs(request: Request) -> None:
-    """404, as for any unknown path, unless this deployment serves its docs."""
-    if not runtime_of(request).settings.serves_docs:
+    """404, as for any unknown path, unless this deployment serves its docs; then the
+    operations rate limit (the document is rendered anew for each request)."""
+    runtime = runtime_of(request)
+    if not runtime.settings.serves_docs:
         raise HTTPException(404, "Not Found")
+    limit_operations(request, runtime)
 
 
 @router.get("/openapi.json")

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from service.db import ping
-from service.deps import RuntimeDep
+from service.deps import RuntimeDep, operations_limit
 from service.migrate import current_revision
 from service.runtime import Runtime
-from service.schemas import HealthStatus, ReadyStatus
+from service.schemas import ErrorDetail, HealthStatus, ReadyStatus
 
 router = APIRouter(tags=["operations"])
 
@@ -45,13 +45,25 @@ def _readiness(runtime: Runtime) -> dict[str, Any]:
             f"database is at migration {body['migration']}, code expects {runtime.head}; "
             "run `python -m service migrate`"
         )
+    elif runtime.storage.active:
+        # Reads would still work, but the service's purpose is to take requests: not ready,
+        # so that the rollout stops and the alert on unready pods fires.
+        body.update(status="not ready", database="full")
+        body["reason"] = (
+            "database storage is full: writes failed within the last "
+            f"{runtime.storage.window:.0f} s; free space on the database's volume"
+        )
     return body
 
 
 @router.get(
     "/readyz",
     response_model=ReadyStatus,
-    responses={503: {"model": ReadyStatus, "description": "Not ready, with the reason."}},
+    responses={
+        429: {"model": ErrorDetail, "description": "Rate limit exceeded; see Retry-After."},
+        503: {"model": ReadyStatus, "description": "Not ready, with the reason."},
+    },
+    dependencies=[Depends(operations_limit)],
     summary="The database is reachable and migrated",
 )
 async def readyz(runtime: RuntimeDep) -> Response:
@@ -63,7 +75,11 @@ async def readyz(runtime: RuntimeDep) -> Response:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}},
+        429: {"model": ErrorDetail, "description": "Rate limit exceeded; see Retry-After."},
+    },
+    dependencies=[Depends(operations_limit)],
     summary="Prometheus metrics of this process",
 )
 async def metrics(runtime: RuntimeDep) -> Response:

@@ -80,6 +80,7 @@ def _story_set_id(raw: str) -> str:
 async def create_story_set(body: StoryRequest, runtime: RuntimeDep) -> Response:
     """Store the request, queue generation, answer 202 with the queued story set."""
     created = await run_in_threadpool(runtime.repository.create, body)
+    runtime.storage.clear()
     runtime.list_cache.invalidate()
     runtime.worker.wake()
     return JSONResponse(
@@ -159,6 +160,7 @@ async def get_story_set(story_set_id: str, request: Request) -> Response:
 async def delete_story_set(story_set_id: str, runtime: RuntimeDep) -> Response:
     """Remove the set; a generation still running for it has nowhere to store its result."""
     deleted = await run_in_threadpool(runtime.repository.delete, _story_set_id(story_set_id))
+    runtime.storage.clear()
     runtime.list_cache.invalidate()
     if not deleted:
         raise HTTPException(404, NOT_FOUND)

@@ -44,53 +44,95 @@ function parseArgs(argv) {
   return opts;
 }
 
+/** A short plain-text answer, unless one has started already (then the connection is cut). */
+function answer(res, status, text) {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, { ...SECURITY_HEADERS, "Content-Type": "text/plain; charset=utf-8" });
+  res.end(text);
+}
+
 function proxy(req, res, api) {
   const [host, port] = [api.slice(0, api.lastIndexOf(":")), Number(api.slice(api.lastIndexOf(":") + 1))];
   const upstream = http.request(
     { host, port, method: req.method, path: req.url, headers: { ...req.headers, host: api } },
-    (answer) => {
-      res.writeHead(answer.statusCode, { ...SECURITY_HEADERS, ...answer.headers });
-      answer.pipe(res);
+    (reply) => {
+      res.writeHead(reply.statusCode, { ...SECURITY_HEADERS, ...reply.headers });
+      reply.on("error", () => res.destroy());
+      reply.pipe(res);
     },
   );
   upstream.on("error", () => {
+    if (res.headersSent) {
+      res.destroy(); // the backend went away mid-answer
+      return;
+    }
     // The same answer nginx gives when the backend is down.
     res.writeHead(503, { ...SECURITY_HEADERS, "Content-Type": "application/json" });
     res.end('{"detail":"The story service is not reachable right now. Try again in a moment."}');
   });
+  req.on("error", () => upstream.destroy());
   req.pipe(upstream);
 }
 
 function serveFile(res, file, status = 200) {
-  res.writeHead(status, {
-    ...SECURITY_HEADERS,
-    "Content-Type": TYPES[path.extname(file)] || "application/octet-stream",
-    "Cache-Control": "no-cache",
+  const stream = fs.createReadStream(file);
+  stream.on("error", () => answer(res, 404, "not found\n")); // gone between the check and the read
+  stream.on("open", () => {
+    res.writeHead(status, {
+      ...SECURITY_HEADERS,
+      "Content-Type": TYPES[path.extname(file)] || "application/octet-stream",
+      "Cache-Control": "no-cache",
+    });
+    stream.pipe(res);
   });
-  fs.createReadStream(file).pipe(res);
 }
 
-/** Starts the server; resolves to the http.Server once it listens. */
+/** The file under `root` a request path names, or null when the path cannot be decoded. */
+function fileFor(root, pathname) {
+  let decoded;
+  try {
+    decoded = decodeURIComponent(pathname);
+  } catch {
+    return null; // a malformed percent-encoding such as /%E0%A4%A
+  }
+  return path.join(root, path.normalize(decoded));
+}
+
+function handle(req, res, { api, root }) {
+  const url = new URL(req.url, "http://localhost");
+  if (url.pathname === "/healthz") {
+    res.writeHead(200, { ...SECURITY_HEADERS, "Content-Type": "text/plain" });
+    res.end("ok\n");
+    return;
+  }
+  if (url.pathname.startsWith("/api/")) {
+    proxy(req, res, api);
+    return;
+  }
+  const file = fileFor(root, url.pathname);
+  if (file === null) {
+    answer(res, 400, "bad request: the path is not valid percent-encoded UTF-8\n");
+  } else if (file.startsWith(root + path.sep) && fs.existsSync(file) && fs.statSync(file).isFile()) {
+    serveFile(res, file);
+  } else if (/\.[A-Za-z0-9]+$/.test(url.pathname)) {
+    answer(res, 404, "not found\n");
+  } else {
+    serveFile(res, path.join(root, "index.html")); // client-side route
+  }
+}
+
+/** Starts the server; resolves to the http.Server once it listens. No request can end the
+ * process: whatever a handler throws becomes a 400 (the request was the cause) and a log line. */
 export function startDevServer({ port, api, root }) {
   const server = http.createServer((req, res) => {
-    const url = new URL(req.url, "http://localhost");
-    if (url.pathname === "/healthz") {
-      res.writeHead(200, { "Content-Type": "text/plain" });
-      res.end("ok\n");
-      return;
-    }
-    if (url.pathname.startsWith("/api/")) {
-      proxy(req, res, api);
-      return;
-    }
-    const file = path.join(root, path.normalize(decodeURIComponent(url.pathname)));
-    if (file.startsWith(root + path.sep) && fs.existsSync(file) && fs.statSync(file).isFile()) {
-      serveFile(res, file);
-    } else if (/\.[A-Za-z0-9]+$/.test(url.pathname)) {
-      res.writeHead(404, { ...SECURITY_HEADERS, "Content-Type": "text/plain" });
-      res.end("not found\n");
-    } else {
-      serveFile(res, path.join(root, "index.html")); // client-side route
+    try {
+      handle(req, res, { api, root });
+    } catch (err) {
+      console.error(`dev server: ${req.method} ${JSON.stringify(req.url)}: ${err.message}`);
+      answer(res, 400, "bad request\n");
     }
   });
   return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve(server)));

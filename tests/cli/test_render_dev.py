@@ -51,3 +51,32 @@ def test_kubernetes_target_for_dev(tmp_path) -> None:
     )
     assert code == 0, err
     assert "kind: Deployment" in out
+
+
+def test_a_dollar_in_a_value_reaches_the_container_as_written(tmp_path) -> None:
+    """Values are resolved by autodevhub: Compose must not interpolate them again. The real
+    `docker compose config` (which interpolates) keeps the value whole, written in its own
+    escaped form; the same value unescaped would lose everything after the `$`."""
+    import json
+
+    raw = "pa$word${HOME}$$x"
+    code, out, err = run_cli(
+        "render",
+        "--env",
+        "dev",
+        "--set",
+        f"components.backend.env.PASS={raw}",
+        "--project-dir",
+        str(REPO),
+    )
+    assert code == 0, err
+    path = tmp_path / "compose.yaml"
+    path.write_text(out)
+    proc = subprocess.run(
+        [compose_binary(), "-f", str(path), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seen = json.loads(proc.stdout)["services"]["backend"]["environment"]["PASS"]
+    assert seen == raw.replace("$", "$$"), seen  # config prints `$` as `$$`: the literal

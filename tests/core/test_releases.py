@@ -173,8 +173,12 @@ def test_records_an_earlier_version_kept_locally_are_imported_once(tmp_path: Pat
         }
         (folder / stamp / "release.json").write_text(json.dumps(record))
         (folder / stamp / "manifests.yaml").write_text(f"# {stamp}\n")
-    (folder / "torn").mkdir()
-    (folder / "torn" / "release.json").write_text("{")
+    # Torn, partial, foreign: skipped, never an "Unexpected error".
+    for name, text in (("torn", "{"), ("partial", '{"id": "x"}'), ("list", "[1]"), ("null", "")):
+        (folder / name).mkdir()
+        (folder / name / "release.json").write_text(text)
+    (folder / "binary").mkdir()
+    (folder / "binary" / "release.json").write_bytes(b"\xff\xfe")
     store = _store()
     imported = store.import_local(folder)
     assert [r.id for r in imported] == ["20261101T000000000Z-aaaaaa", "20261102T000000000Z-bbbbbb"]

@@ -34,6 +34,7 @@ class Case:
     setup: Setup | None = None
     code: int = 2
     words: Sequence[str] = ()
+    out_words: Sequence[str] = ()  # what stdout must hold (a value rendered as it was given)
     # Text that must appear nowhere in stdout or stderr (a secret, a path outside the project).
     absent: Sequence[str] = ()
     # Paths (relative to the project copy, `{tmp}/...` for the test's folder) whose files must
@@ -111,6 +112,8 @@ def run_case(case: Case, tmp: Path) -> tuple[int, str, str]:
     for word in case.words:
         word = _expand(word, project, tmp)
         assert " ".join(word.split()) in message, f"{case.id}: {word!r} not in: {message}"
+    for word in case.out_words:
+        assert _expand(word, project, tmp) in out, f"{case.id}: {word!r} not in stdout: {out}"
     for secret in case.absent:
         assert _expand(secret, project, tmp) not in text, f"{case.id}: {secret!r} shown: {text}"
     for where, before in watched.items():

@@ -86,6 +86,78 @@ def test_undecodable_query_and_path_are_not_5xx(client: TestClient, url: str, st
         assert response.json()["total"] == 0
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        # Python's JSON parser takes these, JSON cannot encode them back.
+        (b'{"feature": NaN}', "application/json"),
+        (b'{"feature": Infinity}', "application/json"),
+        (b'{"feature": -Infinity}', "application/json"),
+        (b'{"feature": 1e999}', "application/json"),
+        (b'{"feature": "abc def", "context": [NaN, 1e999]}', "application/json"),
+        (b'{"feature": "abc def", "x": Infinity}', "application/json"),
+        (b"[NaN]", "application/json"),
+        # Bytes that are not UTF-8, as other content types or none at all.
+        (b"\xff\xfe abc", "text/plain"),
+        (b"feature=\xff\xfe", "application/x-www-form-urlencoded"),
+        (b"\xff\xfe", None),
+        (b'{"feature": "abc \xff def"}', None),
+        (b"\x80" * 1000, "application/octet-stream"),
+    ],
+    ids=lambda value: repr(value)[:40] if isinstance(value, bytes) else str(value),
+)
+def test_unencodable_input_is_422_not_500(
+    client: TestClient, body: bytes, content_type: str | None
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post("/api/stories", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    # Strict JSON: no NaN or Infinity tokens, valid UTF-8.
+    detail = json.loads(
+        response.content.decode("utf-8"), parse_constant=lambda token: pytest.fail(token)
+    )["detail"]
+    assert detail and all("input" in error for error in detail)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # One error per unknown key: 60 KB of keys once made a 593 KB answer.
+        {"feature": "abc def", **{f"k{n}": n for n in range(4500)}},
+        {"feature": "f" * 60_000},
+        {"feature": "abc def", "k" * 60_000: 1},
+        {"feature": ["x" * 100] * 550},
+        {"feature": "abc def", "context": [[["deep" * 10] * 10] * 10] * 10},
+    ],
+)
+def test_a_422_echoes_only_a_bounded_excerpt_of_the_input(
+    client: TestClient, body: dict[str, Any]
+) -> None:
+    sent = json.dumps(body).encode()
+    assert 40_000 < len(sent) <= 65_536
+    response = client.post("/api/stories", content=sent, headers=JSON)
+    assert response.status_code == 422
+    assert len(response.content) < 4096, len(response.content)
+    detail = response.json()["detail"]
+    assert 1 <= len(detail) <= 11
+    assert detail[0]["loc"][0] == "body"
+
+
+def test_a_422_says_how_many_errors_it_leaves_out(client: TestClient) -> None:
+    body = {"feature": "abc def", **{f"k{n}": n for n in range(25)}}
+    detail = client.post("/api/stories", json=body).json()["detail"]
+    assert len(detail) == 11
+    assert detail[-1]["type"] == "too_many_errors"
+    assert detail[-1]["msg"] == "15 more errors not shown"
+
+
+def test_a_short_input_is_echoed_whole(client: TestClient) -> None:
+    detail = client.post("/api/stories", json={"feature": 42}).json()["detail"]
+    assert detail[0]["input"] == 42
+    detail = client.post("/api/stories", json={"feature": "ab"}).json()["detail"]
+    assert detail[0]["input"] == "ab"
+
+
 # Any character, lone surrogates often (they are 2048 of 1.1 million code points).
 _ANY_CHARACTER = st.integers(0xD800, 0xDFFF).map(chr) | st.characters(exclude_categories=())
 _JSON_VALUES = st.recursive(
@@ -146,8 +218,45 @@ def test_405_allow_lists_every_method_of_the_path(client: TestClient, method: st
 def test_405_on_the_list_path_names_get_and_post(client: TestClient) -> None:
     response = client.options("/api/stories")
     assert response.status_code == 405
-    assert response.headers["allow"] == "GET, POST"
+    assert response.headers["allow"] == "GET, HEAD, POST"
     assert response.json() == {"detail": "Method Not Allowed"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/stories",
+        "/api/stories?limit=5&q=x",
+        "/api/stories/0123456789abcdef0123456789abcdef",
+        "/healthz",
+        "/readyz",
+        "/docs",
+        "/openapi.json",
+        "/nowhere",
+    ],
+)
+def test_head_answers_like_get_without_a_body(client: TestClient, path: str) -> None:
+    got = client.get(path)
+    head = client.head(path)
+    assert head.status_code == got.status_code, head.text
+    assert head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers["content-length"] == str(len(got.content))
+    assert head.headers["content-security-policy"] == got.headers["content-security-policy"]
+
+
+def test_head_of_an_existing_story_set_and_its_metrics_label(client: TestClient) -> None:
+    created = client.post("/api/stories", json={"feature": "Seen by HEAD"}).json()
+    assert client.head(f"/api/stories/{created['id']}").status_code == 200
+    metrics = client.get("/metrics").text
+    assert 'method="HEAD",route="/api/stories/{story_set_id}",status="200"' in metrics
+
+
+def test_head_is_listed_with_get_in_allow(client: TestClient) -> None:
+    response = client.put("/healthz")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
+    assert client.options("/api/stories").headers["allow"] == "GET, HEAD, POST"
 
 
 # -- 5. the OpenAPI document says exactly what is validated ---------------------------------
@@ -336,7 +445,7 @@ def test_docs_escape_what_the_document_says(client: TestClient) -> None:
 
 
 def _safe_prod(migrated: SettingsFactory, **overrides: Any) -> Any:
-    return migrated(app_env="prod", api_keys=KEY, **overrides)
+    return migrated(app_env="prod", api_keys=KEY, generator="offline", **overrides)
 
 
 def test_docs_are_off_outside_dev(migrated: SettingsFactory) -> None:
@@ -370,3 +479,20 @@ def test_every_answer_forbids_loading_scripts(client: TestClient, path: str) -> 
         response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
     )
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_500_carries_the_security_headers(client: TestClient) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+
+    def broken(story_set_id: str) -> None:
+        raise RuntimeError("a bug")
+
+    runtime.repository.get = broken
+    response = client.get("/api/stories/0123456789abcdef0123456789abcdef")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal server error"}
+    assert (
+        response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    )
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert len(response.headers["x-request-id"]) == 32

@@ -104,3 +104,88 @@ def test_a_slot_recovers_what_its_earlier_incarnation_left_running(
     assert _status(repo, mine["id"]) == "queued"
     assert _status(repo, theirs["id"]) == "running"
     repo.engine.dispose()
+
+
+def _restart(repo: StoryRepository, n: int) -> Claimant:
+    """The process in slot host/0 died; its next incarnation takes the slot over."""
+    me = Claimant(slot="host/0", token=f"{n:032d}")
+    repo.recover_abandoned(3, me)
+    return me
+
+
+def test_sets_a_crash_interrupted_run_alone_before_fresh_work(migrated: SettingsFactory) -> None:
+    repo = _repository(migrated)
+    ids = [repo.create(StoryRequest(feature=f"Feature {i}"))["id"] for i in range(5)]
+    first = _restart(repo, 1)
+    assert [job.id for job in repo.claim(3, 600, first)] == ids[:3]  # fresh, side by side
+    second = _restart(repo, 2)  # crash: the three are suspects now
+    assert [_status(repo, i) for i in ids] == ["queued"] * 5
+    # Busy, this process takes nothing: not the suspects, and no fresh set either.
+    assert repo.claim(16, 600, second, idle=False) == []
+    [alone] = repo.claim(16, 600, second, idle=True)
+    assert alone.id == ids[0] and alone.alone and alone.attempts == 2
+    # Another idle process takes the next suspect, alone too.
+    [other] = repo.claim(16, 600, Claimant(slot="host/1", token="b" * 32))
+    assert other.id == ids[1] and other.alone
+    repo.engine.dispose()
+
+
+def test_crashes_in_company_never_fail_a_set(migrated: SettingsFactory) -> None:
+    """Three crashes a few seconds apart, each with the oldest sets in flight: before, those
+    sets were failed for good; now a crash counts only against a set that ran alone."""
+    repo = _repository(migrated)
+    ids = [repo.create(StoryRequest(feature=f"Feature {i}"))["id"] for i in range(20)]
+    for crash in range(1, 4):
+        me = _restart(repo, crash)
+        claimed = repo.claim(16, 600, me)
+        if not (claimed and claimed[0].alone):  # a worker fills its room with fresh work
+            claimed += repo.claim(16 - len(claimed), 600, me, idle=False)
+        assert claimed
+    me = _restart(repo, 4)
+    stories = asyncio.run(OfflineGenerator().generate(GenerationInput("Any")))
+    while batch := repo.claim(16, 600, me):
+        for job in batch:
+            assert repo.complete(job.id, "offline", None, stories, me)
+    assert [_status(repo, i) for i in ids] == ["done"] * 20
+    repo.engine.dispose()
+
+
+def test_a_set_that_keeps_crashing_its_process_alone_is_failed(
+    migrated: SettingsFactory,
+) -> None:
+    repo = _repository(migrated)
+    poison = repo.create(StoryRequest(feature="Crashes whoever runs it"))["id"]
+    other = repo.create(StoryRequest(feature="Innocent bystander"))["id"]
+    me = _restart(repo, 1)
+    assert len(repo.claim(16, 600, me)) == 2  # side by side: no one is to blame yet
+    for crash in range(2, 5):
+        me = _restart(repo, crash)
+        [job] = repo.claim(16, 600, me)
+        if job.id == other:  # the bystander, alone, finishes
+            stories = asyncio.run(OfflineGenerator().generate(GenerationInput("Any")))
+            assert repo.complete(job.id, "offline", None, stories, me)
+            [job] = repo.claim(16, 600, me)
+        assert job.id == poison and job.alone
+    recovery = repo.recover_abandoned(3, Claimant(slot="host/0", token="f" * 32))
+    assert recovery.failed == [poison]
+    found = repo.get(poison)
+    assert found is not None and found["status"] == "failed"
+    assert "interrupted 3 times while it ran alone" in found["error"]
+    assert _status(repo, other) == "done"
+    repo.engine.dispose()
+
+
+def test_suspects_take_turns_so_unrelated_crashes_spread_out(migrated: SettingsFactory) -> None:
+    repo = _repository(migrated)
+    ids = [repo.create(StoryRequest(feature=f"Feature {i}"))["id"] for i in range(3)]
+    me = _restart(repo, 1)
+    repo.claim(16, 600, me)
+    turns = []
+    for crash in range(2, 8):  # six crashes, each while a suspect runs alone
+        me = _restart(repo, crash)
+        [job] = repo.claim(16, 600, me)
+        turns.append(ids.index(job.id))
+    assert turns == [0, 1, 2, 0, 1, 2]
+    me = _restart(repo, 9)
+    assert [_status(repo, i) for i in ids] == ["queued"] * 3  # two crashes alone each: not yet
+    repo.engine.dispose()

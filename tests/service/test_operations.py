@@ -26,7 +26,7 @@ def test_readyz_when_migrated(client: TestClient) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ready"
-    assert body["migration"] == body["head"] == "0002"
+    assert body["migration"] == body["head"] == "0003"
     assert body["generator"] == "offline"
 
 
@@ -125,6 +125,7 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://app:Zx9vQ2rT7wLm4kP@db/app")
     monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "")
+    monkeypatch.setenv("GENERATOR", "offline")
     monkeypatch.setenv("LOG_LEVEL", "WARNING")
     settings = Settings()
     assert len(settings.api_keys) == 2
@@ -149,7 +150,7 @@ def test_migrate_command_creates_the_sqlite_directory(tmp_path: Path) -> None:
     result = _run_service("migrate", env={}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "var" / "autodevhub.db").exists()
-    assert '"revision": "0002"' in result.stdout
+    assert '"revision": "0003"' in result.stdout
 
 
 @pytest.mark.postgres

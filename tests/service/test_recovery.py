@@ -54,7 +54,9 @@ def test_orderly_shutdown_requeues_running_work(
     assert done["generator"] == "anthropic"
 
 
-def _insert_abandoned(settings_factory: SettingsFactory, attempts: int) -> str:
+def _insert_abandoned(
+    settings_factory: SettingsFactory, attempts: int, *, alone: bool = False, crashes_alone: int = 0
+) -> str:
     """A `running` row whose lease ran out, as a killed process leaves it."""
     settings = settings_factory()
     engine = make_engine(settings)
@@ -65,6 +67,8 @@ def _insert_abandoned(settings_factory: SettingsFactory, attempts: int) -> str:
         assert record is not None
         record.status = "running"
         record.attempts = attempts
+        record.claimed_alone = alone
+        record.crashes_alone = crashes_alone
         record.lease_expires_at = utcnow() - timedelta(seconds=1)
     engine.dispose()
     return str(created["id"])
@@ -78,12 +82,22 @@ def test_abandoned_running_work_is_picked_up_on_start(migrated: SettingsFactory)
     assert done["generator"] == "offline"
 
 
-def test_work_interrupted_too_often_is_failed_with_reason(migrated: SettingsFactory) -> None:
-    story_set_id = _insert_abandoned(migrated, attempts=3)
+def test_work_interrupted_too_often_alone_is_failed_with_reason(
+    migrated: SettingsFactory,
+) -> None:
+    story_set_id = _insert_abandoned(migrated, attempts=4, alone=True, crashes_alone=2)
     with TestClient(create_app(migrated(generation_max_claims=3))) as client:
         failed = wait_for(client, story_set_id)
     assert failed["status"] == "failed"
-    assert "interrupted 3 times" in failed["error"]
+    assert "interrupted 3 times while it ran alone" in failed["error"]
+
+
+def test_work_interrupted_as_often_in_company_is_retried(migrated: SettingsFactory) -> None:
+    """Three crashes while other sets ran beside it say nothing about this set."""
+    story_set_id = _insert_abandoned(migrated, attempts=3)
+    with TestClient(create_app(migrated(generation_max_claims=3))) as client:
+        done = wait_for(client, story_set_id)
+    assert done["status"] == "done"
 
 
 def test_queued_work_survives_a_stopped_service(migrated: SettingsFactory) -> None:
@@ -257,3 +271,57 @@ def test_release_does_not_count_an_orderly_stop(migrated: SettingsFactory, attem
     [again] = repo.claim(5, 60, me)
     assert again.attempts == attempts + 1
     engine.dispose()
+
+
+def test_three_crashes_a_few_seconds_apart_fail_no_set(
+    database_url: str, fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    """The process is SIGKILLed three times, each time while generations are at the model: the
+    first time with four sets side by side, then with one retried alone each time. Once it runs
+    again, every set is done: before, the four oldest were failed for good ("interrupted 3
+    times") by crashes that had nothing to do with them."""
+    env = _service_env(
+        database_url,
+        fake_api,
+        tmp_path,
+        GENERATION_LEASE_SECONDS="300",
+        MAX_CONCURRENT_GENERATIONS="4",
+        GENERATION_MAX_CLAIMS="3",
+    )
+    log = tmp_path / "service.log"
+    fake_api.delay_seconds = 60  # every generation is still at the model when the process dies
+    ids: list[str] = []
+    for crash in range(3):
+        asked = len(fake_api.calls)
+        proc = serve_service(env, log)
+        try:
+            if not ids:
+                ids = [
+                    httpx.post(
+                        f"{proc.base_url}/api/stories", json={"feature": f"Crash feature {n}"}
+                    ).json()["id"]
+                    for n in range(8)
+                ]
+            deadline = time.monotonic() + 20
+            while len(fake_api.calls) == asked:  # a generation of this incarnation is running
+                assert time.monotonic() < deadline, f"crash {crash}: nothing generated"
+                time.sleep(0.05)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+    statuses = _statuses_offline(database_url, ids)
+    assert "failed" not in statuses.values(), statuses
+    fake_api.delay_seconds = 0.05
+    restarted = time.monotonic()
+    proc = serve_service(env, log)
+    try:
+        while True:
+            statuses = _statuses(proc.base_url, ids)
+            if all(status in {"done", "failed"} for status in statuses.values()):
+                break
+            assert time.monotonic() - restarted < 60, Counter(statuses.values())
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert set(statuses.values()) == {"done"}, Counter(statuses.values())

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 
 from service.main import create_app
-from service.security import RateLimiter
+from service.security import RateLimiter, address_key
 from tests.service.conftest import SettingsFactory
 
 KEY = "k3y-for-tests-0123456789abcdef"
@@ -260,6 +261,110 @@ def test_token_bucket_refills_over_time() -> None:
     assert limiter.acquire("a", now=0.0) == pytest.approx(1.0)
     assert limiter.acquire("a", now=1.0) == 0
     assert limiter.acquire("b", now=1.0) == 0
+
+
+def test_a_flood_of_new_addresses_stays_bounded_and_o1() -> None:
+    """New addresses arrive at just the pace at which one bucket a request becomes full again:
+    the limiter must neither grow past its bound nor rescan every bucket per request (which
+    takes most of an hour for this loop)."""
+    limiter = RateLimiter(per_minute=5, max_clients=20_000)
+    step = 60.0 / 19_999.5
+    hang_guard = time.monotonic() + 60  # an upper bound for a hang, not a timing assertion
+    for n in range(150_000):
+        assert limiter.acquire(f"ip:{n}", now=n * step) == 0
+        assert len(limiter) <= 20_000
+        if n % 1000 == 0:
+            assert time.monotonic() < hang_guard, f"only {n} addresses done"
+
+
+def test_the_active_clients_gauge_stays_bounded_and_o1_under_a_flood() -> None:
+    """The gauge saw every request's address and, once full, rescanned all of them for each
+    new one."""
+    from service.metrics import ActiveClients
+
+    now = [0.0]
+    clients = ActiveClients(max_clients=20_000, clock=lambda: now[0])
+    hang_guard = time.monotonic() + 60  # an upper bound for a hang, not a timing assertion
+    for n in range(150_000):
+        now[0] = n * 0.001  # 150 s in all: inside the five-minute window
+        clients.touch(f"203.0.{n // 256 % 256}.{n % 256}-{n}")
+        if n % 1000 == 0:
+            assert time.monotonic() < hang_guard, f"only {n} addresses done"
+    assert clients.count() == 20_000
+    now[0] += 301
+    clients.touch("late")
+    assert clients.count() == 1
+
+
+def test_a_flood_of_new_addresses_does_not_reset_an_active_client() -> None:
+    limiter = RateLimiter(per_minute=3, max_clients=1000)
+    assert [limiter.acquire("ip:abuser", now=0.0) for _ in range(3)] == [0, 0, 0]
+    for n in range(5000):
+        limiter.acquire(f"ip:{n}", now=1.0)
+        if n % 100 == 0:
+            assert limiter.acquire("ip:abuser", now=1.0) > 0, n
+    assert len(limiter) == 1000
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:0:1::1", "2001:db8:0:1::/64"),
+        ("2001:db8:0:1:ffff:ffff:ffff:ffff", "2001:db8:0:1::/64"),
+        ("2001:DB8:0:1:0:0:0:2", "2001:db8:0:1::/64"),
+        ("2001:db8:0:2::1", "2001:db8:0:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("testclient", "testclient"),
+    ],
+)
+def test_rate_limits_key_ipv6_clients_by_their_64(address: str, key: str) -> None:
+    assert address_key(address) == key
+
+
+def test_one_ipv6_64_shares_one_read_budget(migrated: SettingsFactory) -> None:
+    """Through uvicorn's proxy-header handling, as `python -m service` runs it."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    app = create_app(migrated(read_rate_limit_per_minute=2))
+    with TestClient(ProxyHeadersMiddleware(app, trusted_hosts="testclient")) as client:
+
+        def read(address: str) -> int:
+            return client.get("/api/stories", headers={"X-Forwarded-For": address}).status_code
+
+        assert [read("2001:db8:0:1::1"), read("2001:db8:0:1::2")] == [200, 200]
+        assert read("2001:db8:0:1:abcd::9") == 429
+        assert read("2001:db8:0:2::1") == 200
+        assert [read("203.0.113.7"), read("::ffff:203.0.113.7"), read("203.0.113.7")] == [
+            200,
+            200,
+            429,
+        ]
+
+
+def test_operations_endpoints_have_a_per_address_budget(migrated: SettingsFactory) -> None:
+    settings = migrated(ops_rate_limit_per_minute=3)
+    with TestClient(create_app(settings)) as client:
+        assert [client.get(p).status_code for p in ("/readyz", "/metrics", "/openapi.json")] == [
+            200,
+            200,
+            200,
+        ]
+        for path in ("/readyz", "/metrics", "/openapi.json", "/docs"):
+            limited = client.get(path)
+            assert limited.status_code == 429, path
+            assert int(limited.headers["retry-after"]) >= 1
+        # Liveness is never limited: a 429 there would restart the pod.
+        assert all(client.get("/healthz").status_code == 200 for _ in range(20))
+        assert client.get("/api/stories").status_code == 200
+
+
+def test_the_default_operations_budget_leaves_room_for_probes(client: TestClient) -> None:
+    """A kubelet probes readiness every few seconds and Prometheus scrapes every 15 s or so:
+    far below the default budget, even for both together from one address."""
+    codes = {client.get(path).status_code for path in ("/readyz", "/metrics") * 150}
+    assert codes == {200}
 
 
 def test_cors_only_for_configured_origins(migrated: SettingsFactory) -> None:

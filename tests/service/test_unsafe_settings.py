@@ -23,7 +23,12 @@ SAFE_DATABASE = "postgresql://app:Zx9vQ2rT7wLm4kP@db.internal:5432/app"
 
 
 def _prod(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"app_env": "prod", "database_url": SAFE_DATABASE, "api_keys": KEY}
+    values: dict[str, Any] = {
+        "app_env": "prod",
+        "database_url": SAFE_DATABASE,
+        "api_keys": KEY,
+        "generator": "offline",
+    }
     values.update(overrides)
     return Settings(**values)
 
@@ -74,8 +79,38 @@ def test_safe_settings_start_in_prod_and_staging() -> None:
         ({"database_url": "postgresql://app:app@db/app"}, "DATABASE_URL", "user name"),
         ({"database_url": "postgres://app:Secret@db/app"}, "DATABASE_URL", "password"),
         ({"database_url": "postgresql://u:p@your-db-host/app"}, "DATABASE_URL", "placeholder"),
+        ({"api_keys": "Password12345678901234!"}, "API_KEYS", "weak key"),
+        ({"generator": None}, "ANTHROPIC_API_KEY", "GENERATOR=offline"),
+        ({"generator": None, "anthropic_api_key": " "}, "ANTHROPIC_API_KEY", "unset or empty"),
+        ({"generator": None, "process_role": "worker"}, "ANTHROPIC_API_KEY", "offline generator"),
+        ({"anthropic_api_key": "password1"}, "ANTHROPIC_API_KEY", "too short or too simple"),
+        ({"anthropic_api_key": "Password123456789012!"}, "ANTHROPIC_API_KEY", "common password"),
+        ({"database_url": "postgresql://app:password1@db/app"}, "DATABASE_URL", "password1"),
+        ({"database_url": "postgresql://app:Tr0ub4dor&3@db/app"}, "DATABASE_URL", "under 12"),
+        ({"database_url": "postgresql://app:Postgres2024!!!@db/app"}, "DATABASE_URL", "well-known"),
+        ({"database_url": "postgresql://app:App-20241206@db/app"}, "DATABASE_URL", "user name"),
+        ({"database_url": "sqlite:///var/autodevhub.db"}, "DATABASE_URL", "relative path"),
+        ({"database_url": "sqlite:///./data/stories.db"}, "DATABASE_URL", "four slashes"),
+        ({"database_url": "sqlite://"}, "DATABASE_URL", "in-memory"),
+        ({"database_url": "sqlite:///:memory:"}, "DATABASE_URL", "in-memory"),
+        ({"cors_origins": "*"}, "CORS_ORIGINS", "any web page"),
+        ({"cors_origins": "https://a.example.com, null"}, "CORS_ORIGINS", "`null`"),
+        ({"anthropic_base_url": "http://api.anthropic.com"}, "ANTHROPIC_BASE_URL", "https://"),
+        ({"anthropic_base_url": "http://8.8.8.8:8080"}, "ANTHROPIC_BASE_URL", "private IP"),
+        ({"anthropic_base_url": "http://gateway.internal"}, "ANTHROPIC_BASE_URL", "loopback"),
+        ({"anthropic_base_url": "ftp://10.0.0.1/"}, "ANTHROPIC_BASE_URL", "unencrypted"),
+        ({"anthropic_base_url": "api.anthropic.com"}, "ANTHROPIC_BASE_URL", "https://"),
         ({"forwarded_allow_ips": "*"}, "FORWARDED_ALLOW_IPS", "X-Forwarded-For"),
         ({"forwarded_allow_ips": "10.0.0.0/8, *"}, "FORWARDED_ALLOW_IPS", "proxies"),
+        ({"forwarded_allow_ips": "0.0.0.0/0"}, "FORWARDED_ALLOW_IPS", "trusts every address"),
+        ({"forwarded_allow_ips": "::/0"}, "FORWARDED_ALLOW_IPS", "X-Forwarded-For"),
+        ({"forwarded_allow_ips": "10.0.0.0/8,::/0"}, "FORWARDED_ALLOW_IPS", "every address"),
+        ({"forwarded_allow_ips": "0.0.0.0/0.0.0.0"}, "FORWARDED_ALLOW_IPS", "every address"),
+        (
+            {"forwarded_allow_ips": "0.0.0.0/1, 128.0.0.0/1"},
+            "FORWARDED_ALLOW_IPS",
+            "together cover all addresses",
+        ),
     ],
 )
 @pytest.mark.parametrize("app_env", ["staging", "prod"])
@@ -99,6 +134,18 @@ def test_unsafe_settings_are_refused_outside_dev(
         {"database_url": "postgresql://app:s%40fe%2Fpass-9Qz7@db/app"},
         {"database_url": "sqlite:////data/autodevhub.db"},
         {"forwarded_allow_ips": "10.0.0.0/8,192.168.0.7"},
+        {"generator": None, "anthropic_api_key": "sk-ant-api03-" + "Q1w2E3r4T5y6U7i8O9p0" * 5},
+        {"generator": None, "process_role": "api"},  # queues only: needs no model key
+        {"generator": "offline", "anthropic_api_key": None},
+        {"anthropic_base_url": "https://gateway.example.com/anthropic"},
+        {"anthropic_base_url": "http://127.0.0.1:8080"},
+        {"anthropic_base_url": "http://localhost:8080"},
+        {"anthropic_base_url": "http://[::1]:8080"},
+        {"anthropic_base_url": "http://192.168.1.20:8080"},
+        {"cors_origins": "https://stories.example.com, https://admin.example.com"},
+        {"database_url": "sqlite:////data/autodevhub.db?timeout=5"},
+        {"database_url": "postgresql://app:" + "9f3b" * 6 + "@db/app"},
+        {"forwarded_allow_ips": "10.0.0.0/8, fd00::/8, 127.0.0.1"},
     ],
 )
 def test_safe_values_are_accepted_outside_dev(overrides: dict[str, str]) -> None:
@@ -120,10 +167,62 @@ def test_every_unsafe_setting_is_reported_at_once() -> None:
         database_url=safety.DEFAULT_DATABASE_URL,
         api_keys="",
         anthropic_api_key="sk-ant-REPLACE_ME",
-        forwarded_allow_ips="*",
+        anthropic_base_url="http://api.anthropic.com",
+        forwarded_allow_ips="::/0",
+        cors_origins="*",
     )
-    for setting in ("DATABASE_URL", "API_KEYS", "ANTHROPIC_API_KEY", "FORWARDED_ALLOW_IPS"):
+    for setting in (
+        "DATABASE_URL",
+        "API_KEYS",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "FORWARDED_ALLOW_IPS",
+        "CORS_ORIGINS",
+    ):
         assert setting in message
+
+
+def test_each_refusal_is_one_paragraph() -> None:
+    """One paragraph each, naming the setting first and saying what to do."""
+    message = _refusal(
+        generator=None,
+        database_url="sqlite:///var/x.db",
+        cors_origins="*",
+        anthropic_base_url="http://8.8.8.8",
+        forwarded_allow_ips="0.0.0.0/0",
+    )
+    paragraphs = message.split("\n")
+    assert len(paragraphs) == 5
+    for paragraph in paragraphs:
+        assert paragraph.split()[0].isupper() and "refused for APP_ENV=prod" in paragraph
+        assert any(verb in paragraph for verb in ("Set ", "Give ", "List ", "Use "))
+
+
+@pytest.mark.parametrize("app_env", ["staging", "prod"])
+def test_the_real_node_settings_are_accepted(app_env: str) -> None:
+    """What tests/deploy/test_real_node.py gives the backend and the worker: the model a test
+    double over plain http on the node bridge's gateway, the database on the host."""
+    import secrets as tokens
+
+    role = f"stg_{tokens.token_hex(4)}"
+    database = f"postgresql+psycopg://{role}:{tokens.token_urlsafe(24)}@10.244.0.1:5432/{role}"
+    model_key = f"sk-ant-{tokens.token_hex(24)}"
+    Settings(
+        app_env=app_env,
+        process_role="worker",
+        database_url=database,
+        anthropic_api_key=model_key,
+        anthropic_base_url="http://10.244.0.1:40123",
+        forwarded_allow_ips="10.0.0.0/8",
+    )
+    Settings(
+        app_env=app_env,
+        process_role="api",
+        database_url=database,
+        anthropic_api_key=model_key,
+        api_keys="key-" + tokens.token_hex(16),
+        forwarded_allow_ips="10.0.0.0/8",
+    )
 
 
 def test_a_refusal_never_shows_the_value() -> None:
@@ -142,7 +241,17 @@ def _run_service(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Compl
     clean = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("ANTHROPIC_", "API_KEYS", "DATABASE_URL", "APP_ENV", "FORWARDED_"))
+        if not k.startswith(
+            (
+                "ANTHROPIC_",
+                "API_KEYS",
+                "DATABASE_URL",
+                "APP_ENV",
+                "FORWARDED_",
+                "GENERATOR",
+                "CORS_",
+            )
+        )
     }
     return subprocess.run(
         [sys.executable, "-m", "service", *args],
@@ -197,6 +306,7 @@ def test_safe_settings_outside_dev_run(tmp_path: Path) -> None:
             "APP_ENV": "prod",
             "API_KEYS": KEY,
             "DATABASE_URL": f"sqlite:///{tmp_path}/prod.db",
+            "GENERATOR": "offline",
         },
         cwd=tmp_path,
     )
@@ -208,7 +318,11 @@ def test_the_worker_needs_no_api_keys_outside_dev(tmp_path: Path) -> None:
     """The worker Deployment gets no API_KEYS: it serves only /healthz, /readyz and /metrics."""
     from tests.service.conftest import serve_service
 
-    database = {"APP_ENV": "prod", "DATABASE_URL": f"sqlite:///{tmp_path}/prod.db"}
+    database = {
+        "APP_ENV": "prod",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/prod.db",
+        "GENERATOR": "offline",
+    }
     migrated = _run_service("migrate", env={**database, "API_KEYS": KEY}, cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
     # Ready within 60 s without API_KEYS (a refused start-up would exit 2 first).
@@ -219,8 +333,9 @@ def test_the_worker_needs_no_api_keys_outside_dev(tmp_path: Path) -> None:
 
 
 def test_api_processes_still_need_keys_when_the_worker_does_not() -> None:
-    assert (
-        Settings(app_env="prod", database_url=SAFE_DATABASE, process_role="worker").api_keys == []
+    worker = Settings(
+        app_env="prod", database_url=SAFE_DATABASE, process_role="worker", generator="offline"
     )
+    assert worker.api_keys == []
     with pytest.raises(ValidationError, match="API_KEYS is empty"):
         Settings(app_env="prod", database_url=SAFE_DATABASE, process_role="api")

@@ -68,6 +68,7 @@ class Kube:
     @classmethod
     def connect(cls, context: str | None = None, kubeconfig: str | None = None) -> Kube:
         """Kubeconfig (file and context) or, inside a pod, the in-cluster ServiceAccount token."""
+        import yaml
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
 
@@ -82,12 +83,23 @@ class Kube:
                 config.load_kube_config(
                     config_file=kubeconfig, context=context, client_configuration=configuration
                 )
-        except (ConfigException, OSError, TypeError) as exc:
+        except (
+            ConfigException,
+            OSError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            KeyError,
+            yaml.YAMLError,
+        ) as exc:
+            # Also a kubeconfig that is not YAML, or whose fields have the wrong shapes: what
+            # the client said, and where.
+            said = _one_line(exc)
             if in_cluster:
                 raise ConfigError(
                     "Cannot use the pod's ServiceAccount for the Kubernetes API "
                     "(KUBERNETES_SERVICE_HOST is set, and no kubeconfig or context was given): "
-                    f"{exc}.",
+                    f"{said}.",
                     hint="Mount a ServiceAccount token into the pod "
                     "(automountServiceAccountToken: true), or pass --kubeconfig/--context.",
                 ) from None
@@ -95,7 +107,7 @@ class Kube:
             raise ConfigError(
                 f"Cannot load the Kubernetes configuration from {where}"
                 + (f" (context {context!r})" if context else "")
-                + f": {exc}.",
+                + f": {said.rstrip('.')}.",
                 hint="Pass --kubeconfig/--context, set kubernetes.kubeconfig/context in the "
                 "environment file, or run inside a pod with a ServiceAccount.",
             ) from None
@@ -369,3 +381,8 @@ def _manager_of(message: str) -> str:
     if '"' in message:
         return message.split('"')[1]
     return message or "another manager"
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's text on one line (a YAML error spans several)."""
+    return " ".join(str(exc).split())
