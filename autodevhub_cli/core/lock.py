@@ -51,6 +51,17 @@ def parse_stamp(text: str) -> dt.datetime | None:
         return None
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (one we may not signal counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def user_and_host() -> tuple[str, str]:
     """Who runs this command, and where (the uid when the user has no name)."""
     try:

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from autodevhub_cli.core.errors import RenderError
+from autodevhub_cli.core.lock import pid_alive
 from autodevhub_cli.core.project import Project
 
 MARKER = ".autodevhub-render"
@@ -138,24 +139,12 @@ def _repair(out_dir: Path) -> None:
     for kind in ("old", "new"):
         for leftover in parent.glob(f".{out_dir.name}.autodevhub-{kind}.*"):
             pid = leftover.name.split(".autodevhub-", 1)[1].split(".")[1]
-            if pid.isdigit() and _alive(int(pid)):
+            if pid.isdigit() and pid_alive(int(pid)):
                 continue
             saved = leftover / "files"
             if kind == "old" and saved.is_dir() and not out_dir.exists():
                 os.rename(saved, out_dir)
             shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 _RENAME_EXCHANGE = 2

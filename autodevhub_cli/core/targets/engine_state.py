@@ -40,6 +40,7 @@ from autodevhub_cli.core.lock import (
     RenewedLock,
     now,
     parse_stamp,
+    pid_alive,
     stamp,
     user_and_host,
 )
@@ -275,7 +276,7 @@ class EngineLock(RenewedLock):
         """Why the holder is gone (None while it holds the lock)."""
         if labels.get("io.autodevhub.host") == user_and_host()[1]:
             pid = int(labels.get("io.autodevhub.pid") or 0)
-            if pid and not _alive(pid):
+            if pid and not pid_alive(pid):
                 return f"its process {pid} on this host has ended"
         renewed = parse_stamp(self._renewal(live))
         if renewed is None:
@@ -345,13 +346,3 @@ def _import_lock_image(client: Any) -> None:
             changes=[f"LABEL {LOCK_LABEL}=image"],
         ),
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
