@@ -695,10 +695,13 @@ def test_secrets_rotate_restarts_the_real_pods_and_they_read_the_new_value(
 
     def backend_pods() -> set[str]:
         pods = kube.list_objects("v1", "Pod", ns, "app.kubernetes.io/component=backend")
+        # Running and not on its way out: a replaced pod stays Running while it terminates.
         return {
             p["metadata"]["name"]
             for p in pods
-            if p["status"].get("phase") == "Running" and "migrate" not in p["metadata"]["name"]
+            if p["status"].get("phase") == "Running"
+            and not p["metadata"].get("deletionTimestamp")
+            and "migrate" not in p["metadata"]["name"]
         }
 
     before = backend_pods()
