@@ -137,6 +137,16 @@ def _statuses(base: str, ids: list[str]) -> dict[str, str]:
     return {story_id: found.get(story_id, "missing") for story_id in ids}
 
 
+def _settled(base: str, ids: list[str], since: float) -> dict[str, str]:
+    """The statuses once every story set is done or failed; fails 60 s after `since`."""
+    while True:
+        statuses = _statuses(base, ids)
+        if all(status in {"done", "failed"} for status in statuses.values()):
+            return statuses
+        assert time.monotonic() - since < 60, Counter(statuses.values())
+        time.sleep(0.2)
+
+
 def _model_calls(fake_api: FakeMessagesAPI) -> Counter[str]:
     """How often the model was asked for each feature."""
     calls: Counter[str] = Counter()
@@ -191,12 +201,7 @@ def test_sigkill_mid_generation_then_restart_finishes_everything_once(
     restarted = time.monotonic()
     proc = serve_service(env, log)
     try:
-        while True:
-            statuses = _statuses(proc.base_url, ids)
-            if all(status in {"done", "failed"} for status in statuses.values()):
-                break
-            assert time.monotonic() - restarted < 60, Counter(statuses.values())
-            time.sleep(0.2)
+        statuses = _settled(proc.base_url, ids, restarted)
         took = time.monotonic() - restarted
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -315,12 +320,7 @@ def test_three_crashes_a_few_seconds_apart_fail_no_set(
     restarted = time.monotonic()
     proc = serve_service(env, log)
     try:
-        while True:
-            statuses = _statuses(proc.base_url, ids)
-            if all(status in {"done", "failed"} for status in statuses.values()):
-                break
-            assert time.monotonic() - restarted < 60, Counter(statuses.values())
-            time.sleep(0.2)
+        statuses = _settled(proc.base_url, ids, restarted)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
