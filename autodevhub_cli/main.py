@@ -25,6 +25,7 @@ from autodevhub_cli.commands import deploy as deploy_commands
 from autodevhub_cli.commands import doctor as doctor_commands
 from autodevhub_cli.commands import init as init_commands
 from autodevhub_cli.commands import render as render_commands
+from autodevhub_cli.commands import schema as schema_commands
 from autodevhub_cli.commands import secrets as secrets_commands
 from autodevhub_cli.commands import smoke as smoke_commands
 from autodevhub_cli.core.errors import INTERRUPTED, AutodevhubError, reported, signal_name
@@ -129,6 +130,7 @@ def _root(
 app.command("init")(init_commands.init)
 app.command("render")(render_commands.render)
 app.command("validate")(render_commands.validate)
+app.command("schema")(schema_commands.schema)
 app.command("build")(build_commands.build)
 app.command("deploy")(deploy_commands.deploy)
 app.command("smoke-test")(smoke_commands.smoke_test)

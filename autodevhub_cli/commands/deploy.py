@@ -302,10 +302,28 @@ def diff(
     images: Images = None,
     sets: Sets = None,
     project_dir: ProjectDir = None,
+    exit_code: Annotated[
+        bool,
+        typer.Option(
+            "--exit-code",
+            help="Exit 1 when a deploy would change something, 0 when not (as `git diff "
+            "--exit-code`); a diff that cannot be made exits 4 (bad input 2).",
+        ),
+    ] = False,
 ) -> None:
     """Show what a deploy would change (Kubernetes: server-side dry-run against the cluster)."""
+    from autodevhub_cli.core.errors import AutodevhubError
     from autodevhub_cli.core.operate import diff as run_diff
 
     options = _options(context, kubeconfig, prune=prune)
-    text = run_diff(env, project_dir, sets or (), options, images)
+    try:
+        text, notes = run_diff(env, project_dir, sets or (), options, images)
+    except AutodevhubError as exc:
+        if exit_code and exc.exit_code == 1:
+            exc.exit_code = 4  # 1 says "changes found" here: a failed diff is not that
+        raise
+    for note in notes:
+        sys.stderr.write(f"warning: {note}.\n")
     sys.stdout.write(text or "No changes.\n")
+    if exit_code and text:
+        raise typer.Exit(1)

@@ -52,6 +52,7 @@ class BuiltImage:
     seconds: float
     size_bytes: int | None = None
     bases: list[dict[str, str | None]] = field(default_factory=list)
+    inputs: str | None = None  # the hash of its files and build args (a stale record shows)
 
     @property
     def ref(self) -> str:
@@ -190,6 +191,7 @@ class _Builder:
                     digest,
                     time.perf_counter() - started,
                     bases=[b.to_dict() for b in plan.bases],
+                    inputs=plan.inputs_digest,
                 )
         client = self.client()
         action = "reused"
@@ -219,6 +221,7 @@ class _Builder:
             time.perf_counter() - started,
             docker_engine.image_size(client, plan.ref()),
             bases=[b.to_dict() for b in plan.bases],
+            inputs=plan.inputs_digest,
         )
 
     def resolve_bases(self, plans: list[ImagePlan]) -> list[ImagePlan]:

@@ -6,6 +6,7 @@ the bases it `extends` > model defaults.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -289,39 +290,16 @@ def _apply(data: dict[str, Any], override: Override) -> None:
 
 def _free_key(parent: tuple[str, ...]) -> bool:
     """Whether the key under `parent` is free text (a key of a dict field of the environment
-    model, such as an env variable's name), not a field name."""
-    import types
+    model, such as an env variable's name, or anything under `values`), not a field name."""
     import typing
 
-    from pydantic import BaseModel
+    from autodevhub_cli.core.environment import MISSING, DnsLabel, annotation_at
 
-    from autodevhub_cli.core.environment import DnsLabel, Environment
-
-    def pick(annotation: Any) -> Any:
-        if typing.get_origin(annotation) is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-        if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            return pick(args[0]) if args else annotation
-        return annotation
-
-    current: Any = Environment
-    for segment in parent:
-        current = pick(current)
-        origin = typing.get_origin(current)
-        if origin is dict:
-            current = typing.get_args(current)[1]
-        elif origin is list:
-            current = typing.get_args(current)[0]
-        elif isinstance(current, type) and issubclass(current, BaseModel):
-            fields = {n.lower(): f for n, f in current.model_fields.items()}
-            field_info = fields.get(segment.lower())
-            if field_info is None:
-                return False
-            current = field_info.annotation
-        else:
-            return False
-    current = pick(current)
+    current = annotation_at(parent)
+    if current is MISSING:
+        return False
+    if current is Any:
+        return True  # free-form values keep their keys as written
     # Component, task and volume names are DNS labels, lower-case by rule: those fold.
     return typing.get_origin(current) is dict and typing.get_args(current)[0] is not DnsLabel
 
@@ -425,15 +403,60 @@ def load_environment(
         for error in exc.errors(include_url=False):
             message = error["msg"]
             if error["type"] == "extra_forbidden":
-                message = "unknown field (not part of the environment model; check its spelling)"
+                message = _unknown_field(tuple(str(p) for p in error["loc"]))
             elif error["type"] == "missing":
                 message = "required field is missing"
             problems.append((tuple(str(p) for p in error["loc"]), message))
         raise _invalid(name, values, project, problems) from None
-    problems = environment.problems()
+    problems = environment.problems() + _values_problems(project, environment.values)
     if problems:
         raise _invalid(name, values, project, problems)
     return environment
+
+
+VALUES_SCHEMA = "values.schema.json"
+
+
+def _values_problems(project: Project, data: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+    """The project's own `values` checked against environments/values.schema.json, when the
+    project ships one (a JSON Schema, any draft jsonschema knows; 2020-12 when it names none)."""
+    path = project.environments_dir / VALUES_SCHEMA
+    if not path.is_file():
+        return []
+    import jsonschema
+
+    where = f"environments/{VALUES_SCHEMA}"
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        cls.check_schema(schema)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(
+            f"{where} is not valid JSON: {exc}.",
+            hint="Fix the file (a JSON Schema for the environments' `values`), or remove it.",
+        ) from None
+    except jsonschema.SchemaError as exc:
+        at = "/".join(str(p) for p in exc.path) or "(top level)"
+        raise ConfigError(
+            f"{where} is not a valid JSON Schema: at {at}: {exc.message}.",
+            hint="Fix the schema (https://json-schema.org), or remove the file.",
+        ) from None
+    validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+    errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.path])
+    return [
+        (("values", *(str(p) for p in error.path)), f"{error.message} (checked by {where})")
+        for error in errors
+    ]
+
+
+def _unknown_field(loc: tuple[str, ...]) -> str:
+    """The message for a field the model does not have, listing the fields that are valid
+    where it stands."""
+    from autodevhub_cli.core.environment import fields_at
+
+    fields = fields_at(loc[:-1])
+    known = f"; valid here: {', '.join(fields)}" if fields else ""
+    return f"unknown field (check its spelling){known}"
 
 
 def _invalid(

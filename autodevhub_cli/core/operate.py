@@ -245,12 +245,14 @@ def diff(
     sets: Sequence[str] = (),
     options: TargetOptions | None = None,
     images: Path | None = None,
-) -> str:
-    """What a deploy would change, as a unified diff (Kubernetes: server-side dry-run)."""
+) -> tuple[str, list[str]]:
+    """What a deploy would change, as a unified diff (Kubernetes: server-side dry-run), and
+    what to know about it (a stale recorded build)."""
     from autodevhub_cli.core.deploy import DeployRequest, preview_changes
 
     ctx = open_context(environment, project_dir, sets, None, options)
     request = DeployRequest(
         environment, project_dir, sets, skip_build=True, dry_run=True, images=images
     )
-    return preview_changes(ctx, request).diff
+    outcome = preview_changes(ctx, request)
+    return outcome.diff, outcome.notes

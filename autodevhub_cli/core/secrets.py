@@ -82,6 +82,64 @@ def referenced_keys(environment: Any) -> dict[str, set[str]]:
     return found
 
 
+def missing_secrets(environment: Any, target: Any, only: str | None = None) -> list[str]:
+    """Each secret value the environment references (of Secret `only`, when given) that the
+    target does not hold or holds empty, described with where it was looked for; never the
+    value."""
+    import os
+
+    from autodevhub_cli.core.environment import SecretRef
+
+    missing = []
+    for secret, keys in sorted(referenced_keys(environment).items()):
+        if only is not None and secret != only:
+            continue
+        if environment.target == "compose":
+            for key in sorted(keys):
+                path = environment.compose_secret_file(SecretRef(secret=secret, key=key))
+                try:
+                    empty = os.path.getsize(path) == 0
+                except OSError:
+                    missing.append(f"{secret}/{key} (no file {path})")
+                    continue
+                if empty:
+                    missing.append(f"{secret}/{key} (the file {path} is empty)")
+            continue
+        from autodevhub_cli.core.adapters.kube import ObjectRef
+
+        live = target.kube.get(ObjectRef("v1", "Secret", environment.namespace, secret))
+        if live is None:
+            missing.append(f"Secret {environment.namespace}/{secret} (does not exist)")
+            continue
+        data = {**(live.get("data") or {}), **(live.get("stringData") or {})}
+        absent = sorted(key for key in keys if not data.get(key))
+        if absent:
+            missing.append(
+                f"Secret {environment.namespace}/{secret}: key(s) {', '.join(absent)} "
+                "missing or empty"
+            )
+    return missing
+
+
+def require_secrets(environment: Any, target: Any) -> None:
+    """Refuse to go on when a referenced secret value is not set, naming each and the command
+    that sets it."""
+    missing = missing_secrets(environment, target)
+    if not missing:
+        return
+    secrets = sorted(referenced_keys(environment))
+    command = f"autodevhub secrets set --env {environment.name}" + (
+        f" --secret {secrets[0]}" if len(secrets) == 1 else " --secret NAME"
+    )
+    raise ConfigError(
+        f"Environment {environment.name!r} uses secret values that are not set: "
+        + "; ".join(missing)
+        + ".",
+        hint=f"Set them with `{command}` (KEY=VALUE lines on stdin, or --from-file FILE), "
+        "then run the command again.",
+    )
+
+
 def set_secret(
     environment: Any,
     values: dict[str, str],
@@ -112,12 +170,37 @@ def set_secret(
             _unreferenced(name, environment.name, known, unknown, len(values)),
             hint="Check the key names, or pass --allow-unreferenced to store them anyway.",
         )
+    empty = sorted(key for key, value in values.items() if not value.strip())
+    if empty:
+        raise ConfigError(
+            f"The value given for {', '.join(empty)} of Secret {name} is empty; a secret value "
+            "cannot be (a container would start with no password or key).",
+            hint="Give each key its value (KEY=VALUE), or leave the key out to keep its "
+            "current value.",
+        )
     if environment.target == "compose":
         return _set_compose(environment, target, name, values, verify, timeout, say, started)
     kube = target.kube
     namespace = environment.namespace
     ref = ObjectRef("v1", "Secret", namespace, name)
     encoded = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
+    if kube.get(ObjectRef("v1", "Namespace", "", namespace)) is None:
+        # A first run: the deploy that creates the namespace needs the Secret to be there.
+        say("secret", f"creating namespace {namespace}")
+        kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {
+                    "name": namespace,
+                    "labels": {
+                        "name": namespace,
+                        "app.kubernetes.io/part-of": environment.app,
+                        "app.kubernetes.io/environment": environment.name,
+                    },
+                },
+            }
+        )
     live = kube.get(ref)
     if live is None:
         say("secret", f"creating {namespace}/{name} with {', '.join(sorted(values))}")
@@ -140,26 +223,41 @@ def set_secret(
         data = {**(live.get("data") or {}), **encoded}
         kube.replace({**_without_status(live), "data": data})
     change = SecretChange(name, namespace, sorted(values), live is None)
-    checksum = hashlib.sha256(
-        "\n".join(f"{k}={data[k]}" for k in sorted(data)).encode()
-    ).hexdigest()[:16]
-    restarts = [
-        target.restart(workload, {ANNOTATION.format(name): checksum})
-        for workload in _users(kube, environment, name, target.selector)
-    ]
-    change.restarted = [str(r.ref) for r in restarts]
-    deadline = time.monotonic() + timeout
-    for restart in restarts:
-        target.wait_restarted(restart, deadline)
+
+    def restart_users(data: dict[str, str]) -> list[str]:
+        checksum = hashlib.sha256(
+            "\n".join(f"{k}={data[k]}" for k in sorted(data)).encode()
+        ).hexdigest()[:16]
+        restarts = [
+            target.restart(workload, {ANNOTATION.format(name): checksum})
+            for workload in _users(kube, environment, name, target.selector)
+        ]
+        deadline = time.monotonic() + timeout
+        for restart in restarts:
+            target.wait_restarted(restart, deadline)
+        return [str(r.ref) for r in restarts]
+
+    change.restarted = restart_users(data)
     if verify and change.restarted:
         smoke = _check(environment, target, say, values.values())
         change.smoke_ok = smoke.ok
         if not smoke.ok:
+            # The new value is not verified: the previous one comes back, and what uses it.
+            if live is not None:
+                say("secret", f"the checks fail: restoring the previous values of {name}")
+                previous = kube.get(ref) or live
+                kube.replace({**_without_status(previous), "data": live.get("data") or {}})
+                restart_users(live.get("data") or {})
             raise SmokeCheckError(
                 f"Secret {name} was updated and {', '.join(change.restarted)} restarted, but "
-                f"the smoke checks fail: {smoke.summary()}",
-                hint="Put the previous value back with `autodevhub secrets set` if the new one "
-                "is wrong.",
+                f"the smoke checks fail: {smoke.summary()}. "
+                + (
+                    "The previous values are back and the workloads run with them again."
+                    if live is not None
+                    else "The Secret is new: there was no previous value to restore."
+                ),
+                hint="Check the new value (is it the one the application expects?) and set it "
+                "again.",
             )
     change.seconds = round(time.perf_counter() - started, 3)
     return change
@@ -240,7 +338,6 @@ def _set_compose(
     started: float,
 ) -> SecretChange:
     """Compose: one 0600 file per key outside the repository, owned by the containers' user."""
-    import os
     from pathlib import Path
 
     from autodevhub_cli.core.environment import SecretRef
@@ -259,10 +356,82 @@ def _set_compose(
             hint="Give these components the same run_as_user, or a Secret each.",
         )
     created = False
+    previous: dict[str, str | None] = {}
+    for key in values:
+        path = Path(environment.compose_secret_file(SecretRef(secret=name, key=key)))
+        try:
+            previous[key] = path.read_text(encoding="utf-8")
+        except OSError:
+            previous[key] = None
+    _write_compose_files(environment, name, values, uids, users, say)
+    created = any(value is None for value in previous.values())
+    change = SecretChange(name, environment.compose_project(), sorted(values), created)
+    from autodevhub_cli.core.releases import ReleaseStore
+
+    # The serving release's file, from the history on the Docker host.
+    store = ReleaseStore(target.release_driver(), environment.name)
+    serving = store.current()
+    current = store.path(serving, target.rendered_filename) if serving is not None else None
+    if current is not None and users:
+        from autodevhub_cli.core.adapters import compose
+
+        def restart() -> None:
+            say("restart", ", ".join(users))
+            compose.run(
+                current,
+                "up",
+                "--detach",
+                "--wait",
+                "--no-deps",
+                "--force-recreate",
+                *users,
+                timeout=timeout,
+                what="docker compose up (restart)",
+            )
+
+        restart()
+        change.restarted = users
+        if verify:
+            smoke = _check(environment, target, say, values.values())
+            change.smoke_ok = smoke.ok
+            if not smoke.ok:
+                kept = {k: v for k, v in previous.items() if v is not None}
+                if kept:
+                    say("secret", f"the checks fail: restoring the previous values of {name}")
+                    _write_compose_files(environment, name, kept, uids, users, say)
+                    restart()
+                raise SmokeCheckError(
+                    f"Secret {name} was written and {', '.join(users)} restarted, but the smoke "
+                    f"checks fail: {smoke.summary()}. "
+                    + (
+                        "The previous values are back and the services run with them again."
+                        if kept
+                        else "There was no previous value to restore."
+                    ),
+                    hint="Check the new value (is it the one the application expects?) and set it "
+                    "again.",
+                )
+    change.seconds = round(time.perf_counter() - started, 3)
+    return change
+
+
+def _write_compose_files(
+    environment: Any,
+    name: str,
+    values: dict[str, str],
+    uids: list[int],
+    users: list[str],
+    say: Reporter,
+) -> None:
+    """One 0600 file per key, replaced in one step, owned by the containers' uid."""
+    import os
+    from pathlib import Path
+
+    from autodevhub_cli.core.environment import SecretRef
+
     for key, value in values.items():
         path = Path(environment.compose_secret_file(SecretRef(secret=name, key=key)))
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        created = created or not path.exists()
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -282,39 +451,6 @@ def _set_compose(
                 ) from None
         os.replace(tmp, path)
         say("secret", f"wrote {name}/{key} (0600) under {environment.compose.secrets_dir}")
-    change = SecretChange(name, environment.compose_project(), sorted(values), created)
-    from autodevhub_cli.core.releases import ReleaseStore
-
-    # The serving release's file, from the history on the Docker host.
-    store = ReleaseStore(target.release_driver(), environment.name)
-    serving = store.current()
-    current = store.path(serving, target.rendered_filename) if serving is not None else None
-    if current is not None and users:
-        from autodevhub_cli.core.adapters import compose
-
-        say("restart", ", ".join(users))
-        compose.run(
-            current,
-            "up",
-            "--detach",
-            "--wait",
-            "--no-deps",
-            "--force-recreate",
-            *users,
-            timeout=timeout,
-            what="docker compose up (restart)",
-        )
-        change.restarted = users
-        if verify:
-            smoke = _check(environment, target, say, values.values())
-            change.smoke_ok = smoke.ok
-            if not smoke.ok:
-                raise SmokeCheckError(
-                    f"Secret {name} was written and {', '.join(users)} restarted, but the smoke "
-                    f"checks fail: {smoke.summary()}",
-                )
-    change.seconds = round(time.perf_counter() - started, 3)
-    return change
 
 
 def _check(environment: Any, target: Any, say: Reporter, secrets: Iterable[str]) -> Any:

@@ -121,10 +121,18 @@ class _Failed(Exception):
     the deadline; any other wrong answer fails the check once it repeats `confirm_attempts`
     times in a row (`signature` says which answers are the same, whatever ids they carry)."""
 
-    def __init__(self, message: str, *, settling: bool = False, signature: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        settling: bool = False,
+        signature: str | None = None,
+        unresolved: bool = False,
+    ):
         super().__init__(message)
         self.settling = settling
         self.signature = signature or message
+        self.unresolved = unresolved
 
 
 def configured_endpoints(environment: Environment, preview: bool) -> Endpoints:
@@ -265,9 +273,29 @@ class _Runner:
                 )
 
             return unreachable
+        probe: Probe
         if check.latency is not None:
-            return lambda deadline: self.latency(endpoint, check, deadline)
-        return self.steps(endpoint, check.requests())
+
+            def probe(deadline: float) -> str:
+                return self.latency(endpoint, check, deadline)
+        else:
+            probe = self.steps(endpoint, check.requests())
+
+        def named(deadline: float) -> str:
+            try:
+                return probe(deadline)
+            except _Failed as exc:
+                if not exc.unresolved:
+                    raise
+                raise _Failed(
+                    f"{exc}; set smoke.urls.{check.component} (or pass --url "
+                    f"{check.component}=URL) to an address this runner reaches, or turn on "
+                    "smoke.port_forward on Kubernetes",
+                    signature=exc.signature,
+                    unresolved=True,
+                ) from None
+
+        return named
 
     def steps(self, endpoint: Endpoint, steps: list[Step]) -> Probe:
         """A probe running `steps` in order, passing captured values along."""
@@ -356,6 +384,7 @@ class _Runner:
                 f"{step.method} {shown}: {exc}",
                 settling=exc.settling,
                 signature=f"{step.method} {step.path} {exc}",
+                unresolved=exc.unresolved,
             ) from None
 
     def latency(self, endpoint: Endpoint, check: SmokeCheck, deadline: float) -> str:
@@ -502,6 +531,7 @@ def _retry(
     started = time.monotonic()
     attempts, delay, detail = 0, 0.25, ""
     same, last = 0, None
+    unresolved = False
     while True:
         attempts += 1
         try:
@@ -509,13 +539,18 @@ def _retry(
             return CheckResult(name, True, detail, time.monotonic() - started, attempts)
         except _Failed as exc:
             detail = hide(str(exc))
+            unresolved = exc.unresolved
             if exc.settling:
                 same, last = 0, None
             else:
                 same = same + 1 if exc.signature == last else 1
                 last = exc.signature
         if same >= confirm_attempts:
-            detail += f" (the same answer {same} times in a row: up and wrong, not settling)"
+            detail += (
+                f" ({same} tries)"
+                if unresolved
+                else f" (the same answer {same} times in a row: up and wrong, not settling)"
+            )
             return CheckResult(name, False, detail, time.monotonic() - started, attempts)
         if time.monotonic() + delay > deadline:
             return CheckResult(name, False, detail, time.monotonic() - started, attempts)

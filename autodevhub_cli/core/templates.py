@@ -86,18 +86,31 @@ def _cache_dir() -> Path:
     return cache_home() / f"jinja-{jinja2.__version__}"
 
 
+# The template library shipped with autodevhub: `{% import "autodevhub/kubernetes.j2" as k
+# with context %}` from any project's templates.
+LIBRARY_DIR = Path(__file__).resolve().parent.parent / "library"
+LIBRARY_PREFIX = "autodevhub/"
+
+
 class _ProjectLoader(jinja2.FileSystemLoader):
-    """Templates from the project's templates/ folder only: a name that resolves (through a
-    symbolic link) outside it, or to anything but a regular file (a FIFO would block every
-    render), is refused with the path it points to."""
+    """Templates from the project's templates/ folder, and autodevhub's library under the name
+    `autodevhub/`. A project name that resolves (through a symbolic link) outside templates/,
+    or to anything but a regular file (a FIFO would block every render), is refused with the
+    path it points to."""
 
     def __init__(self, templates_dir: Path) -> None:
         super().__init__(str(templates_dir))
         self._root = os.path.realpath(templates_dir)
+        self._library = jinja2.FileSystemLoader(str(LIBRARY_DIR))
 
     def get_source(
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str, Callable[[], bool]]:
+        if template.startswith(LIBRARY_PREFIX):
+            try:
+                return self._library.get_source(environment, template[len(LIBRARY_PREFIX) :])
+            except jinja2.TemplateNotFound:
+                raise jinja2.TemplateNotFound(template) from None
         pieces = jinja2.loaders.split_template_path(template)
         path = os.path.join(self._root, *pieces)
         real = os.path.realpath(path)
@@ -210,6 +223,12 @@ def render_template(env: jinja2.Environment, name: str, context: dict[str, Any])
         ) from None
     except jinja2.TemplateNotFound as exc:
         where = _template_location(sys.exc_info()[2], name)
+        if str(exc.name).startswith(LIBRARY_PREFIX):
+            shipped = ", ".join(LIBRARY_PREFIX + p.name for p in sorted(LIBRARY_DIR.glob("*.j2")))
+            raise RenderError(
+                f"{where}: autodevhub's template library has no {exc.name!r} (it has {shipped}).",
+                hint="Fix the name; the names under autodevhub/ are the library's.",
+            ) from None
         raise RenderError(
             f"{where}: the template {exc.name!r} it includes or imports does not exist in "
             "templates/.",
@@ -244,10 +263,16 @@ def render_template(env: jinja2.Environment, name: str, context: dict[str, Any])
 def _template_location(tb: TracebackType | None, fallback: str) -> str:
     """The innermost template frame of a traceback, as `templates/<name> line N`."""
     found = f"templates/{fallback}"
+    library = str(LIBRARY_DIR) + os.sep
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
         marker = f"{os.sep}templates{os.sep}"
-        if filename.endswith(".j2") and marker in filename:
+        if filename.endswith(".j2") and filename.startswith(library):
+            found = (
+                f"{LIBRARY_PREFIX}{filename[len(library) :]} line {tb.tb_lineno} (autodevhub's "
+                f"template library, called from templates/{fallback})"
+            )
+        elif filename.endswith(".j2") and marker in filename:
             found = "templates/" + filename.split(marker, 1)[1] + f" line {tb.tb_lineno}"
         tb = tb.tb_next
     return found

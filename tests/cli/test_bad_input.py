@@ -207,54 +207,86 @@ def test_environment_variable_override_with_wrong_type(project: Path) -> None:
 
 def test_undefined_template_value_names_template_and_line(project: Path) -> None:
     _edit(
-        project / "templates" / "kubernetes" / "frontend-service.yaml.j2",
-        "  type: ClusterIP",
-        "  type: {{ env.ingress.service_type }}",
+        project / "templates" / "kubernetes" / "app.yaml.j2",
+        "{{ k.ingress() }}",
+        "{{ k.ingress() if env.ingress.service_type }}",
     )
     _fails(
         project,
         "render",
         "--env",
         "prod",
-        words=["templates/kubernetes/frontend-service.yaml.j2 line 7", "service_type"],
+        words=["templates/kubernetes/app.yaml.j2 line 15", "service_type"],
+    )
+
+
+def test_an_error_inside_the_template_library_names_the_library_and_the_caller(
+    project: Path,
+) -> None:
+    _edit(
+        project / "templates" / "kubernetes" / "app.yaml.j2",
+        '{{ k.services("frontend") }}',
+        '{{ k.services("nosuch") }}',
+    )
+    _fails(
+        project,
+        "render",
+        "--env",
+        "prod",
+        words=["autodevhub/kubernetes.j2 line", "called from templates/kubernetes/app.yaml.j2"],
+    )
+
+
+def test_a_library_name_that_does_not_exist_lists_the_library(project: Path) -> None:
+    _edit(
+        project / "templates" / "kubernetes" / "app.yaml.j2",
+        '"autodevhub/kubernetes.j2"',
+        '"autodevhub/k8s.j2"',
+    )
+    _fails(
+        project,
+        "render",
+        "--env",
+        "prod",
+        words=["no 'autodevhub/k8s.j2'", "autodevhub/kubernetes.j2", "autodevhub/compose.j2"],
     )
 
 
 def test_template_syntax_error(project: Path) -> None:
     _edit(
-        project / "templates" / "kubernetes" / "ingress.yaml.j2",
-        "{% endif %}\n",
-        "",
+        project / "templates" / "kubernetes" / "app.yaml.j2",
+        "{{ k.ingress() }}",
+        "{% if k %}{{ k.ingress() }}",
     )
     _fails(
         project,
         "render",
         "--env",
         "prod",
-        words=["templates/kubernetes/ingress.yaml.j2", "syntax error"],
+        words=["templates/kubernetes/app.yaml.j2", "syntax error"],
     )
 
 
 def test_schema_failure_names_kind_name_and_field(project: Path) -> None:
     _edit(
-        project / "templates" / "kubernetes" / "frontend-service.yaml.j2",
-        "  type: ClusterIP",
-        "  type: ClusterIP\n  loadBalancerClas: x",
+        project / "templates" / "kubernetes" / "app.yaml.j2",
+        '{{ k.services("frontend") }}',
+        '{{ k.services("frontend") | replace("type: ClusterIP", "type: ClusterIP\n  loadBalancerClas: x") }}',
     )
     _fails(
         project,
         "render",
         "--env",
         "prod",
-        words=["Service frontend", "frontend-service.yaml.j2", "spec", "loadBalancerClas"],
+        words=["Service frontend", "app.yaml.j2", "spec", "loadBalancerClas"],
     )
 
 
 def test_schema_failure_in_a_crd(project: Path) -> None:
     _edit(
-        project / "templates" / "kubernetes" / "metrics.yaml.j2",
-        "      scheme: http",
-        "      scheme: gopher",
+        project / "templates" / "kubernetes" / "app.yaml.j2",
+        "{{ k.service_monitors() }}",
+        '{{ k.service_monitors() | replace("scheme: http", "scheme: gopher") }}',
     )
     _fails(
         project,
@@ -267,9 +299,10 @@ def test_schema_failure_in_a_crd(project: Path) -> None:
 
 def test_schema_failure_in_a_rollout_pod_template(project: Path) -> None:
     _edit(
-        project / "templates" / "kubernetes" / "_helpers.j2",
-        "      imagePullPolicy: IfNotPresent",
-        "      imagePullPolicy: IfNotPresent\n      restartPolicyy: Always",
+        project / "templates" / "kubernetes" / "app.yaml.j2",
+        "{{ k.workloads(runtime_envs) }}",
+        "{{ k.workloads(runtime_envs) | replace('imagePullPolicy: IfNotPresent', "
+        "'imagePullPolicy: IfNotPresent\n          restartPolicyy: Always') }}",
     )
     _fails(
         project,
@@ -294,9 +327,9 @@ def test_model_bounds(project: Path) -> None:
 
 def test_invalid_compose_output(project: Path) -> None:
     _edit(
-        project / "templates" / "compose" / "_helpers.j2",
-        "  init: true",
-        "  init: true\n  initt: 1",
+        project / "templates" / "compose" / "compose.yaml.j2",
+        "| indent(2) }}",
+        "| replace('init: true', 'init: true\n  initt: 1') | indent(2) }}",
     )
     _fails(project, "render", "--env", "dev", words=["Compose file", "initt"])
 
@@ -364,7 +397,7 @@ def test_an_env_name_the_template_sets_too_is_refused_at_render(
         "--set",
         "components.backend.env.PORT=9000",
         words=[
-            "Rollout backend (templates/kubernetes/backend-rollout.yaml.j2)",
+            "Rollout backend (templates/kubernetes/app.yaml.j2)",
             'spec.template.spec.containers[0].env[6]: duplicate entries for key [name="PORT"]',
         ],
     )

@@ -32,7 +32,11 @@ def test_every_object_is_labelled(prod: list[dict]) -> None:
         assert labels[MANAGED] == "autodevhub", doc["kind"]
         assert labels["app.kubernetes.io/name"] == "autodevhub"
         assert labels["app.kubernetes.io/environment"] == "prod"
-        assert "app.kubernetes.io/component" in labels
+        if doc["kind"] == "Job":  # a task: its pods are no Service's endpoints
+            assert "app.kubernetes.io/component" not in labels
+            assert labels["autodevhub.io/task-of"] == "backend"
+        else:
+            assert "app.kubernetes.io/component" in labels
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == "autodevhub"
 
@@ -183,10 +187,11 @@ def test_network_policies(prod: list[dict]) -> None:
     backend = find(prod, "NetworkPolicy", "backend")
     first = backend["spec"]["ingress"][0]
     sources = first["from"]
-    assert sources[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "frontend"
-    assert sources[1]["namespaceSelector"]["matchLabels"] == {
+    assert sources[0]["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "ingress-nginx"
     }
+    callers = [s["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for s in sources[1:]]
+    assert callers == ["worker", "frontend"], "the components that depend on the backend"
     assert first["ports"] == [{"protocol": "TCP", "port": 8000}]
     frontend = find(prod, "NetworkPolicy", "frontend")
     assert frontend["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8080}]

@@ -10,8 +10,11 @@ from tests.helpers import REPO
 # Any spelling of this project's component and resource names; the Python package of the
 # deployed app, `service`, as a lower-case word (the Kubernetes kind `Service` and Compose's
 # `services` key and its `com.docker.compose.service` label are the platforms' own words, and
-# stay).
-PLATFORM_WORDS = re.compile(r"com\.docker\.compose\.service\b")
+# stay, as do glibc's resolver error "Name or service not known" and an Ingress path's
+# `backend:` field).
+PLATFORM_WORDS = re.compile(
+    r"com\.docker\.compose\.service\b|name or service not known|^\s*backend:$", re.I
+)
 FORBIDDEN = [
     re.compile(r"\b(backend|frontend|stories|story|worker)s?\b", re.IGNORECASE),
     re.compile(r"\bservice\b"),
@@ -20,10 +23,14 @@ FORBIDDEN = [
 
 def test_no_code_under_the_tool_names_the_application() -> None:
     hits = []
-    for path in sorted((REPO / "autodevhub_cli").rglob("*.py")):
+    tool = REPO / "autodevhub_cli"
+    # Its code, and the template library every project's templates import (where a Compose
+    # "service" is Compose's own word).
+    for path in sorted([*tool.rglob("*.py"), *(tool / "library").glob("*.j2")]):
+        patterns = FORBIDDEN if path.suffix == ".py" else FORBIDDEN[:1]
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             line = PLATFORM_WORDS.sub("", line)
-            for pattern in FORBIDDEN:
+            for pattern in patterns:
                 for match in pattern.finditer(line):
                     hits.append(
                         f"{path.relative_to(REPO)}:{number}: {match.group(0)!r}: {line.strip()}"

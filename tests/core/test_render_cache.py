@@ -62,8 +62,11 @@ def test_any_input_change_is_a_miss(project: Path, tmp_path: Path, change: str) 
     args: list[str] = []
     env: dict[str, str] = {}
     if change == "template":
-        path = project / "templates" / "kubernetes" / "frontend-service.yaml.j2"
-        path.write_text(path.read_text().replace("type: ClusterIP", "type: NodePort"))
+        path = project / "templates" / "kubernetes" / "app.yaml.j2"
+        text = path.read_text().replace(
+            'k.services("frontend")', 'k.services("frontend") | replace("ClusterIP", "NodePort")'
+        )
+        path.write_text(text)
     elif change == "environment":
         path = project / "environments" / "prod.yaml"
         path.write_text(path.read_text().replace("replicas: 3", "replicas: 4"))

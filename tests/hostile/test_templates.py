@@ -140,6 +140,13 @@ CASES += [
         words=["zz-hostile.yaml.j2", "../environments/prod.yaml"],
     ),
     Case(
+        "include-dotdot-through-the-library",
+        ["render", "--env", "prod"],
+        setup=template('{% include "autodevhub/../core/config.py" %}\n'),
+        words=["zz-hostile.yaml.j2", "autodevhub/../core/config.py"],
+        absent=["def load_environment"],
+    ),
+    Case(
         "include-missing",
         ["render", "--env", "prod"],
         setup=template('{% include "kubernetes/nope.j2" %}\n'),

@@ -30,9 +30,34 @@ class RequestFailed(Exception):
     body was too large, or the request could not be sent. `settling` failures (a refused or
     dropped connection) are what a release still starting gives, and are retried."""
 
-    def __init__(self, message: str, *, settling: bool = False) -> None:
+    def __init__(self, message: str, *, settling: bool = False, unresolved: bool = False) -> None:
         super().__init__(message)
         self.settling = settling
+        self.unresolved = unresolved  # the host name does not resolve: no rollout fixes that
+
+
+# What resolvers say when a name does not resolve (glibc, musl, macOS), in lower case.
+_RESOLVER_WORDS = (
+    "name or service not known",
+    "nodename nor servname",
+    "temporary failure in name resolution",
+    "no address associated",
+)
+
+
+def _unresolved(exc: BaseException) -> bool:
+    """Whether a connection error is a host name that does not resolve (DNS)."""
+    import socket
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return True
+        text = str(seen).lower()
+        if any(words in text for words in _RESOLVER_WORDS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 @dataclass(frozen=True)
@@ -132,6 +157,12 @@ class HttpClient:
         except httpx.InvalidURL as exc:
             raise RequestFailed(f"not a valid URL: {exc}") from None
         except network_errors as exc:
+            if _unresolved(exc):
+                host = httpx.URL(url).host
+                raise RequestFailed(
+                    f"the host name {host!r} does not resolve ({exc}): this runner cannot reach it",
+                    unresolved=True,
+                ) from None
             # The message of a connection error says what happened (refused, reset, closed).
             raise RequestFailed(f"{type(exc).__name__}: {exc}", settling=True) from None
         seconds = time.monotonic() - started

@@ -47,11 +47,22 @@ class ApplyConflict(ApplyError):
 
     def __init__(self, ref: ObjectRef, conflicts: list[tuple[str, str]]) -> None:
         listed = "; ".join(f"{field} (owned by {manager})" for field, manager in conflicts)
-        super().__init__(
-            f"Applying {ref} conflicts with other field managers: {listed}.",
-            hint="Another tool changed these fields. Stop it from managing them, or take "
-            "ownership with --force-conflicts.",
+        written_back = any(
+            manager == "rollouts-controller" and ".containers" in field
+            for field, manager in conflicts
         )
+        hint = (
+            "Argo Rollouts writes a Rollout back without the fields that hold their default "
+            "value (such as `initialDelaySeconds: 0`, `readOnly: false` or an empty env value), "
+            "and the Rollout's container list has no merge key, so the controller now owns the "
+            "whole list. Leave such fields out of the template (autodevhub's template library "
+            "renders none), then deploy once with --force-conflicts to take the list back."
+            if written_back
+            else "Another tool changed these fields. Stop it from managing them, or take "
+            "ownership with --force-conflicts."
+        )
+        message = f"Applying {ref} conflicts with other field managers: {listed}."
+        super().__init__(message, hint=hint)
         self.ref = ref
         self.conflicts = conflicts
 

@@ -64,6 +64,10 @@ class Target(Protocol):
     def remove(self, rendered: Path, volumes: bool) -> None:
         """Remove everything the environment runs."""
 
+    def preview_waiting(self, rendered: Path) -> bool:
+        """Whether a blue-green workload of the release has a new version waiting as the
+        preview (none when its pod template did not change)."""
+
     def promote(self, rendered: Path, timeout: float) -> None:
         """Make the release waiting as the preview the active one, or refuse."""
 

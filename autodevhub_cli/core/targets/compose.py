@@ -227,6 +227,10 @@ class ComposeTarget:
             hint="Every Compose deploy switches at once; use `autodevhub rollback` to go back.",
         )
 
+    def preview_waiting(self, rendered: Path) -> bool:
+        """No preview on Compose."""
+        return False
+
     def abort(self, rendered: Path) -> None:
         """No preview: nothing to abort."""
 

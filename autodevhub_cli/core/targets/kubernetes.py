@@ -38,7 +38,23 @@ from autodevhub_cli.core.targets.readiness import (
 
 log = logging.getLogger("autodevhub.kubernetes")
 STEP_LABEL = "autodevhub.io/step"
+TASK_OF_LABEL = "autodevhub.io/task-of"
 COMPONENT_LABEL = "app.kubernetes.io/component"
+# What a task may need that the templates render (its volumes, its config, its account): applied
+# before the tasks run, so a first deploy's migration can mount the claim the templates create.
+TASK_PREREQUISITE_KINDS = frozenset(
+    {
+        "Namespace",
+        "ResourceQuota",
+        "LimitRange",
+        "ServiceAccount",
+        "Secret",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "Role",
+        "RoleBinding",
+    }
+)
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 # Holds a field autodevhub hands to a controller until the controller writes it.
 HANDOVER_MANAGER = "autodevhub-handover"
@@ -210,20 +226,20 @@ class KubernetesTarget:
     # --- apply ------------------------------------------------------------------------------
 
     def run_tasks(self, rendered: Path, timeout: float, tasks: list[TaskRef]) -> None:
-        """Apply the namespace and each task's Job (labelled with its component and
-        `autodevhub.io/step: <task>`), and wait for every Job to complete."""
+        """Apply what the tasks may need (the namespace, claims, config: TASK_PREREQUISITE_KINDS),
+        then each task's Job (labelled `autodevhub.io/task-of: <component>` and
+        `autodevhub.io/step: <task>`), in order, waiting for each to complete. Task Jobs are
+        applied here only: `apply` leaves them out, so a skipped task never runs and a rollback
+        never runs the old release's tasks (as on Compose)."""
         docs = load_documents(rendered)
         wanted = {(ref.component, ref.task) for ref in tasks}
-        jobs = [
-            d
-            for d in docs
-            if d["kind"] == "Job" and (_label(d, COMPONENT_LABEL), _label(d, STEP_LABEL)) in wanted
-        ]
+        jobs = [d for d in docs if _is_task(d) and _task_key(d) in wanted]
         if not jobs:
             return
         for doc in docs:
-            if doc["kind"] == "Namespace":
-                self.kube.apply(doc, force=self.force_conflicts)
+            if doc["kind"] in TASK_PREREQUISITE_KINDS:
+                self.say("apply", str(ObjectRef.of(doc)))
+                self._apply_one(doc, {}, dry_run=False)
         deadline = time.monotonic() + timeout
         for job in jobs:
             self.say("tasks", f"job {job['metadata']['name']}")
@@ -233,14 +249,14 @@ class KubernetesTarget:
     def apply(self, rendered: Path, timeout: float) -> None:
         """Apply every object in order, prune what is no longer rendered, wait until ready."""
         docs = load_documents(rendered)
-        self.apply_documents(docs)
+        self.apply_documents([d for d in docs if not _is_task(d)])
         if self.prune_enabled:
             for ref in self.prunable(docs):
                 self.say("prune", f"deleting {ref}")
                 self.kube.delete(ref)
         deadline = time.monotonic() + timeout
         for doc in docs:
-            if doc["kind"] in WAITING_KINDS:
+            if doc["kind"] in WAITING_KINDS and not _is_task(doc):
                 self.wait_for(doc, deadline)
 
     def apply_documents(self, docs: list[dict[str, Any]], dry_run: bool = False) -> list[Any]:
@@ -450,6 +466,12 @@ class KubernetesTarget:
             self.say("promote", str(ref))
             self.wait_for(doc, deadline, phase="promoted")
 
+    def preview_waiting(self, rendered: Path) -> bool:
+        """Whether a Rollout of the release has a preview waiting for promotion."""
+        return any(
+            _preview(self.kube.get(ObjectRef.of(doc)) or {}) for doc in self.rollouts(rendered)
+        )
+
     def abort(self, rendered: Path) -> None:
         """Abort each Rollout: the active Service keeps pointing at the stable version."""
         for doc in self.rollouts(rendered):
@@ -513,6 +535,8 @@ class KubernetesTarget:
         chunks = []
         new_namespaces: set[str] = set()  # rendered Namespaces the cluster does not have yet
         for doc in docs:
+            if _is_task(doc):
+                continue  # a task is a step of the deploy, not a state it leaves
             ref = ObjectRef.of(doc)
             if ref.namespace in new_namespaces:
                 # The server cannot dry-run into a namespace that does not exist yet; show the
@@ -615,6 +639,17 @@ def _handed_over_fields(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str]
                     if name:
                         fields[("Service", _namespace(doc), str(name))] = "selector"
     return fields
+
+
+def _is_task(doc: dict[str, Any]) -> bool:
+    """Whether a rendered object is a task's Job (run by `run_tasks`, never by `apply`)."""
+    return doc["kind"] == "Job" and _label(doc, STEP_LABEL) is not None
+
+
+def _task_key(doc: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(component, task) of a task's Job; the component label of templates written before
+    the library (whose Jobs carried the component's labels) still counts."""
+    return (_label(doc, TASK_OF_LABEL) or _label(doc, COMPONENT_LABEL), _label(doc, STEP_LABEL))
 
 
 def _label(doc: dict[str, Any], key: str) -> str | None:
