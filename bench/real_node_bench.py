@@ -104,21 +104,9 @@ class Namespace:
         backups = work / f"backups-{self.name}"
         backups.mkdir()
         self.volume = ObjectRef("v1", "PersistentVolume", "", f"{self.name}-backups")
-        kube.create(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": self.volume.name},
-                "spec": {
-                    "capacity": {"storage": "100Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": "",
-                    "hostPath": {"path": str(backups), "type": "Directory"},
-                    "claimRef": {"namespace": self.name, "name": "backups"},
-                },
-            }
-        )
+        from tests.deploy.local_cluster import host_path_volume
+
+        kube.create(host_path_volume(self.volume.name, backups, self.name, "backups", "100Gi"))
 
     def delete(self) -> None:
         from autodevhub_cli.core.adapters.kube import ObjectRef

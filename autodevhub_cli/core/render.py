@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from autodevhub_cli.core.errors import RenderError
+from autodevhub_cli.core.kinds import KIND_ORDER
 from autodevhub_cli.core.project import Project
 from autodevhub_cli.core.templates import render_template, template_environment, to_yaml
 
@@ -20,30 +21,6 @@ if TYPE_CHECKING:
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-# Apply order: what others depend on comes first (Helm and kubectl order objects the same way).
-KIND_ORDER = [
-    "Namespace",
-    "NetworkPolicy",
-    "ResourceQuota",
-    "LimitRange",
-    "ServiceAccount",
-    "Secret",
-    "ConfigMap",
-    "PersistentVolumeClaim",
-    "Role",
-    "RoleBinding",
-    "Service",
-    "Job",
-    "Deployment",
-    "Rollout",
-    "StatefulSet",
-    "CronJob",
-    "PodDisruptionBudget",
-    "HorizontalPodAutoscaler",
-    "Ingress",
-    "ServiceMonitor",
-    "PrometheusRule",
-]
 TARGETS = ("compose", "kubernetes")
 COMPOSE_FILE = "compose.yaml"
 

@@ -239,26 +239,16 @@ def set_secret(
 
     change.restarted = restart_users(data)
     if verify and change.restarted:
-        smoke = _check(environment, target, say, values.values())
-        change.smoke_ok = smoke.ok
-        if not smoke.ok:
-            # The new value is not verified: the previous one comes back, and what uses it.
-            if live is not None:
-                say("secret", f"the checks fail: restoring the previous values of {name}")
-                previous = kube.get(ref) or live
-                kube.replace({**_without_status(previous), "data": live.get("data") or {}})
-                restart_users(live.get("data") or {})
-            raise SmokeCheckError(
-                f"Secret {name} was updated and {', '.join(change.restarted)} restarted, but "
-                f"the smoke checks fail: {smoke.summary()}. "
-                + (
-                    "The previous values are back and the workloads run with them again."
-                    if live is not None
-                    else "The Secret is new: there was no previous value to restore."
-                ),
-                hint="Check the new value (is it the one the application expects?) and set it "
-                "again.",
-            )
+
+        def restore() -> None:
+            assert live is not None
+            previous = kube.get(ref) or live
+            kube.replace({**_without_status(previous), "data": live.get("data") or {}})
+            restart_users(live.get("data") or {})
+
+        change.smoke_ok = _verify_or_restore(
+            environment, target, say, name, values, change.restarted, restore if live else None
+        )
     change.seconds = round(time.perf_counter() - started, 3)
     return change
 
@@ -392,25 +382,15 @@ def _set_compose(
         restart()
         change.restarted = users
         if verify:
-            smoke = _check(environment, target, say, values.values())
-            change.smoke_ok = smoke.ok
-            if not smoke.ok:
-                kept = {k: v for k, v in previous.items() if v is not None}
-                if kept:
-                    say("secret", f"the checks fail: restoring the previous values of {name}")
-                    _write_compose_files(environment, name, kept, uids, users, say)
-                    restart()
-                raise SmokeCheckError(
-                    f"Secret {name} was written and {', '.join(users)} restarted, but the smoke "
-                    f"checks fail: {smoke.summary()}. "
-                    + (
-                        "The previous values are back and the services run with them again."
-                        if kept
-                        else "There was no previous value to restore."
-                    ),
-                    hint="Check the new value (is it the one the application expects?) and set it "
-                    "again.",
-                )
+            kept = {k: v for k, v in previous.items() if v is not None}
+
+            def restore() -> None:
+                _write_compose_files(environment, name, kept, uids, users, say)
+                restart()
+
+            change.smoke_ok = _verify_or_restore(
+                environment, target, say, name, values, users, restore if kept else None
+            )
     change.seconds = round(time.perf_counter() - started, 3)
     return change
 
@@ -451,6 +431,35 @@ def _write_compose_files(
                 ) from None
         os.replace(tmp, path)
         say("secret", f"wrote {name}/{key} (0600) under {environment.compose.secrets_dir}")
+
+
+def _verify_or_restore(
+    environment: Any,
+    target: Any,
+    say: Reporter,
+    name: str,
+    values: dict[str, str],
+    restarted: list[str],
+    restore: Callable[[], None] | None,
+) -> bool:
+    """The smoke checks after a secret changed; when they fail, the previous values come back
+    (`restore`, None when there were none) and the failure says which happened."""
+    smoke = _check(environment, target, say, values.values())
+    if smoke.ok:
+        return True
+    if restore is not None:
+        say("secret", f"the checks fail: restoring the previous values of {name}")
+        restore()
+    raise SmokeCheckError(
+        f"Secret {name} was changed and {', '.join(restarted)} restarted, but the smoke checks "
+        f"fail: {smoke.summary()}. "
+        + (
+            "The previous values are back and what uses them runs with them again."
+            if restore is not None
+            else "There was no previous value to restore."
+        ),
+        hint="Check the new value (is it the one the application expects?) and set it again.",
+    )
 
 
 def _check(environment: Any, target: Any, say: Reporter, secrets: Iterable[str]) -> Any:

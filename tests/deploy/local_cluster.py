@@ -67,3 +67,23 @@ def connect_with_engine() -> tuple[Any, Path]:
     if path is None:
         pytest.skip(why)
     return Kube.connect(kubeconfig=str(path)), path
+
+
+def host_path_volume(
+    name: str, folder: Path, namespace: str, claim: str, size: str
+) -> dict[str, Any]:
+    """A PersistentVolume on a folder of the host, bound ahead to one claim: storage for a
+    claim on a cluster without a storage provisioner (the local cluster has none)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": size},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "hostPath": {"path": str(folder), "type": "Directory"},
+            "claimRef": {"namespace": namespace, "name": claim},
+        },
+    }

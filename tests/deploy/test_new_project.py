@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from autodevhub_cli.core.adapters.kube import Kube, ObjectRef
+from tests.deploy import local_cluster
 from tests.deploy.conftest import free_port
 from tests.helpers import REPO, documents, run_cli
 from tests.images.conftest import BASE_IMAGES, REGISTRY, _engine_problem
@@ -172,7 +173,7 @@ def test_a_secret_change_the_checks_refuse_is_undone_on_compose(
     values.write_text("api-token=tok-wrong\n")
     code, _, err = _cli(root, env, "secrets", "set", "--env", "local", "--from-file", str(values))
     assert code == 3, err
-    assert "The previous values are back and the services run with them again" in err
+    assert "The previous values are back and what uses them runs with them again" in err
     stored = (
         Path(env["AUTODEVHUB__COMPOSE__SECRETS_DIR"]) / env["AUTODEVHUB__COMPOSE__PROJECT_NAME"]
     )
@@ -195,21 +196,7 @@ def notes_on_the_real_node(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str
     os.chown(data, API_UID, API_UID)
     with _real_namespace(kube) as ns:
         volume = ObjectRef("v1", "PersistentVolume", "", f"{ns}-data")
-        kube.create(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": volume.name},
-                "spec": {
-                    "capacity": {"storage": "64Mi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": "",
-                    "hostPath": {"path": str(data), "type": "Directory"},
-                    "claimRef": {"namespace": ns, "name": "data"},
-                },
-            }
-        )
+        kube.create(local_cluster.host_path_volume(volume.name, data, ns, "data", "64Mi"))
         env = {
             "AUTODEVHUB__REGISTRY__URL": f"{REGISTRY}/notes-real",
             "AUTODEVHUB__BUILD__ARGS__BASE_IMAGE": BASE_IMAGES["PYTHON"],
@@ -262,6 +249,26 @@ def test_the_notes_project_deploys_ten_times_blue_green_on_the_real_node_without
     assert code == 0, err
     releases = json.loads(out)["releases"]
     assert len(releases) >= DEPLOYS and releases[-1]["status"] != "preview", releases[-1]
+    serving_job = job["metadata"]["name"]
+    # A release whose checks fail runs its own task (its image changed), is rolled back, and the
+    # rollback runs none: the serving release's task Job is still not there.
+    _change(root, 3)
+    code, out, err = _cli(
+        root,
+        env,
+        "deploy",
+        "--env",
+        "live",
+        "--promote",
+        "--set",
+        "smoke.checks.0.expect.fields.token=unset",
+        "-o",
+        "json",
+    )
+    assert code == 3, err
+    assert "tasks" in json.loads(out)["release"]["timings"], "the failed release ran its task"
+    assert kube.get(ObjectRef("batch/v1", "Job", ns, serving_job)) is None
+    assert info()["token"] == "set", "the previous release serves"
 
 
 def test_secrets_set_on_a_fresh_kubernetes_environment_creates_its_namespace(

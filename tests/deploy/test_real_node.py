@@ -303,21 +303,7 @@ def staging_on_real_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     backups.chmod(0o700)
     with _real_namespace(kube) as ns, _staging_project(kube, ns, kubeconfig, folder) as s:
         volume = ObjectRef("v1", "PersistentVolume", "", f"{ns}-backups")
-        kube.create(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": volume.name},
-                "spec": {
-                    "capacity": {"storage": "5Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": "",
-                    "hostPath": {"path": str(backups), "type": "Directory"},
-                    "claimRef": {"namespace": ns, "name": "backups"},
-                },
-            }
-        )
+        kube.create(local_cluster.host_path_volume(volume.name, backups, ns, "backups", "5Gi"))
         s["env"]["AUTODEVHUB__BACKUPS__IMAGE"] = _backup_image()
         try:
             code, out, err = run_cli(

@@ -26,6 +26,7 @@ from autodevhub_cli.core.adapters.kube import (
 )
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import ApplyError, RolloutError
+from autodevhub_cli.core.kinds import KIND_ORDER
 from autodevhub_cli.core.smoke import Endpoint, Endpoints, configured_endpoints
 from autodevhub_cli.core.targets import TaskRef
 from autodevhub_cli.core.targets.readiness import (
@@ -40,21 +41,10 @@ log = logging.getLogger("autodevhub.kubernetes")
 STEP_LABEL = "autodevhub.io/step"
 TASK_OF_LABEL = "autodevhub.io/task-of"
 COMPONENT_LABEL = "app.kubernetes.io/component"
-# What a task may need that the templates render (its volumes, its config, its account): applied
-# before the tasks run, so a first deploy's migration can mount the claim the templates create.
-TASK_PREREQUISITE_KINDS = frozenset(
-    {
-        "Namespace",
-        "ResourceQuota",
-        "LimitRange",
-        "ServiceAccount",
-        "Secret",
-        "ConfigMap",
-        "PersistentVolumeClaim",
-        "Role",
-        "RoleBinding",
-    }
-)
+# What a task may need that the templates render (its volumes, its config, its account, the
+# policies its pods run under): every kind applied before the Services, applied before the tasks
+# run, so a first deploy's migration can mount the claim the templates create.
+TASK_PREREQUISITE_KINDS = frozenset(KIND_ORDER[: KIND_ORDER.index("Service")])
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 # Holds a field autodevhub hands to a controller until the controller writes it.
 HANDOVER_MANAGER = "autodevhub-handover"
