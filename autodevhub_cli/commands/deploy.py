@@ -287,9 +287,14 @@ def promote(
 
     progress = Progress(verbose=False)
     with progress.live():
-        release = run_promote(env, project_dir, timeout, _options(context, kubeconfig), progress)
+        release, promoted = run_promote(
+            env, project_dir, timeout, _options(context, kubeconfig), progress
+        )
     if output is OutputFormat.json:
-        _json({"release": release.to_dict(), "ok": True})
+        _json({"release": release.to_dict(), "promoted": promoted, "ok": True})
+        return
+    if not promoted:
+        sys.stdout.write(f"Release {release.id} of {env} is already active: nothing to promote.\n")
         return
     sys.stdout.write(f"Release {release.id} of {env} promoted and checked.\n")
 

@@ -723,13 +723,22 @@ def promote(
     timeout: float = 300.0,
     options: TargetOptions | None = None,
     report: Reporter | None = None,
-) -> Release:
-    """Promote the release waiting as the blue-green preview, then check the active version."""
+) -> tuple[Release, bool]:
+    """Promote the release waiting as the blue-green preview, then check the active version.
+    Returns the release and whether it was promoted: when the newest release is already the
+    active one (a first blue-green deploy, or one that changed no Rollout, makes no preview),
+    there is nothing to promote, and that is not an error (a pipeline's promote step after
+    such a deploy passes)."""
     ctx = open_context(environment, project_dir, (), report, options)
     with ctx.target.lock("promote"):
-        waiting = [r for r in ctx.store.all() if r.status == states.PREVIEW]
+        releases = ctx.store.all()
+        waiting = [r for r in releases if r.status == states.PREVIEW]
         path = ctx.store.path(waiting[-1], ctx.target.rendered_filename) if waiting else None
         if path is None:
+            newest = releases[-1] if releases else None
+            if newest is not None and newest.status == states.DEPLOYED:
+                ctx.say("promote", f"release {newest.id} is already active: nothing to promote")
+                return newest, False
             raise ConfigError(
                 f"Environment {ctx.environment.name!r} has no release waiting as a preview "
                 f"in {ctx.store.driver.describe()}.",
@@ -748,7 +757,7 @@ def promote(
                 f"Release {release.id} was promoted but its smoke checks fail: {smoke.summary()}",
                 hint=f"Roll back with `autodevhub rollback --env {ctx.environment.name}`.",
             )
-        return release
+        return release, True
 
 
 def require_digests(manifests: Sequence[RenderedManifest], environment: str) -> None:

@@ -287,3 +287,27 @@ def test_a_conflict_with_argo_rollouts_on_the_container_list_says_why() -> None:
     )
     assert "initialDelaySeconds: 0" in str(conflict)
     assert "--force-conflicts" in str(conflict)
+
+
+def test_a_pod_waiting_on_its_claim_is_described_without_a_python_none() -> None:
+    """The API server sends `message: null` in conditions and events; the diagnosis of a task
+    whose pod cannot be scheduled (its claim unbound) said `None`."""
+    from autodevhub_cli.core.targets.readiness import pod_problem
+
+    pod = {
+        "status": {
+            "phase": "Pending",
+            "message": None,
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": None,
+                }
+            ],
+        }
+    }
+    assert pod_problem(pod) == ("Unschedulable", "", None)
+    pod["status"]["conditions"] = []
+    assert pod_problem(pod) == ("Pending", "", None)

@@ -8,6 +8,7 @@ nothing: no conflict, no drift, nothing applied that the next deploy would undo.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -42,7 +43,8 @@ def _cli(root: Path, env: dict[str, str], *args: str) -> tuple[int, str, str]:
 
 
 def _change(root: Path, n: int) -> str:
-    """The n-th change a team makes between deploys: its values, a volume, a probe, the image."""
+    """The n-th change a team makes between deploys: its values, the blue-green API's volume
+    mount, a probe, the image."""
     base = root / "environments" / "_base.yaml"
     text = base.read_text()
     kind = n % 4
@@ -50,10 +52,14 @@ def _change(root: Path, n: int) -> str:
         text = re.sub(r"greeting: \S+", f"greeting: hello-{n}", text)
         what = f"values.greeting hello-{n}"
     elif kind == 1:
-        mount = "data: {path: /data, read_only: true}"
-        writable = "data: {path: /data}\n    # worker writes"
-        text = text.replace(mount, writable) if mount in text else text.replace(writable, mount)
-        what = "the worker's volume mount"
+        pairs = [
+            ("DATA_DIR: /data", "DATA_DIR: /srv/notes"),
+            ("data: {path: /data}", "data: {path: /srv/notes}"),
+        ]
+        moved = pairs[0][1] in text
+        for old, new in pairs:
+            text = text.replace(new, old) if moved else text.replace(old, new)
+        what = "the API's volume mount"
     elif kind == 2:
         period = "readiness: {path: /healthz, period_seconds: 2}"
         other = "readiness: {path: /healthz, period_seconds: 3}"
@@ -81,6 +87,8 @@ def _deploy_ten_times(root: Path, env: dict[str, str], info: Any, *deploy_args: 
         served = info()
         assert served["schema"] == "2" and served["token"] == "set", served
         assert served["greeting"] == _greeting(root), served
+        if n == DEPLOYS - 1:
+            break  # the files stay as the last deploy had them
         what = _change(root, n)
         code, out, err = _cli(root, env, "diff", "--env", deploy_args[0], "--exit-code")
         if what == "the API's image":
@@ -91,9 +99,10 @@ def _deploy_ten_times(root: Path, env: dict[str, str], info: Any, *deploy_args: 
     return ran
 
 
-# The task runs on the first deploy and after each change of its inputs (the API's image, at
-# changes 4 and 8); a change of values, of the worker's mount or of a probe skips it.
-TASK_RUNS = [1, 5, 9]
+# The task runs on the first deploy and after each change of what it runs with: its volume
+# mount and env (changes 2, 6 and 10) and its input files, the API's image (changes 4 and 8);
+# a change of the project's values or of a probe skips it.
+TASK_RUNS = [1, 3, 5, 7, 9]
 
 
 def _greeting(root: Path) -> str:
@@ -245,6 +254,8 @@ def test_the_notes_project_deploys_ten_times_blue_green_on_the_real_node_without
     code, out, err = _cli(root, env, "deploy", "--env", "live")
     assert code == 0, err
     assert "promote" not in out and "no preview to promote" in err, out + err
+    code, out, err = _cli(root, env, "promote", "--env", "live")
+    assert code == 0 and "is already active: nothing to promote" in out, out + err
     code, out, err = _cli(root, env, "history", "--env", "live", "-o", "json")
     assert code == 0, err
     releases = json.loads(out)["releases"]
@@ -269,6 +280,15 @@ def test_the_notes_project_deploys_ten_times_blue_green_on_the_real_node_without
     assert "tasks" in json.loads(out)["release"]["timings"], "the failed release ran its task"
     assert kube.get(ObjectRef("batch/v1", "Job", ns, serving_job)) is None
     assert info()["token"] == "set", "the previous release serves"
+    # A new token the checks refuse (the clients still send the old one) is undone.
+    values.write_text("api-token=tok-wrong\n")
+    code, _, err = _cli(root, env, "secrets", "set", "--env", "live", "--from-file", str(values))
+    assert code == 3, err
+    assert "The previous values are back" in err
+    secret = kube.get(ObjectRef("v1", "Secret", ns, "notes-secrets")) or {}
+    assert secret["data"]["api-token"] == base64.b64encode(b"tok-kube").decode()
+    code, out, err = _cli(root, env, "smoke-test", "--env", "live")
+    assert code == 0, out + err
 
 
 def test_secrets_set_on_a_fresh_kubernetes_environment_creates_its_namespace(

@@ -418,7 +418,7 @@ class KubernetesTarget:
             return " ".join(reports)
         status = live.get("status") or {}
         conditions = "; ".join(
-            f"{c.get('type')}={c.get('status')} ({c.get('reason', '')}: {c.get('message', '')})"
+            f"{c.get('type')}={c.get('status')} ({c.get('reason') or ''}: {c.get('message') or ''})"
             for c in status.get("conditions") or []
         )
         return f"no failing pod found; status conditions: {conditions or 'none reported'}"
@@ -427,7 +427,9 @@ class KubernetesTarget:
         meta = pod["metadata"]
         what, message, container = reason
         events = self.kube.events(meta.get("namespace", ""), meta["name"])[-3:]
-        event_text = "; ".join(f"{e.get('reason')}: {e.get('message')}" for e in events)
+        event_text = "; ".join(
+            f"{e.get('reason') or 'event'}: {e.get('message') or '(no message)'}" for e in events
+        )
         logs = self.kube.pod_log(meta.get("namespace", ""), meta["name"], container, tail=5)
         log_text = " | ".join(line.strip() for line in logs.strip().splitlines()[-3:])
         parts = [f"pod {meta['name']}: {what}" + (f" ({message})" if message else "")]

@@ -115,12 +115,12 @@ def pod_problem(pod: dict[str, Any]) -> tuple[str, str, str | None] | None:
             and condition.get("status") == "False"
             and condition.get("reason") == "Unschedulable"
         ):
-            return "Unschedulable", str(condition.get("message", "")), None
+            return "Unschedulable", str(condition.get("message") or ""), None
     for container in status.get("containerStatuses") or []:
         state = container.get("state") or {}
         waiting, terminated = state.get("waiting"), state.get("terminated")
         if waiting and waiting.get("reason"):
-            return str(waiting["reason"]), str(waiting.get("message", "")), container.get("name")
+            return str(waiting["reason"]), str(waiting.get("message") or ""), container.get("name")
         if terminated:
             code = terminated.get("exitCode")
             if code in (0, None):
@@ -132,5 +132,5 @@ def pod_problem(pod: dict[str, Any]) -> tuple[str, str, str | None] | None:
         if not container.get("ready", False):
             return "NotReady", "running but failing its readiness probe", container.get("name")
     if status.get("phase") not in (None, "Running", "Succeeded"):
-        return str(status.get("phase")), str(status.get("message", "")), None
+        return str(status.get("phase")), str(status.get("message") or ""), None
     return None
