@@ -11,13 +11,13 @@ import hashlib
 import os
 import re
 import sqlite3
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from autodevhub_cli.core.adapters import process
 from autodevhub_cli.core.errors import AutodevhubError, ConfigError, ToolError
 from autodevhub_cli.core.redact import redact_url as redact  # the URL without its password
 
@@ -314,22 +314,21 @@ def _run(command: list[str], what: str, database_url: str) -> str:
 
 
 def _run_tool(command: list[str], what: str, database_url: str, env: dict[str, str]) -> str:
-    try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
-    except FileNotFoundError:
-        raise ToolError(
-            f"{what} is not installed.",
-            command=[command[0]],
-            returncode=None,
-            hint="Install the PostgreSQL client tools (Debian: postgresql-client).",
-        ) from None
+    def hide(text: str) -> str:
+        for spelling in (libpq_url(database_url), database_url, libpq_dsn(database_url)[0]):
+            text = text.replace(spelling, redact(spelling))
+        return text
+
+    proc = process.run(
+        command,
+        what=what,
+        timeout=3600,
+        env=env,
+        check=False,
+        shown=[hide(part) for part in command],
+        missing_hint="Install the PostgreSQL client tools (Debian: postgresql-client).",
+    )
     if proc.returncode != 0:
-
-        def hide(text: str) -> str:
-            for spelling in (libpq_url(database_url), database_url, libpq_dsn(database_url)[0]):
-                text = text.replace(spelling, redact(spelling))
-            return text
-
         raise ToolError(
             f"{what} failed for {redact(database_url)}.",
             command=[hide(part) for part in command],
@@ -363,10 +362,11 @@ def database_url_for(environment: Any, explicit: str | None) -> str:
     located = _sqlite_volume(environment) if environment.target == "compose" else None
     if located is not None:
         volume, inside, mount = located
-        proc = subprocess.run(
+        proc = process.run(
             ["docker", "volume", "inspect", "--format", "{{.Mountpoint}}", volume],
-            capture_output=True,
-            text=True,
+            what="docker volume inspect",
+            check=False,
+            missing_hint="Install the Docker CLI, or pass --database-url.",
         )
         mountpoint = proc.stdout.strip()
         if proc.returncode != 0 or not mountpoint or not os.access(mountpoint, os.R_OK):

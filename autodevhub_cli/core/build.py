@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -95,12 +94,15 @@ def last_build(project: Project, environment: str) -> dict[str, Any] | None:
 
 def git_commit(root: Path) -> str:
     """The project's git commit, or `unknown` outside a git checkout."""
+    from autodevhub_cli.core.adapters import process
+    from autodevhub_cli.core.errors import ToolError
+
     try:
-        proc = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True
+        proc = process.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], what="git rev-parse", check=False
         )
-    except OSError:
-        return "unknown"
+    except ToolError:
+        return "unknown"  # no git here
     return proc.stdout.strip() if proc.returncode == 0 else "unknown"
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from autodevhub_cli.core.adapters import process
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import AutodevhubError
 from autodevhub_cli.core.project import Project
@@ -81,8 +81,8 @@ def _compose_secrets(environment: Environment) -> list[Finding]:
 def _compose_version() -> str:
     from autodevhub_cli.core.adapters.compose import compose_binary
 
-    out = subprocess.run(
-        [compose_binary(), "version", "--short"], capture_output=True, text=True, check=True
+    out = process.run(
+        [compose_binary(), "version", "--short"], what="docker compose version"
     ).stdout.strip()
     major = int(out.lstrip("v").split(".")[0])
     if major < 2:

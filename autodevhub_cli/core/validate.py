@@ -10,13 +10,13 @@ import functools
 import hashlib
 import json
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autodevhub_cli.core.adapters import process
 from autodevhub_cli.core.adapters.compose import compose_binary
-from autodevhub_cli.core.errors import ToolError, ValidationError
+from autodevhub_cli.core.errors import ValidationError
 from autodevhub_cli.core.render import RenderedManifest, RenderResult
 
 DEFAULT_KUBE_VERSION = "1.33"
@@ -250,16 +250,13 @@ def _validate_compose(result: RenderResult) -> ValidationReport:
         report.checked.append(f"compose {manifest.name}")
         return report
     command = [binary, "-f", "-", "config", "--quiet", "--no-interpolate"]
-    try:
-        proc = subprocess.run(
-            command, input=manifest.to_yaml(), capture_output=True, text=True, timeout=60
-        )
-    except OSError as exc:
-        raise ToolError(
-            f"Could not run Docker Compose to validate the output: {exc}.",
-            command=command,
-            returncode=None,
-        ) from None
+    proc = process.run(
+        command,
+        what="Docker Compose (validating the output)",
+        input=manifest.to_yaml(),
+        timeout=60,
+        check=False,
+    )
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().replace("validating -: ", "")
         raise ValidationError(

@@ -13,12 +13,12 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from autodevhub_cli.core.adapters import process
 from autodevhub_cli.core.errors import BuildError, RecordError
 from autodevhub_cli.core.records import read_json, write_json
 
@@ -181,8 +181,8 @@ def prepare(requirements: Path, cache_root: Path, *, python: ImagePython | None 
         "-r",
         str(requirements),
     ]
-    log.info("fetching wheels: %s", " ".join(command))
-    proc = subprocess.run(command, capture_output=True, text=True)
+    log.info("fetching wheels for %s", python.describe())
+    proc = process.run(command, what="pip download", check=False)
     if proc.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])

@@ -18,9 +18,10 @@ from typing import Any
 
 import yaml
 
+from autodevhub_cli.core.adapters import process
 from autodevhub_cli.core.adapters.compose import compose_binary
 from autodevhub_cli.core.adapters.docker_engine import BuildLog, build_failure
-from autodevhub_cli.core.errors import BuildError, ToolError
+from autodevhub_cli.core.errors import BuildError
 
 log = logging.getLogger("autodevhub.buildkit")
 # `#7 [runtime 3/9] COPY --from=builder /opt/venv /opt/venv`
@@ -67,20 +68,13 @@ def build(
         command = [compose_binary(), "--progress", "plain", "-f", str(compose_file), "build"]
         command += [*(["--no-cache"] if nocache else []), name]
         log.info("buildkit: %s (dockerfile %s, args %s)", tag, dockerfile, sorted(buildargs))
-        try:
-            proc = subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                text=True,
-            )
-        except OSError as exc:
-            raise ToolError(
-                f"Docker Compose could not be started to build the {image} image: {exc}.",
-                command=command,
-                returncode=None,
-            ) from None
+        proc = process.start(
+            command,
+            what=f"Docker Compose, to build the {image} image,",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         record, failure = _follow(proc, on_line, name)
         code = proc.wait()
     if code == 0:

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from autodevhub_cli.core.adapters import process
 from autodevhub_cli.core.errors import ToolError
 
 log = logging.getLogger("autodevhub.compose")
@@ -44,31 +45,7 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """Run `docker compose -f FILE ARGS...`; on failure raise ToolError with the output tail."""
     command = [compose_binary(), "-f", str(compose_file), *args]
-    log.info("compose: %s", " ".join(command))
-    try:
-        proc = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-        )
-    except subprocess.TimeoutExpired as exc:
-        output = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else exc.stdout
-        raise ToolError(
-            f"{what} did not finish within {timeout:.0f}s.",
-            command=command,
-            returncode=None,
-            output=output or "",
-        ) from None
-    except OSError as exc:
-        raise ToolError(
-            f"{what} could not be started: {exc}.", command=command, returncode=None
-        ) from None
-    if check and proc.returncode != 0:
-        raise ToolError(
-            f"{what} failed.",
-            command=command,
-            returncode=proc.returncode,
-            output=(proc.stdout or "") + (proc.stderr or ""),
-        )
-    return proc
+    return process.run(command, what=what, timeout=timeout, check=check)
 
 
 # What Compose prints when the engine does not answer (stopped or restarting).

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from autodevhub_cli.core.adapters import process
 from autodevhub_cli.core.errors import ToolError
 
 log = logging.getLogger("autodevhub.port_forward")
@@ -55,9 +56,12 @@ def forward(
         command += ["--context", context]
     if kubeconfig:
         command += ["--kubeconfig", kubeconfig]
-    log.info("port-forward: %s", " ".join(command))
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    proc = process.start(
+        command,
+        what="kubectl port-forward",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        bufsize=1,
     )
     lines: list[str] = []
     found: dict[str, int] = {}
