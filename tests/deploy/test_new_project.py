@@ -14,6 +14,8 @@ import os
 import re
 import shutil
 import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,7 +207,22 @@ def notes_on_the_real_node(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str
     os.chown(data, API_UID, API_UID)
     with _real_namespace(kube) as ns:
         volume = ObjectRef("v1", "PersistentVolume", "", f"{ns}-data")
-        kube.create(local_cluster.host_path_volume(volume.name, data, ns, "data", "64Mi"))
+        # The claim's storage comes only once the first deploy's migrate pod waits for it, as
+        # a provisioner's volume would: the deploy must wait for the claim, not fail on it.
+        waited = threading.Event()
+
+        def provision() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not waited.is_set():
+                for pod in kube.list_objects("v1", "Pod", ns, "autodevhub.io/task-of=api"):
+                    conditions = (pod.get("status") or {}).get("conditions") or []
+                    if any(c.get("reason") == "Unschedulable" for c in conditions):
+                        waited.set()
+                time.sleep(0.2)
+            kube.create(local_cluster.host_path_volume(volume.name, data, ns, "data", "64Mi"))
+
+        provisioner = threading.Thread(target=provision, daemon=True)
+        provisioner.start()
         env = {
             "AUTODEVHUB__REGISTRY__URL": f"{REGISTRY}/notes-real",
             "AUTODEVHUB__BUILD__ARGS__BASE_IMAGE": BASE_IMAGES["PYTHON"],
@@ -215,7 +232,9 @@ def notes_on_the_real_node(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str
         }
         try:
             yield root, env, ns
+            assert waited.is_set(), "the first migrate pod never waited for its claim"
         finally:
+            provisioner.join(timeout=130)
             kube.delete(volume)
 
 

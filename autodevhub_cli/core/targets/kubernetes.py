@@ -403,6 +403,8 @@ class KubernetesTarget:
     def _fatal_pods(self, live: dict[str, Any]) -> str:
         for pod in self._pods(live):
             reason = pod_problem(pod)
+            if reason and reason[0] == "Unschedulable" and _waits_for_claim(reason[1]):
+                continue  # its claim binds in a moment (a provisioner, or a PV being matched)
             if reason and (reason[0] in FATAL_WAITING or reason[0] == "Unschedulable"):
                 return self._pod_report(pod, reason)
         return ""
@@ -631,6 +633,13 @@ def _handed_over_fields(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str]
                     if name:
                         fields[("Service", _namespace(doc), str(name))] = "selector"
     return fields
+
+
+def _waits_for_claim(message: str) -> bool:
+    """Whether a pod is unschedulable only because a claim it mounts is not bound yet, which
+    the first deploy that creates the claim always sees for a moment: a reason to wait (until
+    the deadline, whose diagnosis names it), not to fail at once."""
+    return "unbound immediate PersistentVolumeClaims" in message
 
 
 def _is_task(doc: dict[str, Any]) -> bool:
