@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -786,32 +785,26 @@ def _rendered_text(outcome: Any) -> str:
 
 def preview_changes(ctx: DeployContext, request: DeployRequest) -> DeployOutcome:
     """What a deploy would change (`deploy --dry-run`, `diff`); changes nothing."""
+    import tempfile
+
     name = ctx.environment.name
+    current = ctx.store.current()
     images = request.images
     notes = []
-    if images is None:
-        images, source = _recorded_build(ctx, ctx.store.current())
-        note = _stale_note(ctx, images, source) if images is not None else None
-        if note:
-            notes.append(note)
-    if request.images is None and images is not None and ctx.target.runs_local_images:
-        # What a Compose deploy renders: its images from the local engine, by content tag (the
-        # digest a push adds names the same image).
-        images = _without_digests(images)
-        try:
-            rendered = render_environment(
-                RenderRequest(name, ctx.project.root, sets=request.sets, images=images)
-            )
-        finally:
-            images.unlink(missing_ok=True)
-    else:
+    with tempfile.TemporaryDirectory() as folder:
+        if images is None:
+            images, source = _recorded_build(ctx, current)
+            note = _stale_note(ctx, images, source) if images is not None else None
+            if note:
+                notes.append(note)
+            if images is not None and ctx.target.runs_local_images:
+                # What a Compose deploy renders: its images from the local engine, by content
+                # tag (the digest a push adds names the same image).
+                images = _without_digests(images, Path(folder) / "images.json")
         rendered = render_environment(
             RenderRequest(name, ctx.project.root, sets=request.sets, images=images)
         )
-    new_text = _rendered_text(rendered)
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as folder:
+        new_text = _rendered_text(rendered)
         staged = Path(folder) / ctx.target.rendered_filename
         staged.write_text(new_text)
         diff_text = ctx.target.diff(staged)
@@ -819,7 +812,6 @@ def preview_changes(ctx: DeployContext, request: DeployRequest) -> DeployOutcome
         return DeployOutcome(
             name, None, dry_run=True, diff=diff_text, plan=_plan(ctx, request), notes=notes
         )
-    current = ctx.store.current()
     old_text = ""
     if current is not None:
         old_text = ctx.store.text(current, ctx.target.rendered_filename) or ""
@@ -834,18 +826,14 @@ def preview_changes(ctx: DeployContext, request: DeployRequest) -> DeployOutcome
     return DeployOutcome(name, None, dry_run=True, diff=diff, plan=_plan(ctx, request), notes=notes)
 
 
-def _without_digests(record: Path) -> Path:
-    """A copy of a build record without the pushed digests (in the temporary folder)."""
-    import tempfile
-
+def _without_digests(record: Path, copy: Path) -> Path:
+    """`copy`: the build record without the pushed digests."""
     data = json.loads(record.read_text(encoding="utf-8"))
     for image in data.get("images") or []:
         image["digest"] = None
         image.pop("ref", None)
-    handle, name = tempfile.mkstemp(prefix="autodevhub-images-", suffix=".json")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        json.dump(data, out)
-    return Path(name)
+    copy.write_text(json.dumps(data), encoding="utf-8")
+    return copy
 
 
 def _plan(ctx: DeployContext, request: DeployRequest) -> list[str]:

@@ -5,7 +5,6 @@ naming the command, never a traceback."""
 from __future__ import annotations
 
 import ast
-import logging
 import os
 import subprocess
 import sys
@@ -16,25 +15,13 @@ import pytest
 from autodevhub_cli.core.adapters import process
 from autodevhub_cli.core.errors import ToolError
 from tests.helpers import REPO
+from tests.images.conftest import logged as log_lines
 
 
 @pytest.fixture()
 def logged() -> Iterator[list[str]]:
-    lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-
-    logger = logging.getLogger("autodevhub.process")
-    handler, level = Keep(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with log_lines("autodevhub.process") as lines:
         yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def test_a_program_that_is_not_installed(logged: list[str]) -> None:

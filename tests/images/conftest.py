@@ -6,7 +6,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -75,15 +75,15 @@ def build_env(docker_client: object) -> Iterator[dict[str, str]]:
 
 
 @contextmanager
-def engine_calls() -> Iterator[list[str]]:
-    """What the Docker adapter logged (`docker: inspect ...`, `docker: run ...`) meanwhile."""
+def logged(name: str) -> Iterator[list[str]]:
+    """What autodevhub's logger `name` logged meanwhile, whatever AUTODEVHUB_DEBUG says."""
     calls: list[str] = []
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             calls.append(record.getMessage())
 
-    logger = logging.getLogger("autodevhub.docker")
+    logger = logging.getLogger(name)
     handler, level = Keep(), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -92,3 +92,8 @@ def engine_calls() -> Iterator[list[str]]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def engine_calls() -> AbstractContextManager[list[str]]:
+    """What the Docker adapter logged (`docker: inspect ...`, `docker: run ...`) meanwhile."""
+    return logged("autodevhub.docker")
