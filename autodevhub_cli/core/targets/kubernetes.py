@@ -487,7 +487,7 @@ class KubernetesTarget:
         ref = ObjectRef.of(workload)
         self.say("restart", str(ref))
         if ref.kind == "Rollout":
-            since = _rfc3339(dt.datetime.now(dt.UTC).replace(microsecond=0))
+            since = _rfc3339(restart_moment(dt.datetime.now(dt.UTC)))
             patch: dict[str, Any] = {
                 "metadata": {"annotations": annotations},
                 "spec": {"restartAt": since},
@@ -612,6 +612,17 @@ def _ref_doc(ref: ObjectRef) -> dict[str, Any]:
         "kind": ref.kind,
         "metadata": {"name": ref.name, "namespace": ref.namespace},
     }
+
+
+def restart_moment(now: dt.datetime) -> dt.datetime:
+    """The `spec.restartAt` that replaces every pod running at `now`: the next whole second.
+
+    Argo replaces only pods created strictly before `restartAt`, and creation timestamps have
+    whole seconds: a pod created in the second of `now` (a deploy that just finished) has the
+    same timestamp as `now` rounded down and would be kept. Argo waits for a `restartAt` in the
+    future (it re-queues the Rollout for that moment), so this costs at most a second.
+    """
+    return now.replace(microsecond=0) + dt.timedelta(seconds=1)
 
 
 def _rfc3339(moment: dt.datetime) -> str:
