@@ -1,5 +1,5 @@
 """`python -m autodevhub_cli` runs the CLI."""
 
-from autodevhub_cli.entry import main
+from autodevhub_cli.main import main
 
 main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
@@ -16,18 +17,11 @@ from typing import Any
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 import typer
+import typer.main
 from typer.core import TyperGroup
 
 from autodevhub_cli import __version__
-from autodevhub_cli.commands import build as build_commands
-from autodevhub_cli.commands import db as db_commands
-from autodevhub_cli.commands import deploy as deploy_commands
-from autodevhub_cli.commands import doctor as doctor_commands
-from autodevhub_cli.commands import init as init_commands
-from autodevhub_cli.commands import render as render_commands
-from autodevhub_cli.commands import schema as schema_commands
-from autodevhub_cli.commands import secrets as secrets_commands
-from autodevhub_cli.commands import smoke as smoke_commands
+from autodevhub_cli.commands.options import typer_app
 from autodevhub_cli.core.errors import INTERRUPTED, AutodevhubError, reported, signal_name
 from autodevhub_cli.logs import configure_logging
 
@@ -64,8 +58,49 @@ def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+# Every command: its name, and the function (or sub-app) in autodevhub_cli/commands that
+# implements it. A command's module is imported when that command runs (or for --help), so
+# `autodevhub render` does not pay for the imports and parameter parsing of the other 15.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init", "init"),
+    "render": ("render", "render"),
+    "validate": ("render", "validate"),
+    "schema": ("schema", "schema"),
+    "build": ("build", "build"),
+    "deploy": ("deploy", "deploy"),
+    "smoke-test": ("smoke", "smoke_test"),
+    "status": ("deploy", "status"),
+    "history": ("deploy", "history"),
+    "rollback": ("deploy", "rollback"),
+    "down": ("deploy", "down"),
+    "promote": ("deploy", "promote"),
+    "diff": ("deploy", "diff"),
+    "db": ("db", "app"),
+    "doctor": ("doctor", "doctor"),
+    "secrets": ("secrets", "app"),
+}
+
+
 class AutodevhubGroup(TyperGroup):
-    """The one place that turns errors into a red message and an exit code."""
+    """The command group: commands loaded when asked for, and the one place that turns errors
+    into a red message and an exit code."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attribute = COMMANDS[cmd_name]
+        module = importlib.import_module(f"autodevhub_cli.commands.{module_name}")
+        implementation = getattr(module, attribute)
+        if isinstance(implementation, typer.Typer):  # a group of its own (db, secrets)
+            command = typer.main.get_command(implementation)
+            command.name = cmd_name
+            return command
+        single = typer_app()
+        single.command(cmd_name)(implementation)
+        return typer.main.get_command(single)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -99,15 +134,12 @@ class AutodevhubGroup(TyperGroup):
             raise typer.Exit(EXIT_UNEXPECTED) from None
 
 
-app = typer.Typer(
+app = typer_app(
     name="autodevhub",
     cls=AutodevhubGroup,
     help="Deployment as code: typed environments rendered to Compose or Kubernetes, built, "
     "deployed, smoke-checked and rolled back.",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
 )
 
 
@@ -125,24 +157,6 @@ def _root(
 ) -> None:
     """Deployment as code: render, build, deploy, check and roll back a project's components."""
     configure_logging()
-
-
-app.command("init")(init_commands.init)
-app.command("render")(render_commands.render)
-app.command("validate")(render_commands.validate)
-app.command("schema")(schema_commands.schema)
-app.command("build")(build_commands.build)
-app.command("deploy")(deploy_commands.deploy)
-app.command("smoke-test")(smoke_commands.smoke_test)
-app.command("status")(deploy_commands.status)
-app.command("history")(deploy_commands.history)
-app.command("rollback")(deploy_commands.rollback)
-app.command("down")(deploy_commands.down)
-app.command("promote")(deploy_commands.promote)
-app.command("diff")(deploy_commands.diff)
-app.add_typer(db_commands.app, name="db")
-app.command("doctor")(doctor_commands.doctor)
-app.add_typer(secrets_commands.app, name="secrets")
 
 
 def main() -> None:

@@ -10,12 +10,6 @@ import pytest
 INTEGRATION_MARKERS = {"docker", "postgres", "browser", "k8s", "compose"}
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # Renders the tests run start no background render server (test_render_server.py starts
-    # its own, in a folder of its own).
-    os.environ.setdefault("AUTODEVHUB_NO_SERVER", "1")
-
-
 def integration_required() -> bool:
     """True in CI: a missing engine must fail the run, not skip quietly."""
     return os.environ.get("AUTODEVHUB_REQUIRE_INTEGRATION") == "1"

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-from autodevhub_cli.commands.options import Env, Output, OutputFormat, ProjectDir
+from autodevhub_cli.commands.options import Env, Output, OutputFormat, ProjectDir, typer_app
 
-app = typer.Typer(help="Back up and restore an environment's database.", no_args_is_help=True)
+app = typer_app(help="Back up and restore an environment's database.", no_args_is_help=True)
 
 DatabaseUrl = Annotated[
     str | None,

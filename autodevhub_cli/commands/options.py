@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+
+def typer_app(**settings: Any) -> typer.Typer:
+    """A Typer app with the settings every autodevhub command and command group has: plain
+    help text, no shell-completion options, errors reported by autodevhub_cli.main."""
+    return typer.Typer(
+        add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, **settings
+    )
 
 
 class OutputFormat(StrEnum):

@@ -16,11 +16,12 @@ from autodevhub_cli.commands.options import (
     OutputFormat,
     ProjectDir,
     seconds,
+    typer_app,
 )
 from autodevhub_cli.commands.progress import Progress
 from autodevhub_cli.core.errors import ConfigError
 
-app = typer.Typer(help="Write Secret values and restart what uses them.", no_args_is_help=True)
+app = typer_app(help="Write Secret values and restart what uses them.", no_args_is_help=True)
 Env = Annotated[str, typer.Option("--env", "-e", help="Environment name.")]
 SecretName = Annotated[
     str | None,

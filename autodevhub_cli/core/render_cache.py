@@ -7,10 +7,14 @@ the libraries and tools that shape or check the output (Jinja2, PyYAML, pydantic
 kubernetes-validate, the Compose binary). Any change to any of them is a miss. Only output that
 passed validation is stored. This module imports nothing beyond the standard library: a hit must
 not pay for pydantic, Jinja or PyYAML. `AUTODEVHUB_NO_CACHE=1` turns it off.
+
+The cache is bounded: past `MAX_BYTES` the least recently used entries (a hit refreshes an
+entry's time) are deleted when the next one is stored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -20,6 +24,7 @@ from stat import S_ISREG
 
 _FORMAT = b"autodevhub-render-cache-3"
 _PACKAGE = Path(__file__).resolve().parent.parent
+MAX_BYTES = 64 * 1024 * 1024
 _LIBRARIES = ("jinja2", "yaml", "pydantic", "pydantic_core", "kubernetes_validate", "jsonschema")
 
 
@@ -132,20 +137,50 @@ def request_key(
 
 
 def load(cache_key: str) -> str | None:
-    """The cached output for `cache_key`, or None."""
+    """The cached output for `cache_key`, or None. A hit marks the entry as just used."""
+    path = _folder() / cache_key[:2] / cache_key[2:]
     try:
-        return (_folder() / cache_key[:2] / cache_key[2:]).read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except OSError:
         return None
+    with contextlib.suppress(OSError):
+        os.utime(path)
+    return text
 
 
-def store(cache_key: str, output: str) -> None:
-    """Remember validated output; a read-only cache folder only costs speed."""
+def store(cache_key: str, output: str, limit: int = MAX_BYTES) -> None:
+    """Remember validated output, then keep the cache under `limit` bytes; a read-only cache
+    folder only costs speed."""
+    data = output.encode("utf-8")
+    if len(data) > limit:
+        return
     path = _folder() / cache_key[:2] / cache_key[2:]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(output, encoding="utf-8")
+        tmp.write_bytes(data)
         os.replace(tmp, path)
+        _evict(limit)
     except OSError:
         pass
+
+
+def _evict(limit: int) -> None:
+    """Delete the least recently used entries until the cache holds at most `limit` bytes."""
+    entries = []
+    total = 0
+    for shard in os.scandir(_folder()):
+        if not shard.is_dir(follow_symlinks=False):
+            continue
+        for entry in os.scandir(shard.path):
+            stat = entry.stat(follow_symlinks=False)
+            entries.append((stat.st_mtime_ns, stat.st_size, entry.path))
+            total += stat.st_size
+    if total <= limit:
+        return
+    for _, size, path in sorted(entries):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+            total -= size
+        if total <= limit:
+            return

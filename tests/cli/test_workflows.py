@@ -6,6 +6,7 @@ import re
 import shlex
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 from typer.main import get_command
@@ -39,7 +40,7 @@ def _help_options(command: str) -> set[str]:
 def _check(words: list[str]) -> None:
     name, *rest = words
     group = get_command(app)
-    command = group.commands.get(name)  # type: ignore[attr-defined]
+    command = group.get_command(click.Context(group), name)  # type: ignore[attr-defined]
     assert command is not None, f"autodevhub has no command {name!r}"
     listed = _help_options(name)
     flags = {opt for p in command.params if getattr(p, "is_flag", False) for opt in p.opts}

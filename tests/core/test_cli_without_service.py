@@ -47,7 +47,7 @@ class Blocker:
         return None
 sys.meta_path.insert(0, Blocker())
 sys.argv = ["autodevhub", *sys.argv[2:]]
-from autodevhub_cli.entry import main
+from autodevhub_cli.main import main
 main()
 """
 

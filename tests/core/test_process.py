@@ -57,12 +57,11 @@ def test_a_secret_on_the_command_line_is_shown_as_given(logged: list[str]) -> No
 
 def test_no_module_starts_a_program_another_way() -> None:
     """A test that adds one: every subprocess call goes through the runner, so that
-    AUTODEVHUB_DEBUG=1 logs each. (render_server.py, which starts a copy of autodevhub itself,
-    is to be retired.)"""
+    AUTODEVHUB_DEBUG=1 logs each."""
     starts = {"run", "Popen", "call", "check_call", "check_output"}
     found = []
     for path in sorted((REPO / "autodevhub_cli").rglob("*.py")):
-        if path.name in ("process.py", "render_server.py"):
+        if path.name == "process.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (

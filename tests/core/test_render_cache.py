@@ -88,110 +88,6 @@ def test_invalid_output_is_never_cached(project: Path, tmp_path: Path) -> None:
     )
 
 
-ENTRY = """
-import sys
-from autodevhub_cli.entry import main
-sys.argv = ["autodevhub", "render", *sys.argv[1:]]
-try:
-    main()
-except SystemExit as exc:
-    print(f"exit={exc.code}", file=sys.stderr)
-print(f"typer={'typer' in sys.modules}", file=sys.stderr)
-print(f"jinja={'jinja2' in sys.modules}", file=sys.stderr)
-"""
-
-
-def _entry(args: list[str], cache: Path) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "XDG_CACHE_HOME": str(cache)}
-    environ.pop("AUTODEVHUB_NO_CACHE", None)
-    return subprocess.run(
-        [sys.executable, "-c", ENTRY, *args], capture_output=True, text=True, env=environ
-    )
-
-
-def test_console_script_renders_without_typer_and_answers_hits_from_the_cache(
-    project: Path, tmp_path: Path
-) -> None:
-    args = ["--env", "prod", "-C", str(project), "--set", "components.frontend.replicas=5"]
-    miss = _entry(args, tmp_path / "cache")
-    assert "typer=False" in miss.stderr and "jinja=True" in miss.stderr
-    # The same bytes as the Typer command prints.
-    typer_out = _render(
-        project, tmp_path / "other-cache", "--set", "components.frontend.replicas=5"
-    )
-    assert miss.stdout == typer_out["out"]
-    hit = _entry(args, tmp_path / "cache")
-    assert "typer=False" in hit.stderr and "jinja=False" in hit.stderr
-    assert hit.stdout == miss.stdout
-    equals_form = _entry(
-        ["--env=prod", f"--project-dir={project}", "--set=components.frontend.replicas=5"],
-        tmp_path / "cache",
-    )
-    assert "typer=False" in equals_form.stderr and equals_form.stdout == miss.stdout
-
-
-@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
-def test_console_script_render_matches_the_typer_command(
-    project: Path, tmp_path: Path, env: str
-) -> None:
-    fast = _entry(["--env", env, "-C", str(project), "--no-validate"], tmp_path / "cache")
-    assert "typer=False" in fast.stderr and "exit=" not in fast.stderr
-    environ = {**os.environ, "AUTODEVHUB_NO_CACHE": "1"}
-    typer_app = "import sys; from autodevhub_cli.main import app; app(sys.argv[1:])"
-    proc = subprocess.run(
-        [sys.executable, "-c", typer_app, "render", "--env", env, "-C", str(project)],
-        capture_output=True,
-        text=True,
-        env=environ,
-        check=True,
-    )
-    assert fast.stdout == proc.stdout
-
-
-@pytest.mark.parametrize(
-    ("args", "words"),
-    [
-        (["--env", "nope"], "Unknown environment 'nope'"),
-        (["--env", "prod", "--set", "replicas"], "--set"),
-        (["--env", "prod", "--set", "components.frontend.replicas=many"], "replicas"),
-        (["--env", "prod", "--kube-version", "0.1"], "0.1"),
-    ],
-)
-def test_console_script_errors_read_as_every_command_errors(
-    project: Path, tmp_path: Path, args: list[str], words: str
-) -> None:
-    result = _entry([*args, "-C", str(project)], tmp_path / "cache")
-    assert "exit=2" in result.stderr, result.stderr
-    assert "typer=True" in result.stderr  # reported through the one error path
-    assert "Error:" in result.stderr and words in result.stderr
-    assert "Traceback" not in result.stderr and result.stdout == ""
-    assert not list((tmp_path / "cache").rglob("*")) or all(
-        p.is_dir() for p in (tmp_path / "cache").rglob("*")
-    )
-
-
-@pytest.mark.parametrize(
-    "extra",
-    [["--help"], ["--out", "OUT"], ["--target"], ["--bogus", "1"]],
-)
-def test_anything_else_goes_to_typer(project: Path, tmp_path: Path, extra: list[str]) -> None:
-    _entry(["--env", "prod", "-C", str(project)], tmp_path / "cache")  # fill the cache
-    extra = [str(tmp_path / "out") if word == "OUT" else word for word in extra]
-    result = _entry(["--env", "prod", "-C", str(project), *extra], tmp_path / "cache")
-    assert "typer=True" in result.stderr
-
-
-def test_debug_goes_to_typer(project: Path, tmp_path: Path) -> None:
-    environ = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "AUTODEVHUB_DEBUG": "1"}
-    result = subprocess.run(
-        [sys.executable, "-c", ENTRY, "--env", "prod", "-C", str(project)],
-        capture_output=True,
-        text=True,
-        env=environ,
-    )
-    assert "typer=True" in result.stderr and result.stdout
-
-
 def test_whose_home_it_is_is_part_of_the_key(project: Path, tmp_path: Path) -> None:
     """The Compose secret files live under `~` (staging's, rendered for Compose): a render under
     another HOME is another render (it once printed the first user's paths)."""
@@ -213,3 +109,138 @@ def test_no_cache_turns_off_every_cache_the_render_keeps(project: Path, tmp_path
         [sys.executable, "-c", PROBE, str(project)], env=environ, check=True, capture_output=True
     )
     assert not cache.exists() or not any(cache.rglob("*")), sorted(cache.rglob("*"))
+
+
+def _key_inputs(tmp_path: Path) -> dict:
+    """A project, an images file, a package folder, a library and a Compose binary of the
+    test's own, so that each can be changed."""
+    project = tmp_path / "keyed"
+    for name, text in {
+        "environments/prod.yaml": "target: kubernetes\n",
+        "environments/_base.yaml": "namespace: x\n",
+        "templates/kubernetes/app.yaml.j2": "kind: ConfigMap\n",
+    }.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    (tmp_path / "images.json").write_text('{"images": []}')
+    (tmp_path / "package").mkdir()
+    (tmp_path / "package" / "render.py").write_text("# code\n")
+    (tmp_path / "libs").mkdir()
+    (tmp_path / "libs" / "keyedlib.py").write_text("VERSION = 1\n")
+    (tmp_path / "compose").write_text("#!/bin/sh\n")
+    return {
+        "project_root": project,
+        "environment": "prod",
+        "target": None,
+        "kube_version": None,
+        "sets": ["components.web.replicas=2"],
+        "images": tmp_path / "images.json",
+        "environ": {"AUTODEVHUB__NAMESPACE": "a", "HOME": str(tmp_path / "home-a")},
+    }
+
+
+def test_every_input_of_a_render_changes_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key covers what the output depends on: the request, the overrides, the
+    AUTODEVHUB__ variables, whose home it is, the images file, every file under environments/
+    and templates/, autodevhub's code, the libraries and the Compose binary; and nothing else
+    (another variable keeps the entry)."""
+    from autodevhub_cli.core import render_cache
+    from autodevhub_cli.core.adapters import compose
+
+    inputs = _key_inputs(tmp_path)
+    monkeypatch.setattr(render_cache, "_PACKAGE", tmp_path / "package")
+    monkeypatch.syspath_prepend(str(tmp_path / "libs"))
+    monkeypatch.setattr(render_cache, "_LIBRARIES", ("keyedlib",))
+    monkeypatch.setattr(compose, "compose_binary", lambda: str(tmp_path / "compose"))
+
+    def key(**changed: object) -> str:
+        arguments = {**inputs, **changed}
+        environ = arguments.pop("environ")
+        monkeypatch.setenv("HOME", environ["HOME"])
+        return render_cache.request_key(environ=environ, **arguments)  # type: ignore[arg-type]
+
+    base = key()
+    assert key() == base, "the same inputs give the same key"
+    assert key(environ={**inputs["environ"], "PATH": "/elsewhere", "TERM": "dumb"}) == base
+
+    def edit(path: Path, text: str) -> None:
+        before = path.stat().st_mtime_ns if path.exists() else 0
+        path.write_text(text)
+        os.utime(path, ns=(before + 10**9, before + 10**9))
+
+    project = inputs["project_root"]
+    changes = {
+        "environment": lambda: key(environment="staging"),
+        "target": lambda: key(target="compose"),
+        "kube_version": lambda: key(kube_version="1.32"),
+        "a --set": lambda: key(sets=["components.web.replicas=3"]),
+        "another --set": lambda: key(sets=[*inputs["sets"], "namespace=b"]),
+        "an AUTODEVHUB__ variable": lambda: key(
+            environ={**inputs["environ"], "AUTODEVHUB__NAMESPACE": "b"}
+        ),
+        "HOME": lambda: key(environ={**inputs["environ"], "HOME": str(tmp_path / "home-b")}),
+    }
+    edits = {
+        "the images file": lambda: edit(inputs["images"], '{"images": [1]}'),
+        "an environment file": lambda: edit(
+            project / "environments" / "prod.yaml", "target: compose\n"
+        ),
+        "a shared base": lambda: edit(project / "environments" / "_base.yaml", "namespace: y\n"),
+        "a new environment file": lambda: edit(
+            project / "environments" / "values.schema.json", "{}"
+        ),
+        "a template": lambda: edit(
+            project / "templates" / "kubernetes" / "app.yaml.j2", "kind: Secret\n"
+        ),
+        "a template renamed": lambda: (project / "templates" / "kubernetes" / "app.yaml.j2").rename(
+            project / "templates" / "kubernetes" / "main.yaml.j2"
+        ),
+        "autodevhub's code": lambda: edit(tmp_path / "package" / "render.py", "# changed\n"),
+        "a library": lambda: edit(tmp_path / "libs" / "keyedlib.py", "VERSION = 2\n"),
+        "the Compose binary": lambda: edit(tmp_path / "compose", "#!/bin/sh\nexit 0\n"),
+    }
+    seen = {base}
+    for what, changed_key in changes.items():
+        value = changed_key()
+        assert value not in seen, f"{what} does not change the key"
+        seen.add(value)
+    for what, change in edits.items():
+        change()
+        value = key()
+        assert value not in seen, f"{what} does not change the key"
+        seen.add(value)
+
+
+def test_the_cache_is_evicted_by_size_least_recently_used_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from autodevhub_cli.core import render_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("AUTODEVHUB_NO_CACHE", raising=False)
+    keys = [f"{n:02x}" + "0" * 62 for n in range(6)]
+    folder = tmp_path / "cache" / "autodevhub" / "render"
+
+    def used_at(key: str, second: int) -> None:
+        os.utime(folder / key[:2] / key[2:], ns=(second * 10**9, second * 10**9))
+
+    for n, key in enumerate(keys[:3]):
+        render_cache.store(key, "x" * 1000, limit=3500)
+        used_at(key, n + 1)
+    render_cache.store(keys[3], "x" * 1000, limit=3500)
+    # Over 3,500 bytes after the fourth: the least recently used went.
+    assert [render_cache.load(k) is not None for k in keys[:4]] == [False, True, True, True]
+    used_at(keys[1], 1)
+    used_at(keys[2], 2)
+    used_at(keys[3], 3)
+    # A hit counts as a use: keys[1], read now, is kept and keys[2] is the oldest.
+    assert render_cache.load(keys[1]) is not None
+    render_cache.store(keys[4], "y" * 1000, limit=3500)
+    assert render_cache.load(keys[2]) is None
+    assert all(render_cache.load(k) is not None for k in (keys[1], keys[3], keys[4]))
+    # An entry larger than the whole cache is not kept, and evicts nothing.
+    render_cache.store(keys[5], "z" * 4000, limit=3500)
+    assert render_cache.load(keys[5]) is None
+    assert all(render_cache.load(k) is not None for k in (keys[1], keys[3], keys[4]))

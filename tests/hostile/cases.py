@@ -94,7 +94,7 @@ def run_case(case: Case, tmp: Path) -> tuple[int, str, str]:
                 capture_output=True,
                 text=True,
                 timeout=case.seconds,
-                env={**os.environ, "AUTODEVHUB_NO_SERVER": "1", **env},
+                env={**os.environ, **env},
                 cwd=tmp,
                 preexec_fn=_limits(case.memory_mib),
             )
