@@ -6,8 +6,6 @@ import importlib
 import os
 import signal
 import sys
-import tempfile
-import traceback
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -29,6 +27,8 @@ EXIT_UNEXPECTED = 1
 
 
 def _debug_log_path() -> Path:
+    import tempfile
+
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(tempfile.gettempdir())
     return Path(base) / "autodevhub-debug.log"
 
@@ -122,6 +122,8 @@ class AutodevhubGroup(TyperGroup):
             log = _debug_log_path()
             try:
                 with open(log, "a", encoding="utf-8") as handle:
+                    import traceback
+
                     handle.write(traceback.format_exc() + "\n")
                 where = f"The traceback is in {log}."
             except OSError:

@@ -69,8 +69,9 @@ from bench_common import REPO
 
 sys.path.insert(0, str(REPO))
 from autodevhub_cli.core.adapters.kube import Kube, ObjectRef
+from autodevhub_cli.core.kinds import waits
 from autodevhub_cli.core.targets.kubernetes import load_documents
-from autodevhub_cli.core.targets.readiness import WAITING_KINDS, State, readiness
+from autodevhub_cli.core.targets.readiness import State, readiness
 from tests.deploy import local_cluster
 from tests.deploy.kube_cluster import Cluster, project_copy
 
@@ -501,7 +502,7 @@ def rolling_round(kubeconfig: Path, stub: str, figures: Figures) -> None:
         release = cluster.releases("staging")[-1]
         manifests = cluster.root / "manifests.yaml"
         manifests.write_text(cluster.release_file("staging", release["id"], "manifests.yaml"))
-        refs = [ObjectRef.of(d) for d in load_documents(manifests) if d["kind"] in WAITING_KINDS]
+        refs = [ObjectRef.of(d) for d in load_documents(manifests) if waits(d["kind"])]
         backend_poll = Poller(kubeconfig, backend)
         workloads_poll = Poller(kubeconfig, all_ready(refs))
         cluster.record_build("staging", tag())

@@ -106,7 +106,7 @@ def deploy_records(driver: Any, environment: str, files: dict[str, str]) -> None
 def prod_release_files() -> dict[str, str]:
     from autodevhub_cli.core.pipeline import RenderRequest, render_environment
 
-    outcome = render_environment(RenderRequest("prod", REPO))
+    outcome = render_environment(RenderRequest(environment="prod", project_dir=REPO))
     return {
         "manifests.yaml": outcome.result.to_yaml(),
         "environment.json": outcome.environment.model_dump_json(),
@@ -217,7 +217,7 @@ def docker(releases: int, runs: int) -> list[tuple[str, float]]:
 
     client = connect()
     project = f"bench-state-{uuid.uuid4().hex[:6]}"
-    outcome = render_environment(RenderRequest("dev", REPO))
+    outcome = render_environment(RenderRequest(environment="dev", project_dir=REPO))
     files = {
         "compose.yaml": outcome.result.to_yaml(),
         "environment.json": outcome.environment.model_dump_json(),

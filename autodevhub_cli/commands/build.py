@@ -38,7 +38,15 @@ def build(
     progress = Progress(list(only or []), verbose=verbose)
     with progress.live():
         result = build_images(
-            BuildRequest(env, project_dir, sets or (), push, only or (), no_cache), report=progress
+            BuildRequest(
+                environment=env,
+                project_dir=project_dir,
+                sets=sets or (),
+                push=push,
+                only=only or (),
+                no_cache=no_cache,
+            ),
+            report=progress,
         )
     data = result.to_dict()
     summary.append(

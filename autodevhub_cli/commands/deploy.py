@@ -37,7 +37,7 @@ def _options(
 ) -> Any:
     from autodevhub_cli.core.targets import TargetOptions
 
-    return TargetOptions(context, kubeconfig, force, prune)
+    return TargetOptions(context=context, kubeconfig=kubeconfig, force_conflicts=force, prune=prune)
 
 
 def _json(data: Any) -> None:

@@ -59,7 +59,7 @@ def _run(env: str, values: dict[str, str], **kwargs: Any) -> None:
 
     output = kwargs.pop("output")
     project_dir = kwargs.pop("project_dir")
-    options = TargetOptions(kwargs.pop("context"), kwargs.pop("kubeconfig"))
+    options = TargetOptions(context=kwargs.pop("context"), kubeconfig=kwargs.pop("kubeconfig"))
     project = find_project(project_dir)
     environment = load_environment(project, env)
     progress = Progress(verbose=False)

@@ -24,7 +24,7 @@ log = logging.getLogger("autodevhub.build")
 Reporter = Callable[[str, str], None]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BuildRequest:
     """Options of `autodevhub build`."""
 

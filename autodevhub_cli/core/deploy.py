@@ -25,7 +25,8 @@ from autodevhub_cli.core.context import (
     Reporter,
     check,
     open_context,
-    reapply,
+    prune_after,
+    rollback_to,
 )
 from autodevhub_cli.core.environment import Environment, Task
 from autodevhub_cli.core.errors import (
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("autodevhub.deploy")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DeployRequest:
     """Options of `autodevhub deploy`."""
 
@@ -384,9 +385,9 @@ def _run(
                 "build",
                 lambda: build_images(
                     BuildRequest(
-                        name,
-                        ctx.project.root,
-                        request.sets,
+                        environment=name,
+                        project_dir=ctx.project.root,
+                        sets=request.sets,
                         push=not overlap_push,
                         record=not overlap_push,
                     ),
@@ -410,7 +411,9 @@ def _run(
             release,
             "render",
             lambda: render_environment(
-                RenderRequest(name, ctx.project.root, sets=request.sets, images=images)
+                RenderRequest(
+                    environment=name, project_dir=ctx.project.root, sets=request.sets, images=images
+                )
             ),
         )
         if ctx.store.text(release, IMAGES_FILE) is None:
@@ -493,6 +496,7 @@ def _run(
         ) from None
     release.status = states.DEPLOYED
     ctx.store.save(release)
+    _timed(release, "prune", lambda: prune_after(ctx, release, previous))
     ctx.say("done", f"release {release.id} deployed")
     return outcome
 
@@ -509,7 +513,12 @@ class _BackgroundPush:
         def run() -> None:
             try:
                 self._result = build_images(
-                    BuildRequest(ctx.environment.name, ctx.project.root, sets, push=True),
+                    BuildRequest(
+                        environment=ctx.environment.name,
+                        project_dir=ctx.project.root,
+                        sets=sets,
+                        push=True,
+                    ),
                     report=lambda image, message: (
                         None if message.startswith("  ") else ctx.say("push", f"{image}: {message}")
                     ),
@@ -562,7 +571,7 @@ def _roll_back(
             ctx.target.abort(rendered)
     ctx.say("rollback", f"rolling back to release {previous.id}")
     try:
-        restored_smoke = reapply(ctx, previous, request.timeout)
+        restored_smoke = rollback_to(ctx, previous, request.timeout, replacing=release)
     except AutodevhubError as exc:
         raise DeployFailed(
             f"Deploy of {name!r} failed: {cause} The rollback to release {previous.id} failed "
@@ -650,7 +659,7 @@ def _roll_back_interrupted(
         rendered = ctx.store.path(release, ctx.target.rendered_filename)
         if ctx.target.blue_green and rendered is not None:
             ctx.target.abort(rendered)
-        smoke = reapply(ctx, previous, request.timeout)
+        smoke = rollback_to(ctx, previous, request.timeout, replacing=release)
     except KeyboardInterrupt as again:
         release.error = f"{release.error}; the rollback was stopped by {signal_name(again)} too"
         ctx.store.save(release)
@@ -744,6 +753,7 @@ def promote(
                 hint=f"Deploy first: `autodevhub deploy --env {ctx.environment.name}`.",
             )
         release = waiting[-1]
+        replaced = ctx.store.current()
         _timed(release, "promote", lambda: _promote(ctx, path, timeout))
         smoke = check(ctx, ctx.environment)
         release.smoke = smoke.to_dict()
@@ -751,6 +761,8 @@ def promote(
         if not smoke.ok:
             release.error = f"after promotion: {smoke.summary()}"
         ctx.store.save(release)
+        if smoke.ok:
+            prune_after(ctx, release, replaced)
         if not smoke.ok:
             raise SmokeCheckError(
                 f"Release {release.id} was promoted but its smoke checks fail: {smoke.summary()}",
@@ -802,12 +814,17 @@ def preview_changes(ctx: DeployContext, request: DeployRequest) -> DeployOutcome
                 # tag (the digest a push adds names the same image).
                 images = _without_digests(images, Path(folder) / "images.json")
         rendered = render_environment(
-            RenderRequest(name, ctx.project.root, sets=request.sets, images=images)
+            RenderRequest(
+                environment=name, project_dir=ctx.project.root, sets=request.sets, images=images
+            )
         )
         new_text = _rendered_text(rendered)
         staged = Path(folder) / ctx.target.rendered_filename
         staged.write_text(new_text)
-        diff_text = ctx.target.diff(staged)
+        before = (
+            ctx.store.path(current, ctx.target.rendered_filename) if current is not None else None
+        )
+        diff_text = ctx.target.diff(staged, before)
     if diff_text is not None:
         return DeployOutcome(
             name, None, dry_run=True, diff=diff_text, plan=_plan(ctx, request), notes=notes

@@ -191,12 +191,9 @@ def _kube_checks(environment: Environment, kube: Any, project: Project | None) -
     def permissions() -> str:
         from autodevhub_cli.core.secrets import referenced_keys
         from autodevhub_cli.core.targets.access import required_permissions
-        from autodevhub_cli.core.targets.kubernetes import PRUNE_KINDS
 
         docs = [m.document for m in render(project, environment).manifests] if project else []
-        needed = required_permissions(
-            k, docs, namespace, PRUNE_KINDS, sorted(referenced_keys(environment))
-        )
+        needed = required_permissions(k, docs, namespace, sorted(referenced_keys(environment)))
         denied = [str(p) for p in needed if not k.allowed(p.review())]
         if denied:
             raise AutodevhubError(

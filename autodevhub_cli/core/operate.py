@@ -20,7 +20,7 @@ from autodevhub_cli.core.context import (
     DeployContext,
     Reporter,
     open_context,
-    reapply,
+    rollback_to,
 )
 from autodevhub_cli.core.errors import ConfigError, SmokeCheckError
 from autodevhub_cli.core.pipeline import RenderRequest, render_environment
@@ -152,6 +152,7 @@ def rollback(
     ctx = open_context(environment, project_dir, (), report, options)
     with ctx.target.lock("rollback"):
         chosen = _rollback_target(ctx, to)
+        serving = ctx.store.current()
         record = ctx.store.new(ctx.target.name, chosen.commit, chosen.sets)
         record.rollback_of = chosen.id
         record.images = chosen.images
@@ -163,7 +164,7 @@ def rollback(
         ctx.store.save(record)
         ctx.say("rollback", f"re-applying release {chosen.id}")
         try:
-            smoke = reapply(ctx, record, timeout)
+            smoke = rollback_to(ctx, record, timeout, replacing=serving)
         except BaseException as exc:
             record.status = states.FAILED
             record.error = str(exc) or type(exc).__name__
@@ -228,7 +229,12 @@ def down(
         else:
             # Nothing recorded: render the environment as it is now, for its project name.
             rendered = render_environment(
-                RenderRequest(ctx.environment.name, ctx.project.root, sets=sets, validate=False)
+                RenderRequest(
+                    environment=ctx.environment.name,
+                    project_dir=ctx.project.root,
+                    sets=sets,
+                    validate=False,
+                )
             )
             with tempfile.TemporaryDirectory() as folder:
                 temp = Path(folder) / ctx.target.rendered_filename
@@ -252,7 +258,12 @@ def diff(
 
     ctx = open_context(environment, project_dir, sets, None, options)
     request = DeployRequest(
-        environment, project_dir, sets, skip_build=True, dry_run=True, images=images
+        environment=environment,
+        project_dir=project_dir,
+        sets=sets,
+        skip_build=True,
+        dry_run=True,
+        images=images,
     )
     outcome = preview_changes(ctx, request)
     return outcome.diff, outcome.notes

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from autodevhub_cli.core.validate import ValidationReport
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RenderRequest:
     """Everything `autodevhub render` and `validate` need, gathered from flags and environment."""
 

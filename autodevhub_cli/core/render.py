@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from autodevhub_cli.core.errors import RenderError
-from autodevhub_cli.core.kinds import KIND_ORDER
+from autodevhub_cli.core.kinds import apply_rank
 from autodevhub_cli.core.project import Project
 from autodevhub_cli.core.templates import render_template, template_environment, to_yaml
 
@@ -213,5 +213,5 @@ def _check_unique(manifests: list[RenderedManifest]) -> None:
 
 
 def _apply_order(m: RenderedManifest) -> tuple[int, str, str]:
-    rank = KIND_ORDER.index(m.kind) if m.kind in KIND_ORDER else len(KIND_ORDER)
+    rank = apply_rank(m.kind)
     return rank, m.kind, m.name

@@ -228,10 +228,17 @@ def set_secret(
         checksum = hashlib.sha256(
             "\n".join(f"{k}={data[k]}" for k in sorted(data)).encode()
         ).hexdigest()[:16]
-        restarts = [
-            target.restart(workload, {ANNOTATION.format(name): checksum})
-            for workload in _users(kube, environment, name, target.selector)
-        ]
+        from autodevhub_cli.core.kinds import NEXT_RUN, RESTART_AT, TEMPLATE, kind_of
+
+        restarts = []
+        for workload in _users(kube, environment, name, target.selector):
+            row = kind_of(workload["kind"])
+            what = f"{workload['kind']}/{workload['metadata']['name']}"
+            if row is None or row.restart not in (TEMPLATE, RESTART_AT):
+                when = "next run" if row and row.restart == NEXT_RUN else "next new pod"
+                say("restart", f"{what}: not restarted, its {when} reads the new value")
+                continue
+            restarts.append(target.restart(workload, {ANNOTATION.format(name): checksum}))
         deadline = time.monotonic() + timeout
         for restart in restarts:
             target.wait_restarted(restart, deadline)
@@ -278,23 +285,29 @@ def _unreferenced(
 
 
 def _users(kube: Any, environment: Any, secret: str, selector: str) -> list[dict[str, Any]]:
-    """Deployments and Rollouts of the environment (`selector`) whose pods read the Secret."""
-    kinds = [("apps/v1", "Deployment")]
-    if kube.has("argoproj.io/v1alpha1", "Rollout"):
-        kinds.append(("argoproj.io/v1alpha1", "Rollout"))
+    """The environment's (`selector`) objects of every kind in the table of kinds that runs
+    pods from a template, whose pods read the Secret."""
+    from autodevhub_cli.core.kinds import pod_kinds
+
     found = []
-    for api_version, kind in kinds:
-        for item in kube.list_objects(api_version, kind, environment.namespace, selector):
-            pod = ((item.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for row in pod_kinds():
+        if not kube.has(row.api_version, row.kind):
+            continue
+        for item in kube.list_objects(row.api_version, row.kind, environment.namespace, selector):
+            template: Any = item
+            for key in row.pod_template or ():
+                template = (template or {}).get(key) or {}
+            pod = template.get("spec") or {}
+            containers = [*(pod.get("containers") or []), *(pod.get("initContainers") or [])]
             names = (
                 {
                     ((env.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name")
-                    for container in pod.get("containers") or []
+                    for container in containers
                     for env in container.get("env") or []
                 }
                 | {
                     (source.get("secretRef") or {}).get("name")
-                    for container in pod.get("containers") or []
+                    for container in containers
                     for source in container.get("envFrom") or []
                 }
                 | {(v.get("secret") or {}).get("secretName") for v in pod.get("volumes") or []}
@@ -305,7 +318,7 @@ def _users(kube: Any, environment: Any, secret: str, selector: str) -> list[dict
                 }
             )
             if secret in names:
-                found.append({**item, "apiVersion": api_version, "kind": kind})
+                found.append({**item, "apiVersion": row.api_version, "kind": row.kind})
     return found
 
 

@@ -29,13 +29,12 @@ def _least_privilege(cluster: Cluster, env: str) -> tuple[list[dict[str, Any]], 
     from autodevhub_cli.core.render import render
     from autodevhub_cli.core.secrets import referenced_keys
     from autodevhub_cli.core.targets.access import required_permissions
-    from autodevhub_cli.core.targets.kubernetes import PRUNE_KINDS
 
     project = find_project(cluster.root)
     environment = load_environment(project, env, [f"namespace={cluster.ns}"])
     docs = [m.document for m in render(project, environment).manifests]
     needed = required_permissions(
-        cluster.kube, docs, cluster.ns, PRUNE_KINDS, sorted(referenced_keys(environment))
+        cluster.kube, docs, cluster.ns, sorted(referenced_keys(environment))
     )
     rules: dict[tuple[bool, str, str, str], list[str]] = {}
     for p in needed:

@@ -56,6 +56,10 @@ class Target(Protocol):
     def apply(self, rendered: Path, timeout: float) -> None:
         """Apply the rendered output and wait until it is healthy, or raise RolloutError."""
 
+    def prune(self, rendered: Path, before: Path) -> list[str]:
+        """Delete what the output applied before (`before`) had and `rendered` no longer has,
+        once `rendered` serves; what was deleted, for messages. ApplyError names what is left."""
+
     def live(self) -> list[dict[str, Any]]:
         """What runs now, read from the target (not from any record): one entry per container
         or workload, with its image, state and health (and, for a blue-green one whose preview
@@ -74,8 +78,9 @@ class Target(Protocol):
     def abort(self, rendered: Path) -> None:
         """Give up a preview; the active version keeps serving (nothing to do without one)."""
 
-    def diff(self, rendered: Path) -> str | None:
-        """What applying would change, as the platform sees it; None to diff the files."""
+    def diff(self, rendered: Path, before: Path | None = None) -> str | None:
+        """What applying would change, as the platform sees it (with what prune would delete
+        of `before`, the serving release's output); None to diff the files."""
 
     def smoke_endpoints(
         self, environment: Environment, preview: bool
@@ -84,7 +89,7 @@ class Target(Protocol):
         when `preview`); the configured `smoke.urls` win."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TargetOptions:
     """Flags that reach the target: the kube context and how apply treats other managers."""
 

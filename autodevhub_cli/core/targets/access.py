@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autodevhub_cli.core.adapters.kube import Forbidden, Kube, ObjectRef
+from autodevhub_cli.core.kinds import pod_kinds, prunable_kinds
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -54,7 +55,6 @@ def required_permissions(
     kube: Kube,
     docs: list[dict[str, Any]],
     namespace: str,
-    prune_kinds: Iterable[tuple[str, str]],
     secrets: Iterable[str] = (),
 ) -> list[Permission]:
     """Every permission a deploy of `docs` into `namespace` uses, in a stable order."""
@@ -92,8 +92,12 @@ def required_permissions(
             exists = False  # cannot tell: a deploy would have to be able to create it
         if not exists:
             add("v1", "Namespace", "create")  # RBAC cannot limit `create` to one name
-    for api_version, kind in prune_kinds:
-        add(api_version, kind, "list delete")
+    # Prune and `down` (every kind the table may delete: read one by one, found by label,
+    # deleted), and `secrets set` (the workloads reading a Secret, listed, then restarted).
+    for api_version, kind in prunable_kinds():
+        add(api_version, kind, "get list delete")
+    for row in pod_kinds():
+        add(row.api_version, row.kind, "list patch")
     # The wait and its diagnosis.
     add("v1", "Pod", "list")
     add("v1", "Pod", "get", sub="log")

@@ -234,9 +234,14 @@ class ComposeTarget:
     def abort(self, rendered: Path) -> None:
         """No preview: nothing to abort."""
 
-    def diff(self, rendered: Path) -> str | None:
+    def diff(self, rendered: Path, before: Path | None = None) -> str | None:
         """No server-side dry run: the deploy diffs the rendered files."""
         return None
+
+    def prune(self, rendered: Path, before: Path) -> list[str]:
+        """Nothing left to delete: `up --remove-orphans` stopped the services the new file no
+        longer has, and volumes stay (`down --volumes` removes them)."""
+        return []
 
     @contextmanager
     def smoke_endpoints(self, environment: Environment, preview: bool) -> Iterator[Endpoints]:

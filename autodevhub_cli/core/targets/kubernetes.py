@@ -26,11 +26,18 @@ from autodevhub_cli.core.adapters.kube import (
 )
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import ApplyError, RolloutError
-from autodevhub_cli.core.kinds import KIND_ORDER
+from autodevhub_cli.core.kinds import (
+    RESTART_AT,
+    apply_rank,
+    before_tasks,
+    kind_of,
+    labelled_kinds,
+    serving_kinds,
+    waits,
+)
 from autodevhub_cli.core.smoke import Endpoint, Endpoints, configured_endpoints
 from autodevhub_cli.core.targets import TaskRef
 from autodevhub_cli.core.targets.readiness import (
-    WAITING_KINDS,
     State,
     observed,
     pod_problem,
@@ -41,37 +48,9 @@ log = logging.getLogger("autodevhub.kubernetes")
 STEP_LABEL = "autodevhub.io/step"
 TASK_OF_LABEL = "autodevhub.io/task-of"
 COMPONENT_LABEL = "app.kubernetes.io/component"
-# What a task may need that the templates render (its volumes, its config, its account, the
-# policies its pods run under): every kind applied before the Services, applied before the tasks
-# run, so a first deploy's migration can mount the claim the templates create.
-TASK_PREREQUISITE_KINDS = frozenset(KIND_ORDER[: KIND_ORDER.index("Service")])
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 # Holds a field autodevhub hands to a controller until the controller writes it.
 HANDOVER_MANAGER = "autodevhub-handover"
-# What prune looks at: every kind autodevhub renders (Namespaces are never pruned).
-PRUNE_KINDS = [
-    ("networking.k8s.io/v1", "NetworkPolicy"),
-    ("v1", "ServiceAccount"),
-    ("v1", "ConfigMap"),
-    ("v1", "PersistentVolumeClaim"),
-    ("v1", "Service"),
-    ("batch/v1", "Job"),
-    ("apps/v1", "Deployment"),
-    ("argoproj.io/v1alpha1", "Rollout"),
-    ("batch/v1", "CronJob"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("networking.k8s.io/v1", "Ingress"),
-    ("monitoring.coreos.com/v1", "ServiceMonitor"),
-    ("monitoring.coreos.com/v1", "PrometheusRule"),
-]
-# The kinds whose objects run the environment's pods, for `status` and the deploy's view of what
-# served before it began.
-LIVE_KINDS = [
-    ("apps/v1", "Deployment"),
-    ("apps/v1", "StatefulSet"),
-    ("argoproj.io/v1alpha1", "Rollout"),
-]
 FATAL_WAITING = {
     "ImagePullBackOff",
     "ErrImagePull",
@@ -216,7 +195,8 @@ class KubernetesTarget:
     # --- apply ------------------------------------------------------------------------------
 
     def run_tasks(self, rendered: Path, timeout: float, tasks: list[TaskRef]) -> None:
-        """Apply what the tasks may need (the namespace, claims, config: TASK_PREREQUISITE_KINDS),
+        """Apply what the tasks may need (the namespace, claims, config: every kind the table
+        of kinds orders before the Services),
         then each task's Job (labelled `autodevhub.io/task-of: <component>` and
         `autodevhub.io/step: <task>`), in order, waiting for each to complete. Task Jobs are
         applied here only: `apply` leaves them out, so a skipped task never runs and a rollback
@@ -227,7 +207,7 @@ class KubernetesTarget:
         if not jobs:
             return
         for doc in docs:
-            if doc["kind"] in TASK_PREREQUISITE_KINDS:
+            if before_tasks(doc["kind"]):
                 self.say("apply", str(ObjectRef.of(doc)))
                 self._apply_one(doc, {}, dry_run=False)
         deadline = time.monotonic() + timeout
@@ -237,17 +217,26 @@ class KubernetesTarget:
             self.wait_for(job, deadline)
 
     def apply(self, rendered: Path, timeout: float) -> None:
-        """Apply every object in order, prune what is no longer rendered, wait until ready."""
+        """Apply every object in order and wait until each kind the table says to wait for is
+        ready. Nothing is deleted here: `prune` runs once the release passed its checks, so a
+        failed release rolls back to objects that are still there."""
         docs = load_documents(rendered)
         self.apply_documents([d for d in docs if not _is_task(d)])
-        if self.prune_enabled:
-            for ref in self.prunable(docs):
-                self.say("prune", f"deleting {ref}")
-                self.kube.delete(ref)
         deadline = time.monotonic() + timeout
         for doc in docs:
-            if doc["kind"] in WAITING_KINDS and not _is_task(doc):
+            if waits(doc["kind"]) and not _is_task(doc):
                 self.wait_for(doc, deadline)
+
+    def prune(self, rendered: Path, before: Path) -> list[str]:
+        """Delete what the release applied before (`before`, the output of the release that
+        served) had and this one (`rendered`) no longer has, as Helm does; only objects
+        autodevhub applied and no controller owns."""
+        pruned = []
+        for ref in self.prunable(load_documents(rendered), load_documents(before)):
+            self.say("prune", f"deleting {ref}")
+            self.kube.delete(ref)
+            pruned.append(str(ref))
+        return pruned
 
     def apply_documents(self, docs: list[dict[str, Any]], dry_run: bool = False) -> list[Any]:
         """Server-side apply each document, leaving out the fields another controller runs."""
@@ -303,26 +292,27 @@ class KubernetesTarget:
                 self.kube.apply(handover, manager=HANDOVER_MANAGER)
             spec.pop(field, None)
 
-    def prunable(self, docs: list[dict[str, Any]]) -> list[ObjectRef]:
-        """Objects autodevhub applied for this environment that the output no longer has.
+    def prunable(self, docs: list[dict[str, Any]], before: list[dict[str, Any]]) -> list[ObjectRef]:
+        """The objects of `before` (the release that served) that `docs` no longer has and
+        that still exist, in reverse apply order.
 
-        Only what autodevhub itself applied: objects a controller made from a template that
-        carries the same labels (the Jobs of a CronJob, the ReplicaSets of a Deployment) are
-        the controller's to delete, and deleting a running backup Job would kill its pg_dump.
+        Only what autodevhub itself applied: objects a controller made (the Jobs of a CronJob,
+        the ReplicaSets of a Deployment) are the controller's to delete, and deleting a running
+        backup Job would kill its pg_dump.
         """
         rendered = {ObjectRef.of(d) for d in docs}
-        namespace = self.environment.namespace
-        found = []
-        for api_version, kind in PRUNE_KINDS:
-            if not self.kube.has(api_version, kind):
-                continue
-            for item in self.kube.list_objects(api_version, kind, namespace, self.selector):
-                ref = ObjectRef.of({**item, "apiVersion": api_version, "kind": kind})
-                meta = item.get("metadata") or {}
-                controlled = any(o.get("controller") for o in meta.get("ownerReferences") or [])
-                if ref not in rendered and not controlled and applied_fields(item):
-                    found.append(ref)
-        return found
+        gone = {ObjectRef.of(d) for d in before} - rendered
+        return [ref for ref in _reverse_apply_order(gone) if self._ours(self.kube.get(ref))]
+
+    def _ours(self, live: dict[str, Any] | None) -> bool:
+        """Whether a live object is autodevhub's to delete: it applied it, no controller owns
+        it, and its kind is one prune and `down` may delete."""
+        if live is None:
+            return False
+        row = kind_of(live.get("kind"))
+        meta = live.get("metadata") or {}
+        controlled = any(o.get("controller") for o in meta.get("ownerReferences") or [])
+        return row is not None and row.prunable and not controlled and bool(applied_fields(live))
 
     # --- wait -------------------------------------------------------------------------------
 
@@ -372,6 +362,10 @@ class KubernetesTarget:
             current = (live.get("status") or {}).get("currentPodHash")
             if current:
                 match["rollouts-pod-template-hash"] = current
+        elif kind == "StatefulSet":
+            revision = (live.get("status") or {}).get("updateRevision")
+            if revision:
+                match["controller-revision-hash"] = revision
         elif kind == "Deployment" and observed(live):
             # Until the controller has seen the new spec, its revision is the old one's.
             current = self._current_template_hash(live, match)
@@ -486,7 +480,8 @@ class KubernetesTarget:
         """
         ref = ObjectRef.of(workload)
         self.say("restart", str(ref))
-        if ref.kind == "Rollout":
+        row = kind_of(ref.kind)
+        if row is not None and row.restart == RESTART_AT:
             since = _rfc3339(restart_moment(dt.datetime.now(dt.UTC)))
             patch: dict[str, Any] = {
                 "metadata": {"annotations": annotations},
@@ -494,7 +489,10 @@ class KubernetesTarget:
             }
         else:
             since = ""
-            patch = {"spec": {"template": {"metadata": {"annotations": annotations}}}}
+            # Annotations on the pod template: the controller replaces the pods.
+            patch = {"metadata": {"annotations": annotations}}
+            for key in reversed(row.pod_template if row and row.pod_template else ()):
+                patch = {key: patch}
         self.kube.merge_patch(ref, patch)
         return Restart(ref=ref, since=since)
 
@@ -522,8 +520,9 @@ class KubernetesTarget:
 
     # --- read -------------------------------------------------------------------------------
 
-    def diff(self, rendered: Path) -> str:
-        """What applying would change: server-side dry-run against the live objects."""
+    def diff(self, rendered: Path, before: Path | None = None) -> str:
+        """What applying would change: server-side dry-run against the live objects, and what
+        prune would delete (what `before`, the serving release's output, has and this lacks)."""
         docs = load_documents(rendered)
         handed_over = _handed_over_fields(docs)
         chunks = []
@@ -556,8 +555,8 @@ class KubernetesTarget:
                         )
                     )
                 )
-        if self.prune_enabled:
-            for ref in self.prunable(docs):
+        if self.prune_enabled and before is not None:
+            for ref in self.prunable(docs, load_documents(before)):
                 chunks.append(f"--- live/{ref}\n+++ /dev/null\n(pruned: no longer rendered)\n")
         return "".join(chunks)
 
@@ -566,7 +565,7 @@ class KubernetesTarget:
         not by any record), with its images, replicas and readiness; a blue-green Rollout says
         when a preview waits for promotion."""
         rows = []
-        for api_version, kind in LIVE_KINDS:
+        for api_version, kind in serving_kinds():
             if not self.kube.has(api_version, kind):
                 continue
             namespace = self.environment.namespace
@@ -590,12 +589,22 @@ class KubernetesTarget:
         return rows
 
     def remove(self, rendered: Path, volumes: bool) -> None:
-        """Delete every object of the environment (PersistentVolumeClaims only with volumes)."""
-        for ref in reversed(self.prunable([])):
+        """Delete every object of the environment (PersistentVolumeClaims only with volumes):
+        what the recorded release (`rendered`) has, and what carries the environment's labels,
+        of every kind the table finds by label; only objects autodevhub applied."""
+        refs = {ObjectRef.of(d) for d in load_documents(rendered)}
+        namespace = self.environment.namespace
+        for api_version, kind in labelled_kinds():
+            if not self.kube.has(api_version, kind):
+                continue
+            for item in self.kube.list_objects(api_version, kind, namespace, self.selector):
+                refs.add(ObjectRef.of({**item, "apiVersion": api_version, "kind": kind}))
+        for ref in _reverse_apply_order(refs):
             if ref.kind == "PersistentVolumeClaim" and not volumes:
                 continue
-            self.say("delete", str(ref))
-            self.kube.delete(ref)
+            if self._ours(self.kube.get(ref)):
+                self.say("delete", str(ref))
+                self.kube.delete(ref)
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -604,6 +613,11 @@ class Restart:
 
     ref: ObjectRef
     since: str
+
+
+def _reverse_apply_order(refs: set[ObjectRef]) -> list[ObjectRef]:
+    """Objects to delete: dependents first (the reverse of the table's apply order)."""
+    return sorted(refs, key=lambda r: (-apply_rank(r.kind), r.namespace, r.name))
 
 
 def _ref_doc(ref: ObjectRef) -> dict[str, Any]:

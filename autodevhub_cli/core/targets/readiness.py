@@ -30,7 +30,6 @@ class Readiness:
 
 
 READY = Readiness(State.READY)
-WAITING_KINDS = ("Deployment", "Rollout", "Job")
 
 
 def _waiting(reason: str) -> Readiness:
@@ -42,18 +41,18 @@ def _failed(reason: str) -> Readiness:
 
 
 def readiness(live: dict[str, Any], phase: str = "ready") -> Readiness:
-    """The verdict for a Deployment, Rollout or Job (any other kind is ready once it exists)."""
-    kind = live.get("kind")
-    if kind == "Job":
-        return _job(live)
-    if kind == "Deployment":
-        return _deployment(live)
-    if kind == "Rollout":
-        return _rollout(live, phase)
-    return READY
+    """The verdict for a live object, by its kind's rule in the table of kinds (a kind without
+    one is ready once it exists)."""
+    from autodevhub_cli.core.kinds import kind_of
+
+    row = kind_of(live.get("kind"))
+    if row is None or row.ready is None:
+        return READY
+    return row.ready(live, phase)
 
 
-def _job(live: dict[str, Any]) -> Readiness:
+def job_ready(live: dict[str, Any], phase: str = "ready") -> Readiness:
+    """A Job: ready when one pod succeeded, failed on its Failed condition."""
     status = live.get("status") or {}
     if status.get("succeeded", 0) >= 1:
         return READY
@@ -69,7 +68,8 @@ def observed(live: dict[str, Any]) -> bool:
     return bool((live.get("status") or {}).get("observedGeneration", 0) >= generation)
 
 
-def _deployment(live: dict[str, Any]) -> Readiness:
+def deployment_ready(live: dict[str, Any], phase: str = "ready") -> Readiness:
+    """A Deployment, as `kubectl rollout status` reads it."""
     status = live.get("status") or {}
     spec = live.get("spec") or {}
     if not observed(live):
@@ -85,7 +85,9 @@ def _deployment(live: dict[str, Any]) -> Readiness:
     return READY
 
 
-def _rollout(live: dict[str, Any], phase: str) -> Readiness:
+def rollout_ready(live: dict[str, Any], phase: str = "ready") -> Readiness:
+    """An Argo Rollout: its new version up (as the preview of a blue-green one), or with
+    phase="promoted", active and healthy."""
     status = live.get("status") or {}
     generation = (live.get("metadata") or {}).get("generation", 0)
     # Argo Rollouts writes observedGeneration as a string.
@@ -104,6 +106,48 @@ def _rollout(live: dict[str, Any], phase: str) -> Readiness:
     ):
         return READY
     return _waiting("new version not up")
+
+
+def stateful_set_ready(live: dict[str, Any], phase: str = "ready") -> Readiness:
+    """A StatefulSet, as `kubectl rollout status` reads it: observed, every replica ready, and
+    updated (up to the partition of a partitioned rolling update)."""
+    status = live.get("status") or {}
+    spec = live.get("spec") or {}
+    strategy = spec.get("updateStrategy") or {}
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        return READY  # OnDelete: the controller replaces nothing by itself
+    generation = (live.get("metadata") or {}).get("generation", 0)
+    if not status.get("observedGeneration") or status["observedGeneration"] < generation:
+        return _waiting("not observed")
+    want = spec.get("replicas", 1)
+    if status.get("readyReplicas", 0) < want:
+        return _waiting("replicas not ready")
+    partition = (strategy.get("rollingUpdate") or {}).get("partition") or 0
+    if partition:
+        if status.get("updatedReplicas", 0) < want - partition:
+            return _waiting("partitioned update not rolled out")
+        return READY
+    if status.get("updateRevision") != status.get("currentRevision"):
+        return _waiting("update not rolled out")
+    return READY
+
+
+def daemon_set_ready(live: dict[str, Any], phase: str = "ready") -> Readiness:
+    """A DaemonSet, as `kubectl rollout status` reads it: observed, its pod updated and
+    available on every node that should run one."""
+    status = live.get("status") or {}
+    strategy = (live.get("spec") or {}).get("updateStrategy") or {}
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        return READY
+    generation = (live.get("metadata") or {}).get("generation", 0)
+    if status.get("observedGeneration", 0) < generation:
+        return _waiting("not observed")
+    desired = status.get("desiredNumberScheduled", 0)
+    if status.get("updatedNumberScheduled", 0) < desired:
+        return _waiting("pods not updated on every node")
+    if status.get("numberAvailable", 0) < desired:
+        return _waiting("pods not available on every node")
+    return READY
 
 
 def pod_problem(pod: dict[str, Any]) -> tuple[str, str, str | None] | None:
