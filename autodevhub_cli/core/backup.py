@@ -339,26 +339,28 @@ def _run_tool(command: list[str], what: str, database_url: str, env: dict[str, s
 
 
 def _sqlite_volume(environment: Any) -> tuple[str, Path, str] | None:
-    """(Docker volume, file path in the container, mount path) of the SQLite file a Compose
-    component's DATABASE_URL names on one of its volumes."""
-    for component in environment.components.values():
-        url = component.env.get("DATABASE_URL", "")
-        if not url.startswith("sqlite"):
-            continue
-        inside = sqlite_path(url)
-        for name, volume in component.volumes.items():
-            if inside.is_relative_to(volume.path):
-                return f"{environment.compose_project()}_{name}", inside, volume.path
+    """(Docker volume, file path in the container, mount path) of the SQLite file that the
+    variable `backups.url_env` of the component `backups.component` names, on one of its
+    volumes; None when the environment declares no such component or its URL is not SQLite."""
+    declared = environment.backups
+    component = environment.components.get(declared.component or "")
+    if component is None or declared.url_env is None:
+        return None
+    url = component.env.get(declared.url_env, "")
+    if not url.startswith("sqlite"):
+        return None
+    inside = sqlite_path(url)
+    for name, volume in component.volumes.items():
+        if inside.is_relative_to(volume.path):
+            return f"{environment.compose_project()}_{name}", inside, volume.path
     return None
 
 
 def database_url_for(environment: Any, explicit: str | None) -> str:
-    """The database to back up: --database-url, $DATABASE_URL, or the SQLite file on a Compose
-    component's volume (the DATABASE_URL in its env)."""
+    """The database to back up: the one given (--database-url), or on Compose the SQLite file
+    of the component the environment's `backups` declares, on that component's volume."""
     if explicit:
         return explicit
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
     located = _sqlite_volume(environment) if environment.target == "compose" else None
     if located is not None:
         volume, inside, mount = located
@@ -379,7 +381,13 @@ def database_url_for(environment: Any, explicit: str | None) -> str:
         return f"sqlite:///{Path(mountpoint) / inside.relative_to(mount)}"
     secret = environment.backups.database_url
     where = f" (the value of Secret {secret.secret}, key {secret.key})" if secret else ""
+    declared = ""
+    if environment.target == "compose":
+        declared = (
+            ", or declare backups.component and backups.url_env (the component whose SQLite "
+            "file it is, and the env variable naming it)"
+        )
     raise ConfigError(
         f"No database URL for environment {environment.name!r}.",
-        hint=f"Pass --database-url or set DATABASE_URL{where}.",
+        hint=f"Pass --database-url or set DATABASE_URL{where}{declared}.",
     )

@@ -714,19 +714,6 @@ class Monitoring(Model):
         description="Labels added to the PrometheusRule, such as the one Prometheus selects "
         "rules by.",
     )
-    availability_objective: float = Field(
-        0.999,
-        gt=0.9,
-        lt=1,
-        description="The share of requests that must not fail with a 5xx, such as 0.999; the "
-        "error budget alerts follow from it.",
-    )
-    latency_objective_ms: float = Field(
-        200,
-        gt=0,
-        description="Average request latency, in milliseconds, above which an alert fires; the "
-        "p99 alert fires at five times it.",
-    )
 
 
 class Backups(Model):
@@ -760,7 +747,19 @@ class Backups(Model):
     )
     database_url: SecretRef | None = Field(
         None,
-        description="The Secret key holding the PostgreSQL URL of the database to back up.",
+        description="Kubernetes: the Secret key holding the PostgreSQL URL of the database the "
+        "backup CronJob dumps.",
+    )
+    component: str | None = Field(
+        None,
+        description="The component whose database `autodevhub db backup` and `db restore` "
+        "work on when no --database-url is given: on Compose, the SQLite file that the "
+        "component's `url_env` variable names, read from the volume it lies on.",
+    )
+    url_env: EnvName | None = Field(
+        None,
+        description="The variable of `component`'s env that holds its database URL, such as "
+        "DATABASE_URL.",
     )
 
     @model_validator(mode="after")
@@ -768,6 +767,11 @@ class Backups(Model):
         if self.enabled and self.database_url is None:
             raise ValueError(
                 "set database_url (the Secret key holding the database URL), or enabled: false"
+            )
+        if (self.component is None) != (self.url_env is None):
+            raise ValueError(
+                "set both component and url_env (the component whose database it is, and the "
+                "env variable holding its URL), or neither"
             )
         return self
 
@@ -1165,6 +1169,8 @@ class Environment(Model):
                 )
         for cname in self.network_policies.egress:
             ref(("network_policies", "egress", cname), cname)
+        if self.backups.component is not None:
+            ref(("backups", "component"), self.backups.component)
         mounted = self.volume_names()
         for volume in self.volumes:
             if volume not in mounted:

@@ -78,3 +78,33 @@ def test_project_dir_from_environment_variable(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("AUTODEVHUB_PROJECT_DIR", str(REPO))
     monkeypatch.chdir("/")
     assert find_project().root == REPO
+
+
+def test_backups_name_their_component_and_its_url_variable() -> None:
+    """The tool knows no variable name: which component's database `db backup` works on, and
+    which env variable holds its URL, are declared (backups.component, backups.url_env)."""
+    from autodevhub_cli.core.backup import _sqlite_volume, database_url_for
+
+    project = find_project(REPO)
+    dev = load_environment(project, "dev", environ={})
+    volume, inside, mount = _sqlite_volume(dev) or ("", Path(), "")
+    assert volume == "autodevhub-dev_backend-data" and str(inside).startswith(mount)
+    renamed = load_environment(
+        project,
+        "dev",
+        sets=["components.backend.env.DB=sqlite:////data/x.db", "backups.url_env=DB"],
+        environ={},
+    )
+    located = _sqlite_volume(renamed)
+    assert located is not None and located[1].name == "x.db", "the variable declared"
+    undeclared = load_environment(
+        project, "dev", sets=["backups.component=null", "backups.url_env=null"], environ={}
+    )
+    assert _sqlite_volume(undeclared) is None
+    with pytest.raises(ConfigError) as raised:
+        database_url_for(undeclared, None)
+    assert "backups.component" in (raised.value.hint or "")
+    with pytest.raises(ConfigError, match="no component named 'nope'"):
+        load_environment(project, "dev", sets=["backups.component=nope"], environ={})
+    with pytest.raises(ConfigError, match="set both component and url_env"):
+        load_environment(project, "dev", sets=["backups.url_env=null"], environ={})
