@@ -35,6 +35,9 @@ class BuildRequest:
     only: Sequence[str] = ()
     no_cache: bool = False
     record: bool = True
+    # The environment as the command already loaded it with these `sets` (deploy): not read
+    # and validated again.
+    loaded: Environment | None = None
 
 
 @dataclass
@@ -110,7 +113,7 @@ def build_images(request: BuildRequest, report: Reporter | None = None) -> Build
     """Build (and push) the environment's images; skip any whose content tag already exists."""
     started = time.perf_counter()
     project = find_project(request.project_dir)
-    environment = load_environment(project, request.environment, request.sets)
+    environment = request.loaded or load_environment(project, request.environment, request.sets)
     plans = plan_images(project, environment, list(request.only) or None)
     commit = git_commit(project.root)
     say = report or (lambda _image, _message: None)

@@ -333,6 +333,27 @@ def _timed(release: Release, step: str, action: Callable[[], Any]) -> Any:
         release.timings[step] = round(time.perf_counter() - started, 3)
 
 
+@dataclass(kw_only=True)
+class _Attempt:
+    """One deploy's state as its steps hand it on."""
+
+    ctx: DeployContext
+    request: DeployRequest
+    release: Release
+    previous: Release | None
+    outcome: DeployOutcome
+    images: Path | None = None
+    pusher: _BackgroundPush | None = None
+    rendered: Any = None  # the RenderOutcome of the release
+    path: Path | None = None  # the rendered output, as the release keeps it
+    switched: bool = False  # apply has begun: a failure from here on rolls back
+    blue_green: bool = False  # a preview waits for promotion
+
+    @property
+    def name(self) -> str:
+        return self.ctx.environment.name
+
+
 def _run(
     ctx: DeployContext,
     request: DeployRequest,
@@ -340,165 +361,233 @@ def _run(
     previous: Release | None,
     serving: list[str],
 ) -> DeployOutcome:
-    outcome = DeployOutcome(ctx.environment.name, release)
-    name = ctx.environment.name
-    skip_build = request.skip_build or request.images is not None
-    # Compose runs the images from the local engine, so their push to the registry can run
-    # while the release runs its tasks, starts and is checked; it must succeed before it counts.
-    overlap_push = ctx.target.runs_local_images and not skip_build
-    pusher: _BackgroundPush | None = None
-    switched = False
+    """The deploy pipeline, one function per step; a failure after the switch rolls back."""
+    run = _Attempt(
+        ctx=ctx,
+        request=request,
+        release=release,
+        previous=previous,
+        outcome=DeployOutcome(ctx.environment.name, release),
+    )
     if serving:
-        # Objects of the environment run, but no recorded release knows them: apply over
-        # them, delete nothing of theirs.
-        ctx.target.prune_enabled = False
-        ctx.say(
-            "history",
-            f"no good release in {ctx.store.driver.describe()}, but {', '.join(serving)} "
-            "already run: nothing will be pruned or removed",
-        )
+        _keep_what_serves(ctx, serving)
     try:
         if ctx.environment.target == "compose":
             # A missing value would fail as a task's or a container's error: name it first.
             require_secrets(ctx.environment, ctx.target)
-        if request.images is not None:
-            images = request.images
-            ctx.say("build", f"skipped: deploying the images recorded in {images}")
-        elif request.skip_build:
-            reused, source = _recorded_build(ctx, previous)
-            if reused is None:
-                raise ConfigError(
-                    f"--skip-build: environment {name!r} has no recorded build here and no "
-                    "release serving whose images could be reused.",
-                    hint=f"Run `autodevhub build --env {name} --push` first, pass the build's "
-                    "record with --images FILE, or drop --skip-build.",
-                )
-            images = reused
-            ctx.say("build", f"skipped: using {source}")
-            note = _stale_note(ctx, reused, source)
-            if note:
-                ctx.say("build", "warning: " + note)
-        else:
-            ctx.say("build", "building images" + ("" if overlap_push else " and pushing them"))
-            built = _timed(
-                release,
-                "build",
-                lambda: build_images(
-                    BuildRequest(
-                        environment=name,
-                        project_dir=ctx.project.root,
-                        sets=request.sets,
-                        push=not overlap_push,
-                        record=not overlap_push,
-                    ),
-                    report=lambda image, message: ctx.say(
-                        "build",
-                        ("  " if message.startswith("  ") else "") + f"{image}: {message.strip()}",
-                    ),
-                ),
-            )
-            # The release keeps the images it runs; the build record is written once they are
-            # pushed (by the background push when it overlaps), so it only names pushed images.
-            images = ctx.store.attach(
-                release, IMAGES_FILE, json.dumps(built.to_dict(), indent=2) + "\n"
-            )
-            ctx.say("build", ", ".join(f"{i.name} {i.action}" for i in built.images))
-            if overlap_push:
-                pusher = _BackgroundPush(ctx, request.sets)
-        ctx.target.check_lock()
-        ctx.say("render", "rendering and validating")
-        rendered = _timed(
-            release,
-            "render",
-            lambda: render_environment(
-                RenderRequest(
-                    environment=name, project_dir=ctx.project.root, sets=request.sets, images=images
-                )
-            ),
-        )
-        if ctx.store.text(release, IMAGES_FILE) is None:
-            # The build it runs, kept with it: a later `--skip-build` from any clone reuses it.
-            ctx.store.attach(release, IMAGES_FILE, images.read_text(encoding="utf-8"))
-        if ctx.environment.kubernetes.require_image_digests and not ctx.target.runs_local_images:
-            require_digests(rendered.result.manifests, name)
-        release.images = [
-            {"name": c, "ref": rendered.environment.image_ref(c)}
-            for c in rendered.environment.components
-        ]
-        path = ctx.store.attach(release, ctx.target.rendered_filename, _rendered_text(rendered))
-        # The values behind it: a rollback to this release checks it with its own smoke
-        # checks and probes, not with those of the release that failed.
-        ctx.store.attach(release, ENVIRONMENT_FILE, rendered.environment.model_dump_json())
-        ctx.store.save(release)
-        release.tasks = task_fingerprints(ctx.project.root, ctx.environment)
-        tasks, skipped = _tasks_to_run(ctx, release, previous)
-        for reason in skipped:
-            ctx.say("tasks", reason)
-        ctx.target.check_lock()
-        if tasks:
-            ctx.say("tasks", "running " + ", ".join(str(t) for t in tasks))
-            _timed(release, "tasks", lambda: ctx.target.run_tasks(path, request.timeout, tasks))
-        ctx.target.check_lock()
-        ctx.say("apply", "applying and waiting until healthy")
-        switched = True
-        _timed(release, "apply", lambda: ctx.target.apply(path, request.timeout))
-        blue_green = ctx.target.blue_green and ctx.target.preview_waiting(path)
-        if ctx.target.blue_green and not blue_green:
-            ctx.say("apply", "the blue-green workloads are unchanged: no preview to promote")
-        ctx.target.check_lock()
-        ctx.say("smoke", "running smoke checks" + (" against the preview" if blue_green else ""))
-        smoke = _timed(
-            release, "smoke", lambda: check(ctx, rendered.environment, preview=blue_green)
-        )
-        outcome.smoke = smoke
-        release.smoke = smoke.to_dict()
-        if not smoke.ok:
-            raise SmokeCheckError(f"smoke checks failed: {smoke.summary()}")
-        if blue_green and not request.promote:
-            release.status = states.PREVIEW
-            ctx.store.save(release)
-            ctx.say(
-                "done",
-                f"release {release.id} is up as the preview; promote it with "
-                f"`autodevhub promote --env {name}`",
-            )
-            return outcome
-        ctx.target.check_lock()
-        if blue_green:
-            _timed(release, "promote", lambda: _promote(ctx, path, request.timeout))
-            release.smoke = check(ctx, rendered.environment).to_dict()
-        if pusher is not None:
-            ctx.say("push", "waiting for the push to the registry")
-            pushed = _timed(release, "push", pusher.result)
-            # The pushed digests, for the components this project builds; the others keep
-            # the existing image they run.
-            refs = {i.name: i.ref for i in pushed.images}
-            release.images = [{**i, "ref": refs.get(i["name"], i["ref"])} for i in release.images]
+        _build_step(run)
+        _render_step(run)
+        _tasks_step(run)
+        _apply_step(run)
+        _check_step(run)
+        if run.blue_green and not request.promote:
+            return _leave_as_preview(run)
+        _promote_step(run)
+        _push_step(run)
     except LockLostError as exc:
         # Another deploy may be running: change nothing more, roll nothing back.
         release.status = states.FAILED
         release.error = str(exc)
         ctx.store.save(release)
-        raise DeployFailed(str(exc), exit_code=exc.exit_code, outcome=outcome) from None
+        raise DeployFailed(str(exc), exit_code=exc.exit_code, outcome=run.outcome) from None
     except (RolloutError, SmokeCheckError) as exc:
-        return _roll_back(ctx, request, release, previous, serving, exc, outcome)
+        return _roll_back(ctx, request, release, previous, serving, exc, run.outcome)
     except AutodevhubError as exc:
-        if switched:
-            return _roll_back(ctx, request, release, previous, serving, exc, outcome)
+        if run.switched:
+            return _roll_back(ctx, request, release, previous, serving, exc, run.outcome)
         release.status = states.FAILED
         release.error = str(exc)
         ctx.store.save(release)
         still = f" Release {previous.id} still serves." if previous else ""
         raise DeployFailed(
-            f"Deploy of {name!r} failed before switching: {exc}{still}",
+            f"Deploy of {run.name!r} failed before switching: {exc}{still}",
             exit_code=exc.exit_code,
-            outcome=outcome,
+            outcome=run.outcome,
         ) from None
     release.status = states.DEPLOYED
     ctx.store.save(release)
     _timed(release, "prune", lambda: prune_after(ctx, release, previous))
     ctx.say("done", f"release {release.id} deployed")
-    return outcome
+    return run.outcome
+
+
+def _keep_what_serves(ctx: DeployContext, serving: list[str]) -> None:
+    """Objects of the environment run, but no recorded release knows them: apply over them,
+    delete nothing of theirs."""
+    ctx.target.prune_enabled = False
+    ctx.say(
+        "history",
+        f"no good release in {ctx.store.driver.describe()}, but {', '.join(serving)} "
+        "already run: nothing will be pruned or removed",
+    )
+
+
+def _build_step(run: _Attempt) -> None:
+    """The images the release runs: a build record given (--images), the recorded build
+    (--skip-build), or a build. Compose runs the images from the local engine, so their push
+    to the registry overlaps the tasks, the apply and the checks; it must succeed before the
+    release counts."""
+    ctx, request, release = run.ctx, run.request, run.release
+    if request.images is not None:
+        run.images = request.images
+        ctx.say("build", f"skipped: deploying the images recorded in {run.images}")
+        return
+    if request.skip_build:
+        reused, source = _recorded_build(ctx, run.previous)
+        if reused is None:
+            raise ConfigError(
+                f"--skip-build: environment {run.name!r} has no recorded build here and no "
+                "release serving whose images could be reused.",
+                hint=f"Run `autodevhub build --env {run.name} --push` first, pass the build's "
+                "record with --images FILE, or drop --skip-build.",
+            )
+        run.images = reused
+        ctx.say("build", f"skipped: using {source}")
+        note = _stale_note(ctx, reused, source)
+        if note:
+            ctx.say("build", "warning: " + note)
+        return
+    overlap_push = ctx.target.runs_local_images
+    ctx.say("build", "building images" + ("" if overlap_push else " and pushing them"))
+    built = _timed(
+        release,
+        "build",
+        lambda: build_images(
+            BuildRequest(
+                environment=run.name,
+                project_dir=ctx.project.root,
+                sets=request.sets,
+                push=not overlap_push,
+                record=not overlap_push,
+                loaded=ctx.environment,
+            ),
+            report=lambda image, message: ctx.say(
+                "build",
+                ("  " if message.startswith("  ") else "") + f"{image}: {message.strip()}",
+            ),
+        ),
+    )
+    # The release keeps the images it runs; the build record is written once they are pushed
+    # (by the background push when it overlaps), so it only names pushed images.
+    run.images = ctx.store.attach(
+        release, IMAGES_FILE, json.dumps(built.to_dict(), indent=2) + "\n"
+    )
+    ctx.say("build", ", ".join(f"{i.name} {i.action}" for i in built.images))
+    if overlap_push:
+        run.pusher = _BackgroundPush(ctx, request.sets)
+
+
+def _render_step(run: _Attempt) -> None:
+    """Render and validate with the images; the release keeps its output, the values behind
+    it and its build record."""
+    ctx, release = run.ctx, run.release
+    ctx.target.check_lock()
+    ctx.say("render", "rendering and validating")
+    rendered = _timed(
+        release,
+        "render",
+        lambda: render_environment(
+            RenderRequest(
+                environment=run.name,
+                project_dir=ctx.project.root,
+                sets=run.request.sets,
+                images=run.images,
+                loaded=ctx.environment,
+            )
+        ),
+    )
+    assert run.images is not None
+    if ctx.store.text(release, IMAGES_FILE) is None:
+        # The build it runs, kept with it: a later `--skip-build` from any clone reuses it.
+        ctx.store.attach(release, IMAGES_FILE, run.images.read_text(encoding="utf-8"))
+    if ctx.environment.kubernetes.require_image_digests and not ctx.target.runs_local_images:
+        require_digests(rendered.result.manifests, run.name)
+    release.images = [
+        {"name": c, "ref": rendered.environment.image_ref(c)}
+        for c in rendered.environment.components
+    ]
+    run.path = ctx.store.attach(release, ctx.target.rendered_filename, _rendered_text(rendered))
+    # The values behind it: a rollback to this release checks it with its own smoke checks and
+    # probes, not with those of the release that failed.
+    ctx.store.attach(release, ENVIRONMENT_FILE, rendered.environment.model_dump_json())
+    ctx.store.save(release)
+    run.rendered = rendered
+
+
+def _tasks_step(run: _Attempt) -> None:
+    """The components' tasks whose inputs changed (a migration), before anything switches."""
+    ctx, release = run.ctx, run.release
+    release.tasks = task_fingerprints(ctx.project.root, ctx.environment)
+    tasks, skipped = _tasks_to_run(ctx, release, run.previous)
+    for reason in skipped:
+        ctx.say("tasks", reason)
+    ctx.target.check_lock()
+    if tasks:
+        path = run.path
+        assert path is not None
+        ctx.say("tasks", "running " + ", ".join(str(t) for t in tasks))
+        _timed(release, "tasks", lambda: ctx.target.run_tasks(path, run.request.timeout, tasks))
+
+
+def _apply_step(run: _Attempt) -> None:
+    """Apply and wait until healthy; from here on a failure rolls back."""
+    ctx, path = run.ctx, run.path
+    assert path is not None
+    ctx.target.check_lock()
+    ctx.say("apply", "applying and waiting until healthy")
+    run.switched = True
+    _timed(run.release, "apply", lambda: ctx.target.apply(path, run.request.timeout))
+    run.blue_green = ctx.target.blue_green and ctx.target.preview_waiting(path)
+    if ctx.target.blue_green and not run.blue_green:
+        ctx.say("apply", "the blue-green workloads are unchanged: no preview to promote")
+
+
+def _check_step(run: _Attempt) -> None:
+    """The smoke checks, against the preview of a blue-green release."""
+    ctx, release = run.ctx, run.release
+    ctx.target.check_lock()
+    ctx.say("smoke", "running smoke checks" + (" against the preview" if run.blue_green else ""))
+    environment = run.rendered.environment
+    smoke = _timed(release, "smoke", lambda: check(ctx, environment, preview=run.blue_green))
+    run.outcome.smoke = smoke
+    release.smoke = smoke.to_dict()
+    if not smoke.ok:
+        raise SmokeCheckError(f"smoke checks failed: {smoke.summary()}")
+
+
+def _leave_as_preview(run: _Attempt) -> DeployOutcome:
+    """A checked blue-green preview, left for `autodevhub promote`."""
+    run.release.status = states.PREVIEW
+    run.ctx.store.save(run.release)
+    run.ctx.say(
+        "done",
+        f"release {run.release.id} is up as the preview; promote it with "
+        f"`autodevhub promote --env {run.name}`",
+    )
+    return run.outcome
+
+
+def _promote_step(run: _Attempt) -> None:
+    """A blue-green release (with --promote): the preview made active, then checked again."""
+    ctx, release, path = run.ctx, run.release, run.path
+    ctx.target.check_lock()
+    if not run.blue_green:
+        return
+    assert path is not None
+    _timed(release, "promote", lambda: _promote(ctx, path, run.request.timeout))
+    release.smoke = check(ctx, run.rendered.environment).to_dict()
+
+
+def _push_step(run: _Attempt) -> None:
+    """Compose: wait for the push that overlapped the release; it counts only once pushed."""
+    if run.pusher is None:
+        return
+    run.ctx.say("push", "waiting for the push to the registry")
+    pushed = _timed(run.release, "push", run.pusher.result)
+    # The pushed digests, for the components this project builds; the others keep the
+    # existing image they run.
+    refs = {i.name: i.ref for i in pushed.images}
+    run.release.images = [{**i, "ref": refs.get(i["name"], i["ref"])} for i in run.release.images]
 
 
 class _BackgroundPush:
@@ -518,6 +607,7 @@ class _BackgroundPush:
                         project_dir=ctx.project.root,
                         sets=sets,
                         push=True,
+                        loaded=ctx.environment,
                     ),
                     report=lambda image, message: (
                         None if message.startswith("  ") else ctx.say("push", f"{image}: {message}")
@@ -815,7 +905,11 @@ def preview_changes(ctx: DeployContext, request: DeployRequest) -> DeployOutcome
                 images = _without_digests(images, Path(folder) / "images.json")
         rendered = render_environment(
             RenderRequest(
-                environment=name, project_dir=ctx.project.root, sets=request.sets, images=images
+                environment=name,
+                project_dir=ctx.project.root,
+                sets=request.sets,
+                images=images,
+                loaded=ctx.environment,
             )
         )
         new_text = _rendered_text(rendered)

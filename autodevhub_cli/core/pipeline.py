@@ -35,6 +35,9 @@ class RenderRequest:
     out_dir: Path | None = None
     environ: Mapping[str, str] | None = None
     images: Path | None = None
+    # The environment as a command already loaded it with these `sets` (deploy, diff): it is
+    # not read and validated again; only the images of `images` are pinned on a copy of it.
+    loaded: Environment | None = None
 
 
 @dataclass
@@ -83,6 +86,40 @@ def image_overrides(path: Path, environment: str) -> list[str]:
     return sets
 
 
+def pin_images(environment: Environment, images: Path, sets: Sequence[str]) -> Environment:
+    """A copy of a loaded environment with each component's image pinned to the build record
+    `images` (its tag and digest), as `image_overrides` would set them before loading; a value
+    the command's own `sets` gives for the same field wins, as it does there."""
+    from autodevhub_cli.core.config import parse_set_expression
+
+    explicit = [parse_set_expression(expression).path for expression in sets]
+    pinned = environment.model_copy(deep=True)
+    for expression in image_overrides(images, environment.name):
+        override = parse_set_expression(expression)
+        path = override.path
+        if any(path[: len(given)] == given for given in explicit):
+            continue  # the command's own --set of this field (or of the whole image) wins
+        _, component, _, field_name = path
+        value = override.value
+        if component not in pinned.components:
+            raise ConfigError(
+                f"--images {images} names component {component!r}, which environment "
+                f"{environment.name!r} does not have (components: "
+                f"{', '.join(pinned.components)}).",
+                hint="Pass the build record of this project and environment.",
+            )
+        image = pinned.components[component].image
+        assert image is not None
+        setattr(image, field_name, value)
+    problems = pinned.problems()
+    if problems:
+        listed = "; ".join(f"{'.'.join(at)}: {message}" for at, message in problems)
+        raise ConfigError(
+            f"Environment {environment.name!r} with the images of {images}: {listed}."
+        )
+    return pinned
+
+
 def render_environment(request: RenderRequest) -> RenderOutcome:
     """Load, render and (unless disabled) validate an environment; write files when asked."""
     from autodevhub_cli.core.config import load_environment
@@ -95,10 +132,15 @@ def render_environment(request: RenderRequest) -> RenderOutcome:
     if request.out_dir is not None:
         repair(request.out_dir)
     sets = list(request.sets)
-    if request.images is not None:
-        # Built images first: an explicit --set still wins.
-        sets = image_overrides(request.images, request.environment) + sets
-    environment = load_environment(project, request.environment, sets, request.environ)
+    if request.loaded is not None:
+        environment = request.loaded
+        if request.images is not None:
+            environment = pin_images(environment, request.images, sets)
+    else:
+        if request.images is not None:
+            # Built images first: an explicit --set still wins.
+            sets = image_overrides(request.images, request.environment) + sets
+        environment = load_environment(project, request.environment, sets, request.environ)
     result = render(project, environment, request.target)
     report = None
     if request.validate:
