@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import REPO, documents, find, run_cli
 
 DIGEST = "sha256:" + "ab" * 32
@@ -58,3 +60,36 @@ def test_images_file_not_a_build(tmp_path: Path) -> None:
     code, _, err = run_cli("render", "--env", "prod", "--images", str(path), "-C", str(REPO))
     assert code == 2
     assert "no list of images with name and tag" in err
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_pinning_a_loaded_environment_renders_what_loading_again_renders(
+    env: str, tmp_path: Path
+) -> None:
+    """deploy and diff load the environment once and pin a build's images on a copy of it: the
+    output and the values are those of loading it again with the images as --set (where an
+    explicit --set of an image field still wins)."""
+    from autodevhub_cli.core.config import load_environment
+    from autodevhub_cli.core.pipeline import RenderRequest, render_environment
+    from autodevhub_cli.core.project import find_project
+
+    project = find_project(REPO)
+    record = tmp_path / "images.json"
+    images = [
+        {"name": n, "tag": "c-00000000000000a1", "digest": "sha256:" + "2" * 64}
+        for n in ("backend", "frontend")
+    ]
+    record.write_text(json.dumps({"environment": env, "images": images}))
+    for sets in ([], ["components.frontend.image.tag=c-explicit"]):
+        again = render_environment(
+            RenderRequest(environment=env, project_dir=REPO, sets=sets, images=record)
+        )
+        loaded = load_environment(project, env, sets)
+        pinned = render_environment(
+            RenderRequest(
+                environment=env, project_dir=REPO, sets=sets, images=record, loaded=loaded
+            )
+        )
+        assert pinned.result.to_yaml() == again.result.to_yaml()
+        assert pinned.environment == again.environment
+        assert loaded.components["backend"].image != pinned.environment.components["backend"].image
