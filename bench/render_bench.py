@@ -18,6 +18,8 @@ import hook and this machine's own `.pth` files cost every Python process about 
 `site`). `--installed` measures a regular install instead, as `pip install autodevhub` or
 pipx gives a user: a throwaway virtualenv in a temporary folder with `pip install .` (its
 dependencies from the package index or pip's cache), removed at the end.
+`--importtime` adds where a changed-value render's imports go: one more such render under
+`python -X importtime`, its self times summed by top-level package.
 Bytecode (.pyc) writing is enabled for the measured processes, as on a normal installation.
 Touches nothing outside its temporary folders (the render cache is one of its own).
 """
@@ -121,12 +123,49 @@ def _alternating(
     return a, b
 
 
+def _import_times(python: str, base: list[str], env: dict[str, str]) -> None:
+    """One changed-value render under -X importtime: self time summed by top-level package."""
+    args = [*base[1:], "--set", f"components.frontend.replicas={next(_VARIED)}"]
+    argv = ["autodevhub", *args]
+    code = f"import sys; from autodevhub_cli.main import main; sys.argv = {argv!r}; main()"
+    proc = subprocess.run(
+        [python, "-X", "importtime", "-c", code],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    groups: dict[str, int] = {}
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        parts = line.split("|")
+        try:
+            self_us = int(parts[0].split(":")[1])
+        except ValueError:
+            continue  # the header line
+        name = parts[2].strip()
+        root = name.split(".")[0]
+        if root == "autodevhub_cli":
+            root = ".".join(name.split(".")[:3])
+        groups[root] = groups.get(root, 0) + self_us
+    total = sum(groups.values())
+    print(f"imports of one changed-value render: {total / 1000:.1f} ms (self times, by package)")
+    for root, micros in sorted(groups.items(), key=lambda item: -item[1])[:15]:
+        print(f"  {root:40} {micros / 1000:7.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="prod")
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument(
         "--installed", action="store_true", help="measure a regular install in a fresh venv"
+    )
+    parser.add_argument(
+        "--importtime", action="store_true", help="also show where a render's imports go"
     )
     args = parser.parse_args()
     cache = Path(tempfile.mkdtemp(prefix="autodevhub-bench-cache-"))
@@ -161,6 +200,8 @@ def main() -> None:
         rows += [(changed_name, changed), (peer_name, theirs)]
     else:
         rows.append((changed_name, _time(base, env, args.runs, None, vary=True)))
+    if args.importtime:
+        _import_times(python, base, env)
     shutil.rmtree(cache, ignore_errors=True)
     header = f"{'case':45} {'median ms':>10} {'p90 ms':>8} {'min ms':>8}"
     which = "a regular install in a fresh venv" if args.installed else script
