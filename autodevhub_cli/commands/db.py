@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from autodevhub_cli.commands.options import Env, Output, OutputFormat, ProjectDir, typer_app
+
+if TYPE_CHECKING:
+    from autodevhub_cli.core.environment import Environment
+    from autodevhub_cli.core.project import Project
 
 app = typer_app(help="Back up and restore an environment's database.", no_args_is_help=True)
 
@@ -26,7 +30,9 @@ DatabaseUrl = Annotated[
 ]
 
 
-def _target(env: str, database_url: str | None, project_dir: Path | None) -> tuple[Any, Any, str]:
+def _target(
+    env: str, database_url: str | None, project_dir: Path | None
+) -> tuple[Project, Environment, str]:
     """The project, the environment and the database URL a db command works on."""
     from autodevhub_cli.core import backup as backups
     from autodevhub_cli.core.config import load_environment

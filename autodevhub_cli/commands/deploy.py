@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,6 +24,9 @@ from autodevhub_cli.commands.options import (
 )
 from autodevhub_cli.commands.progress import Progress
 
+if TYPE_CHECKING:
+    from autodevhub_cli.core.targets import TargetOptions
+
 Timeout = Annotated[
     float,
     typer.Option(
@@ -34,13 +37,13 @@ Timeout = Annotated[
 
 def _options(
     context: str | None, kubeconfig: str | None, force: bool = False, prune: bool = True
-) -> Any:
+) -> TargetOptions:
     from autodevhub_cli.core.targets import TargetOptions
 
     return TargetOptions(context=context, kubeconfig=kubeconfig, force_conflicts=force, prune=prune)
 
 
-def _json(data: Any) -> None:
+def _json(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 

@@ -7,7 +7,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.live import Live
+    from rich.table import Table
 
 
 class Progress:
@@ -19,7 +23,7 @@ class Progress:
         self.started = time.monotonic()
         self.interactive = sys.stderr.isatty()
         self._lock = threading.Lock()
-        self._live: Any = None
+        self._live: Live | None = None
 
     def __call__(self, item: str, message: str) -> None:
         detail = message.startswith("  ")
@@ -43,7 +47,7 @@ class Progress:
             self.status[item] = message
             self._live.update(self._table())
 
-    def _table(self) -> Any:
+    def _table(self) -> Table:
         from rich.table import Table
         from rich.text import Text
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from autodevhub_cli.commands import summary
 from autodevhub_cli.commands.options import Env, Output, OutputFormat, ProjectDir, Sets, seconds
 from autodevhub_cli.commands.progress import Progress
+
+if TYPE_CHECKING:
+    from autodevhub_cli.core.smoke import SmokeResult
 
 
 def smoke_test(
@@ -53,7 +56,7 @@ def smoke_test(
         raise SmokeCheckError(f"{len(result.failed)} smoke check(s) failed: {result.summary()}")
 
 
-def table(result: Any) -> None:
+def table(result: SmokeResult) -> None:
     """The checks as a table on stdout; every text in it printed literally."""
     from rich.console import Console
     from rich.table import Table

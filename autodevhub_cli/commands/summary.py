@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -15,7 +16,7 @@ def append(markdown: str) -> None:
         handle.write(markdown.rstrip() + "\n\n")
 
 
-def images_table(images: list[dict[str, Any]]) -> str:
+def images_table(images: Iterable[Mapping[str, object]]) -> str:
     """Markdown table of images: name, reference, what was done."""
     rows = ["| image | reference | action |", "| --- | --- | --- |"]
     for image in images:

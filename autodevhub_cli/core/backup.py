@@ -14,12 +14,15 @@ import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from autodevhub_cli.core.adapters import process
 from autodevhub_cli.core.errors import AutodevhubError, ConfigError, ToolError
 from autodevhub_cli.core.redact import redact_url as redact  # the URL without its password
+
+if TYPE_CHECKING:
+    from autodevhub_cli.core.environment import Environment
 
 STAMP = "%Y%m%dT%H%M%SZ"
 _NAME = re.compile(r"^(?P<prefix>.+)-(?P<stamp>\d{8}T\d{6}Z)\.(?P<ext>dump|sqlite3)$")
@@ -42,7 +45,7 @@ class Backup:
     seconds: float = 0.0
     deleted: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
         return asdict(self)
 
@@ -187,7 +190,20 @@ def verify(path: Path) -> str:
     return actual
 
 
-def restore(database_url: str, source: Path, *, force: bool = False) -> dict[str, Any]:
+# What `restore` did, JSON-ready ("from" is a keyword: the functional form).
+Restored = TypedDict(
+    "Restored",
+    {
+        "database": str,
+        "from": str,
+        "sha256": str,
+        "seconds": float,
+        "replaced_rows": dict[str, int],
+    },
+)
+
+
+def restore(database_url: str, source: Path, *, force: bool = False) -> Restored:
     """Restore `source` into the database; refuse a database that holds data unless forced."""
     engine = engine_of(database_url)
     checksum = verify(source)
@@ -338,7 +354,7 @@ def _run_tool(command: list[str], what: str, database_url: str, env: dict[str, s
     return proc.stdout
 
 
-def _sqlite_volume(environment: Any) -> tuple[str, Path, str] | None:
+def _sqlite_volume(environment: Environment) -> tuple[str, Path, str] | None:
     """(Docker volume, file path in the container, mount path) of the SQLite file that the
     variable `backups.url_env` of the component `backups.component` names, on one of its
     volumes; None when the environment declares no such component or its URL is not SQLite."""
@@ -356,7 +372,7 @@ def _sqlite_volume(environment: Any) -> tuple[str, Path, str] | None:
     return None
 
 
-def database_url_for(environment: Any, explicit: str | None) -> str:
+def database_url_for(environment: Environment, explicit: str | None) -> str:
     """The database to back up: the one given (--database-url), or on Compose the SQLite file
     of the component the environment's `backups` declares, on that component's volume."""
     if explicit:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from autodevhub_cli.core.config import load_environment
 from autodevhub_cli.core.environment import Environment
@@ -18,6 +18,8 @@ from autodevhub_cli.core.project import Project, find_project
 from autodevhub_cli.core.records import read_json, write_json
 
 if TYPE_CHECKING:
+    from docker import DockerClient
+
     from autodevhub_cli.core.wheelhouse import ImagePython
 
 log = logging.getLogger("autodevhub.build")
@@ -82,6 +84,20 @@ class BuildResult:
                 {**asdict(i), "ref": i.ref, "seconds": round(i.seconds, 3)} for i in self.images
             ],
         }
+
+
+class _BuildOptions(TypedDict):
+    """What both builders (the classic one and BuildKit) build an image with, besides its
+    context."""
+
+    image: str
+    dockerfile: str
+    tag: str
+    buildargs: dict[str, str]
+    labels: dict[str, str]
+    stage: str | None
+    nocache: bool
+    on_line: Callable[[str], None]
 
 
 def record_path(project: Project, environment: str) -> Path:
@@ -168,9 +184,9 @@ class _Builder:
         self.commit = commit
         self.push = push
         self.say = say
-        self._client: Any = None
+        self._client: DockerClient | None = None
 
-    def client(self) -> Any:
+    def client(self) -> DockerClient:
         from autodevhub_cli.core.adapters import docker_engine
 
         if self._client is None:
@@ -267,7 +283,7 @@ class _Builder:
             )
         return attrs
 
-    def _python(self, client: Any, plan: ImagePlan) -> ImagePython:
+    def _python(self, client: DockerClient, plan: ImagePlan) -> ImagePython:
         """The Python the wheelhouse is installed with: that of the base image(s) of the
         stage(s) that read it."""
         from autodevhub_cli.core import wheelhouse
@@ -297,7 +313,7 @@ class _Builder:
             )
         return next(iter(found.values()))
 
-    def _build(self, client: Any, plan: ImagePlan) -> None:
+    def _build(self, client: DockerClient, plan: ImagePlan) -> None:
         from autodevhub_cli.core import wheelhouse
         from autodevhub_cli.core.adapters import docker_engine
         from autodevhub_cli.core.images import final_base
@@ -322,7 +338,7 @@ class _Builder:
             base = plan.base(final[0])
             labels["org.opencontainers.image.base.name"] = base.reference
             labels["org.opencontainers.image.base.digest"] = base.identity
-        common: dict[str, Any] = {
+        common: _BuildOptions = {
             "image": plan.component,
             "dockerfile": plan.dockerfile,
             "tag": plan.ref(),

@@ -27,12 +27,12 @@ _SET_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_.-]*)*
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _yaml_12_resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
+def _yaml_12_resolvers() -> dict[str | None, list[tuple[str, re.Pattern[str]]]]:
     """YAML 1.2's core schema instead of PyYAML's YAML 1.1: `yes`, `on`, `0777`, `0x1F` and
     `12:30` stay the text that was written (1.1 reads them as true, 511, 31 and 750), as they
     do for Kubernetes and Compose; true/false, null, decimal integers and floats keep their
     types."""
-    table: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
+    table: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
     rules = [
         ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
         ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
@@ -61,12 +61,12 @@ class _Loader(_BaseLoader):  # type: ignore[misc]
 
     yaml_implicit_resolvers = _yaml_12_resolvers()
 
-    def construct_document(self, node: Any) -> Any:
+    def construct_document(self, node: yaml.Node) -> object:
         _check_size(node)
         return super().construct_document(node)
 
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: dict[Any, int] = {}
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
+        seen: dict[str, int] = {}
         for key_node, _value in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise yaml.constructor.ConstructorError(
@@ -94,13 +94,13 @@ MAX_DEPTH = 64
 MAX_EXTENDS = 16
 
 
-def _check_size(root: Any) -> None:
+def _check_size(root: yaml.Node) -> None:
     """Refuse a document whose aliases expand past MAX_VALUES values or that nests deeper than
     MAX_DEPTH (counted over the node graph, each shared node once)."""
     sizes: dict[int, int] = {}
     open_nodes: set[int] = set()
 
-    def size(node: Any, depth: int) -> int:
+    def size(node: yaml.Node, depth: int) -> int:
         if depth > MAX_DEPTH:
             raise yaml.constructor.ConstructorError(
                 None, None, f"the values nest more than {MAX_DEPTH} levels deep", node.start_mark
@@ -139,7 +139,7 @@ class Override:
     """One value set from outside the files: a `--set` flag or an environment variable."""
 
     path: tuple[str, ...]
-    value: Any
+    value: object
     source: str
     fold_case: bool = False
 
@@ -149,12 +149,12 @@ class LoadedValues:
     """Merged raw values of an environment, with what each file contributed (for error messages)."""
 
     name: str
-    data: dict[str, Any]
+    data: dict[str, object]
     files: list[Path] = field(default_factory=list)
     overrides: list[Override] = field(default_factory=list)
 
 
-def read_yaml_mapping(path: Path, project_root: Path | None = None) -> dict[str, Any]:
+def read_yaml_mapping(path: Path, project_root: Path | None = None) -> dict[str, object]:
     """Read a YAML file whose top level is a mapping; errors name the file and line."""
     shown = _display(path, project_root)
     try:
@@ -187,14 +187,14 @@ def read_yaml_mapping(path: Path, project_root: Path | None = None) -> dict[str,
     return data
 
 
-def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(base: Mapping[str, object], top: Mapping[str, object]) -> dict[str, object]:
     """Merge mappings recursively; `top` wins; lists and scalars are replaced; `null` removes."""
     merged = dict(base)
     for key, value in top.items():
         if value is None:
             merged.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
+        elif isinstance(value, Mapping) and isinstance(current := merged.get(key), Mapping):
+            merged[key] = deep_merge(current, value)
         else:
             merged[key] = value
     return merged
@@ -243,8 +243,8 @@ def env_overrides(environ: Mapping[str, str]) -> list[Override]:
     return found
 
 
-def _apply(data: dict[str, Any], override: Override) -> None:
-    node: Any = data
+def _apply(data: dict[str, object], override: Override) -> None:
+    node: object = data
     for depth, segment in enumerate(override.path):
         last = depth == len(override.path) - 1
         so_far = ".".join(override.path[: depth + 1])
@@ -344,7 +344,7 @@ def load_values(
 
 def _read_with_bases(
     project: Project, path: Path, files: list[Path], chain: tuple[Path, ...]
-) -> dict[str, Any]:
+) -> dict[str, object]:
     if path in chain:
         cycle = " -> ".join(_display(p, project.root) for p in (*chain, path))
         raise ConfigError(f"Environment files extend each other in a cycle: {cycle}.")
@@ -417,7 +417,9 @@ def load_environment(
 VALUES_SCHEMA = "values.schema.json"
 
 
-def _values_problems(project: Project, data: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+def _values_problems(
+    project: Project, data: dict[str, object]
+) -> list[tuple[tuple[str, ...], str]]:
     """The project's own `values` checked against environments/values.schema.json, when the
     project ships one (a JSON Schema, any draft jsonschema knows; 2020-12 when it names none)."""
     path = project.environments_dir / VALUES_SCHEMA

@@ -406,7 +406,8 @@ def _run(
         ) from None
     release.status = states.DEPLOYED
     ctx.store.save(release)
-    _timed(release, "prune", lambda: prune_after(ctx, release, previous))
+    if _timed(release, "prune", lambda: prune_after(ctx, release, previous)):
+        _save_best_effort(ctx, release)  # what it deleted took time: the record says how much
     ctx.say("done", f"release {release.id} deployed")
     return run.outcome
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from autodevhub_cli.core.adapters import process
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import AutodevhubError
 from autodevhub_cli.core.project import Project
 from autodevhub_cli.core.render import render
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
+    from autodevhub_cli.core.adapters.kube import Kube
 
 MIN_DOCKER_API = (1, 41)
 
@@ -24,7 +29,7 @@ class Finding:
     detail: str
     fix: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
         return asdict(self)
 
@@ -40,8 +45,8 @@ def _probe(check: str, action: Callable[[], str], fix: str) -> Finding:
 
 def diagnose(
     environment: Environment,
-    kube: Any = None,
-    docker: Any = None,
+    kube: Kube | None = None,
+    docker: DockerClient | None = None,
     project: Project | None = None,
 ) -> list[Finding]:
     """Every check that applies to the environment's target."""
@@ -90,15 +95,18 @@ def _compose_version() -> str:
     return f"v{out.lstrip('v')}"
 
 
-def _docker_checks(environment: Environment, client: Any, project: Project | None) -> list[Finding]:
+def _docker_checks(
+    environment: Environment, client: DockerClient | None, project: Project | None
+) -> list[Finding]:
     from autodevhub_cli.core.adapters import docker_engine, registry
 
-    state: dict[str, Any] = {"client": client}
+    state: dict[str, DockerClient | None] = {"client": client}
 
     def engine() -> str:
-        if state["client"] is None:
-            state["client"] = docker_engine.connect(timeout=10)
-        version = state["client"].version()
+        connected = state["client"]
+        if connected is None:
+            connected = state["client"] = docker_engine.connect(timeout=10)
+        version = connected.version()
         api = tuple(int(x) for x in str(version.get("ApiVersion", "0.0")).split("."))
         if api < MIN_DOCKER_API:
             raise AutodevhubError(
@@ -166,18 +174,21 @@ def _base_images(environment: Environment, project: Project) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def _kube_checks(environment: Environment, kube: Any, project: Project | None) -> list[Finding]:
+def _kube_checks(
+    environment: Environment, kube: Kube | None, project: Project | None
+) -> list[Finding]:
     from autodevhub_cli.core.adapters.kube import Kube, ObjectRef
 
-    state: dict[str, Any] = {"kube": kube}
+    state: dict[str, Kube | None] = {"kube": kube}
 
     def context() -> str:
-        if state["kube"] is None:
-            state["kube"] = Kube.connect(
+        connected = state["kube"]
+        if connected is None:
+            connected = state["kube"] = Kube.connect(
                 environment.kubernetes.context, environment.kubernetes.kubeconfig
             )
-        host = state["kube"].api_client.configuration.host
-        version = state["kube"].dynamic.version.get("kubernetes", {})
+        host = connected.api_client.configuration.host
+        version = connected.dynamic.version.get("kubernetes", {})
         return f"{host} (Kubernetes {version.get('gitVersion', '?')})"
 
     findings = [

@@ -64,7 +64,7 @@ SecretKey = Annotated[str, _matches(_SECRET_KEY, "Secret key (letters, digits, '
 CronSchedule = Annotated[str, _matches(_CRON, "cron schedule such as '0 2 * * *'")]
 
 
-def _bool_text(value: Any) -> Any:
+def _bool_text(value: object) -> object:
     return ("true" if value else "false") if isinstance(value, bool) else value
 
 
@@ -93,7 +93,7 @@ def memory_bytes(quantity: str) -> float:
     return float(match.group(1)) * _MEMORY_FACTORS[match.group(2)]
 
 
-def _count_or_percent(value: Any) -> Any:
+def _count_or_percent(value: object) -> object:
     # The API server takes an int-or-string here only as a count or as "N%": "0" is refused.
     return int(value) if isinstance(value, str) and value.isdigit() else value
 
@@ -940,7 +940,7 @@ class Step(Model):
         return found
 
 
-def _strings(value: Any, where: str = "") -> list[tuple[str, str]]:
+def _strings(value: object, where: str = "") -> list[tuple[str, str]]:
     if isinstance(value, str):
         return [(where, value)]
     if isinstance(value, dict):
@@ -1294,10 +1294,10 @@ def _capture_problems(at: tuple[str, ...], check: SmokeCheck) -> list[Problem]:
     return found
 
 
-MISSING: Any = object()
+MISSING: object = object()
 
 
-def _unwrap(annotation: Any) -> Any:
+def _unwrap(annotation: object) -> object:
     """The type under Annotated[...] and Optional[...] (the first non-None member of a union)."""
     import types
     import typing
@@ -1310,13 +1310,13 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def annotation_at(path: tuple[str, ...]) -> Any:
+def annotation_at(path: tuple[str, ...]) -> object:
     """The type the environment model has at a dotted path (field names matched without case;
     a segment under a dict or list is a key or an index); `MISSING` when the model has none
     there, `Any` under the free-form `values`."""
     import typing
 
-    current: Any = Environment
+    current: object = Environment
     for segment in path:
         current = _unwrap(current)
         origin = typing.get_origin(current)

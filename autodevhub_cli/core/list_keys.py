@@ -15,7 +15,7 @@ from typing import Any
 _DEFS_MARK = "#/$defs/"
 
 
-def duplicate_keys(doc: Any, schema: dict[str, Any], definitions: dict[str, Any]) -> list[str]:
+def duplicate_keys(doc: object, schema: dict[str, Any], definitions: dict[str, Any]) -> list[str]:
     """One problem per list entry whose key repeats an earlier entry's key."""
     found: list[str] = []
     _walk(doc, schema, definitions, "", found, depth=0)
@@ -32,7 +32,7 @@ def _resolve(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[str, A
 
 
 def _walk(
-    value: Any,
+    value: object,
     schema: dict[str, Any],
     definitions: dict[str, Any],
     path: str,
@@ -61,7 +61,7 @@ def _walk(
                 _walk(item, items, definitions, f"{path}[{index}]", found, depth + 1)
 
 
-def _repeats(entries: list[Any], path: str, keys: list[str] | None) -> list[str]:
+def _repeats(entries: list[object], path: str, keys: list[str] | None) -> list[str]:
     seen: set[str] = set()
     problems = []
     for index, entry in enumerate(entries):

@@ -11,7 +11,6 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from autodevhub_cli.core import releases as states
 from autodevhub_cli.core.context import (
@@ -26,12 +25,12 @@ from autodevhub_cli.core.errors import ConfigError, SmokeCheckError
 from autodevhub_cli.core.pipeline import RenderRequest, render_environment
 from autodevhub_cli.core.releases import Release
 from autodevhub_cli.core.smoke import SmokeResult, run_smoke_checks
-from autodevhub_cli.core.targets import TargetOptions
+from autodevhub_cli.core.targets import TargetOptions, Workload
 
 
 def smoke_test(
     environment: str,
-    project_dir: Any = None,
+    project_dir: str | Path | None = None,
     sets: Sequence[str] = (),
     urls: Sequence[str] = (),
     timeout: float | None = None,
@@ -89,11 +88,11 @@ class Status:
     target: str
     current: Release | None
     last: Release | None
-    workloads: list[dict[str, Any]]
+    workloads: list[Workload]
     # The release `down` took away, when nothing has been deployed since.
     removed: Release | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
         return {
             "environment": self.environment,
@@ -109,7 +108,7 @@ class Status:
 
 def status(
     environment: str,
-    project_dir: Any = None,
+    project_dir: str | Path | None = None,
     sets: Sequence[str] = (),
     options: TargetOptions | None = None,
 ) -> Status:
@@ -130,7 +129,7 @@ def status(
 
 def history(
     environment: str,
-    project_dir: Any = None,
+    project_dir: str | Path | None = None,
     sets: Sequence[str] = (),
     options: TargetOptions | None = None,
 ) -> tuple[str, list[Release]]:
@@ -142,7 +141,7 @@ def history(
 def rollback(
     environment: str,
     to: str | None = None,
-    project_dir: Any = None,
+    project_dir: str | Path | None = None,
     timeout: float = 300.0,
     report: Reporter | None = None,
     options: TargetOptions | None = None,
@@ -211,7 +210,7 @@ def _rollback_target(ctx: DeployContext, to: str | None) -> Release:
 
 def down(
     environment: str,
-    project_dir: Any = None,
+    project_dir: str | Path | None = None,
     volumes: bool = False,
     sets: Sequence[str] = (),
     options: TargetOptions | None = None,
@@ -247,7 +246,7 @@ def down(
 
 def diff(
     environment: str,
-    project_dir: Any = None,
+    project_dir: str | Path | None = None,
     sets: Sequence[str] = (),
     options: TargetOptions | None = None,
     images: Path | None = None,

@@ -6,12 +6,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from autodevhub_cli.core.errors import RecordError
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: object) -> None:
     """Write `data` to `path` so a reader sees the old file or the new one, never a torn one."""
     write_text_atomically(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
@@ -64,7 +63,7 @@ def _mount_point(path: Path) -> Path | None:
     return here
 
 
-def read_json(path: Path) -> Any | None:
+def read_json(path: Path) -> object:
     """The JSON in `path`, or None when there is no such file."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))

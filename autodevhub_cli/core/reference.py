@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 import types
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from autodevhub_cli.core.project import Project
+
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
 
 SCHEMA_ID = "https://autodevhub.dev/schemas/environment.json"
 
@@ -52,7 +55,7 @@ def json_schema(project: Project | None = None) -> dict[str, Any]:
     }
 
 
-def _no_required(node: Any) -> None:
+def _no_required(node: object) -> None:
     """Nothing required, and `null` allowed for every field and map entry: in a file, `null`
     removes the value a base set."""
     if isinstance(node, dict):
@@ -142,13 +145,13 @@ def _anchor(path: str) -> str:
     return "".join(c for c in text.replace(" ", "-") if c.isalnum() or c in "-_")
 
 
-def _unwrap(annotation: Any) -> Any:
+def _unwrap(annotation: object) -> object:
     if typing.get_origin(annotation) is typing.Annotated:
         return _unwrap(typing.get_args(annotation)[0])
     return annotation
 
 
-def _models_in(annotation: Any) -> list[tuple[type[BaseModel], str]]:
+def _models_in(annotation: object) -> list[tuple[type[BaseModel], str]]:
     """The models a field holds, each with how its path continues (`.<name>`, `[]`)."""
     annotation = _unwrap(annotation)
     origin = typing.get_origin(annotation)
@@ -163,7 +166,7 @@ def _models_in(annotation: Any) -> list[tuple[type[BaseModel], str]]:
     return []
 
 
-def _type_name(annotation: Any, anchors: dict[type[BaseModel], str]) -> str:
+def _type_name(annotation: object, anchors: dict[type[BaseModel], str]) -> str:
     annotation = _unwrap(annotation)
     origin = typing.get_origin(annotation)
     if annotation is Any:
@@ -182,12 +185,11 @@ def _type_name(annotation: Any, anchors: dict[type[BaseModel], str]) -> str:
         return f"map of {_type_name(key, anchors)} to {_type_name(value, anchors)}"
     if origin is list:
         return f"list of {_type_name(typing.get_args(annotation)[0], anchors)}"
-    return {int: "integer", float: "number", bool: "boolean", str: "text"}.get(
-        annotation, getattr(annotation, "__name__", str(annotation))
-    )
+    names: dict[object, str] = {int: "integer", float: "number", bool: "boolean", str: "text"}
+    return names.get(annotation, str(getattr(annotation, "__name__", str(annotation))))
 
 
-def _bounds(metadata: list[Any]) -> str:
+def _bounds(metadata: list[object]) -> str:
     found = []
     for item in metadata:
         for attr, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
@@ -204,11 +206,11 @@ def _bounds(metadata: list[Any]) -> str:
     return ", ".join(found)
 
 
-def _default(info: Any) -> str:
+def _default(info: FieldInfo) -> str:
     if info.is_required():
         return "required"
     if info.default_factory is not None:
-        value = info.default_factory()
+        value = info.get_default(call_default_factory=True)
     elif info.default is PydanticUndefined:
         return ""
     else:

@@ -71,7 +71,7 @@ class Release:
     # The `--set` values it was deployed with, as given.
     sets: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
         return asdict(self)
 

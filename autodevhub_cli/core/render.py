@@ -19,7 +19,7 @@ from autodevhub_cli.core.templates import render_template, template_environment,
 if TYPE_CHECKING:
     from autodevhub_cli.core.environment import Environment
 
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Loader: type[yaml.SafeLoader | yaml.CSafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 TARGETS = ("compose", "kubernetes")
 COMPOSE_FILE = "compose.yaml"
@@ -62,7 +62,7 @@ class RenderedManifest:
         templates of Deployments, Rollouts, Jobs and CronJobs)."""
         found: list[tuple[str, str]] = []
 
-        def walk(node: Any, in_containers: bool = False) -> None:
+        def walk(node: object, in_containers: bool = False) -> None:
             if isinstance(node, Mapping):
                 if in_containers and isinstance(node.get("image"), str):
                     found.append((str(node.get("name", "")), node["image"]))
@@ -99,7 +99,7 @@ class RenderResult:
         return out
 
 
-def template_context(environment: Environment) -> dict[str, Any]:
+def template_context(environment: Environment) -> dict[str, object]:
     """What every template sees: the typed environment, as `env`."""
     return {"env": environment}
 
@@ -139,7 +139,7 @@ def _template_names(templates_dir: Path, folder: Path) -> list[str]:
     return sorted(names)
 
 
-def _parse(name: str, text: str) -> list[Any]:
+def _parse(name: str, text: str) -> list[object]:
     try:
         return [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
     except yaml.MarkedYAMLError as exc:
@@ -185,10 +185,10 @@ def _merge_compose(rendered: list[tuple[str, str]]) -> RenderedManifest:
     first: tuple[str, ...] = ("name", "services", "volumes", "networks")
     ordered: dict[str, Any] = {k: merged[k] for k in first if k in merged}
     ordered.update({k: v for k, v in merged.items() if k not in ordered})
-    return RenderedManifest("compose", _literal_dollars(ordered))
+    return RenderedManifest("compose", {k: _literal_dollars(v) for k, v in ordered.items()})
 
 
-def _literal_dollars(value: Any) -> Any:
+def _literal_dollars(value: object) -> object:
     """Every `$` as `$$`: values are resolved here, once, so Compose must not interpolate them
     again (it would turn an env value `pa$word` into `pa` plus an unset variable)."""
     if isinstance(value, str):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ _CHECKED = {
     "maxItems",
 }
 _IGNORED = {"description", "title", "format", "default", "$schema", "$id", "$defs", "examples"}
-_TYPES: dict[str, Any] = {
+_TYPES: dict[str, Callable[[object], bool]] = {
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
     "string": lambda v: isinstance(v, str),
@@ -63,7 +64,7 @@ class Unsupported(Exception):
 Error = tuple[tuple[str, ...], str]
 
 
-def check(doc: Any, schema: dict[str, Any], definitions: dict[str, Any]) -> str | None:
+def check(doc: object, schema: dict[str, Any], definitions: dict[str, Any]) -> str | None:
     """`path: message` of the most relevant error, or None when `doc` is valid."""
     errors: list[Error] = []
     _check(doc, schema, definitions, (), errors, 0)
@@ -91,8 +92,8 @@ def _resolve(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[str, A
 
 
 def _check(
-    value: Any,
-    schema: Any,
+    value: object,
+    schema: dict[str, Any] | bool,
     definitions: dict[str, Any],
     path: tuple[str, ...],
     errors: list[Error],
@@ -171,7 +172,7 @@ def _object(
 
 
 def _array(
-    value: list[Any],
+    value: list[object],
     schema: dict[str, Any],
     definitions: dict[str, Any],
     path: tuple[str, ...],
@@ -209,13 +210,15 @@ def _pattern(text: str) -> re.Pattern[str]:
     return found
 
 
-def _valid(value: Any, schema: Any, definitions: dict[str, Any], depth: int) -> bool:
+def _valid(
+    value: object, schema: dict[str, Any] | bool, definitions: dict[str, Any], depth: int
+) -> bool:
     errors: list[Error] = []
     _check(value, schema, definitions, (), errors, depth + 1)
     return not errors
 
 
-def _equal(a: Any, b: Any) -> bool:
+def _equal(a: object, b: object) -> bool:
     # JSON equality: true is not 1, and 1 equals 1.0.
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
@@ -239,7 +242,7 @@ def compact(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[str, An
     return {"schema": _strip(schema), "$defs": reached}
 
 
-def _refs(node: Any) -> list[str]:
+def _refs(node: object) -> list[str]:
     found = []
     if isinstance(node, dict):
         ref = node.get("$ref")
@@ -254,7 +257,7 @@ def _refs(node: Any) -> list[str]:
     return found
 
 
-def _strip(node: Any) -> Any:
+def _strip(node: object) -> object:
     if isinstance(node, dict):
         return {
             k: (v if k in ("enum", "const", "default", "required") else _strip(v))

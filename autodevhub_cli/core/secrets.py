@@ -14,9 +14,16 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autodevhub_cli.core.errors import ConfigError, SmokeCheckError
+
+if TYPE_CHECKING:
+    from autodevhub_cli.core.adapters.kube import Kube
+    from autodevhub_cli.core.environment import Environment
+    from autodevhub_cli.core.smoke import SmokeResult
+    from autodevhub_cli.core.targets import Target
+    from autodevhub_cli.core.targets.kubernetes import KubernetesTarget
 
 Reporter = Callable[[str, str], None]
 FIELD_MANAGER = "autodevhub-secrets"
@@ -66,23 +73,35 @@ class SecretChange:
     smoke_ok: bool | None = None
     seconds: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
         return dict(self.__dict__)
 
 
-def referenced_keys(environment: Any) -> dict[str, set[str]]:
+def _kubernetes(target: Target | None) -> KubernetesTarget:
+    """The target of an environment whose target is not compose: `target_for` makes a
+    KubernetesTarget for each of them."""
+    from autodevhub_cli.core.targets.kubernetes import KubernetesTarget
+
+    if not isinstance(target, KubernetesTarget):
+        raise TypeError(f"expected the environment's KubernetesTarget, not {target!r}")
+    return target
+
+
+def referenced_keys(environment: Environment) -> dict[str, set[str]]:
     """Secret name -> keys the environment's workloads and jobs reference."""
     found: dict[str, set[str]] = {}
     for ref in environment.secret_refs():
         found.setdefault(ref.secret, set()).add(ref.key)
-    ref = environment.backups.database_url
-    if environment.backups.enabled and ref is not None:
-        found.setdefault(ref.secret, set()).add(ref.key)
+    backup_ref = environment.backups.database_url
+    if environment.backups.enabled and backup_ref is not None:
+        found.setdefault(backup_ref.secret, set()).add(backup_ref.key)
     return found
 
 
-def missing_secrets(environment: Any, target: Any, only: str | None = None) -> list[str]:
+def missing_secrets(
+    environment: Environment, target: Target | None, only: str | None = None
+) -> list[str]:
     """Each secret value the environment references (of Secret `only`, when given) that the
     target does not hold or holds empty, described with where it was looked for; never the
     value."""
@@ -107,7 +126,9 @@ def missing_secrets(environment: Any, target: Any, only: str | None = None) -> l
             continue
         from autodevhub_cli.core.adapters.kube import ObjectRef
 
-        live = target.kube.get(ObjectRef("v1", "Secret", environment.namespace, secret))
+        live = _kubernetes(target).kube.get(
+            ObjectRef("v1", "Secret", environment.namespace, secret)
+        )
         if live is None:
             missing.append(f"Secret {environment.namespace}/{secret} (does not exist)")
             continue
@@ -121,7 +142,7 @@ def missing_secrets(environment: Any, target: Any, only: str | None = None) -> l
     return missing
 
 
-def require_secrets(environment: Any, target: Any) -> None:
+def require_secrets(environment: Environment, target: Target) -> None:
     """Refuse to go on when a referenced secret value is not set, naming each and the command
     that sets it."""
     missing = missing_secrets(environment, target)
@@ -141,10 +162,10 @@ def require_secrets(environment: Any, target: Any) -> None:
 
 
 def set_secret(
-    environment: Any,
+    environment: Environment,
     values: dict[str, str],
     *,
-    target: Any,
+    target: Target,
     secret: str | None = None,
     allow_unreferenced: bool = False,
     verify: bool = True,
@@ -152,8 +173,6 @@ def set_secret(
     report: Reporter | None = None,
 ) -> SecretChange:
     """Write `values` into the Secret, restart what uses it, wait, and run the smoke checks."""
-    from autodevhub_cli.core.adapters.kube import ObjectRef
-
     say = report or (lambda _s, _m: None)
     started = time.perf_counter()
     references = referenced_keys(environment)
@@ -180,6 +199,24 @@ def set_secret(
         )
     if environment.target == "compose":
         return _set_compose(environment, target, name, values, verify, timeout, say, started)
+    return _set_kubernetes(
+        environment, _kubernetes(target), name, values, verify, timeout, say, started
+    )
+
+
+def _set_kubernetes(
+    environment: Environment,
+    target: KubernetesTarget,
+    name: str,
+    values: dict[str, str],
+    verify: bool,
+    timeout: float,
+    say: Reporter,
+    started: float,
+) -> SecretChange:
+    """Kubernetes: the Secret through the API, and a restart of the workloads that read it."""
+    from autodevhub_cli.core.adapters.kube import ObjectRef
+
     kube = target.kube
     namespace = environment.namespace
     ref = ObjectRef("v1", "Secret", namespace, name)
@@ -284,7 +321,9 @@ def _unreferenced(
     )
 
 
-def _users(kube: Any, environment: Any, secret: str, selector: str) -> list[dict[str, Any]]:
+def _users(
+    kube: Kube, environment: Environment, secret: str, selector: str
+) -> list[dict[str, Any]]:
     """The environment's (`selector`) objects of every kind in the table of kinds that runs
     pods from a template, whose pods read the Secret."""
     from autodevhub_cli.core.kinds import pod_kinds
@@ -331,8 +370,8 @@ def _without_status(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _set_compose(
-    environment: Any,
-    target: Any,
+    environment: Environment,
+    target: Target,
     name: str,
     values: dict[str, str],
     verify: bool,
@@ -409,7 +448,7 @@ def _set_compose(
 
 
 def _write_compose_files(
-    environment: Any,
+    environment: Environment,
     name: str,
     values: dict[str, str],
     uids: list[int],
@@ -447,8 +486,8 @@ def _write_compose_files(
 
 
 def _verify_or_restore(
-    environment: Any,
-    target: Any,
+    environment: Environment,
+    target: Target,
     say: Reporter,
     name: str,
     values: dict[str, str],
@@ -475,7 +514,9 @@ def _verify_or_restore(
     )
 
 
-def _check(environment: Any, target: Any, say: Reporter, secrets: Iterable[str]) -> Any:
+def _check(
+    environment: Environment, target: Target, say: Reporter, secrets: Iterable[str]
+) -> SmokeResult:
     """The smoke checks, where the target reaches the components; the new values are kept out
     of their results (a server may echo them)."""
     from autodevhub_cli.core.smoke import run_smoke_checks

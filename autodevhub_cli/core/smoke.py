@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TypedDict
 
 from autodevhub_cli.core.adapters.http import Answer, HttpClient, RequestFailed
 from autodevhub_cli.core.environment import (
@@ -103,7 +103,7 @@ class SmokeResult:
         """The checks that failed."""
         return [c for c in self.checks if not c.ok]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
         return {"ok": self.ok, "urls": self.urls, "checks": [asdict(c) for c in self.checks]}
 
@@ -114,6 +114,16 @@ class SmokeResult:
 
 # Answers of a release that is still settling: a proxy without a ready upstream, a readiness 503.
 SETTLING_STATUSES = frozenset({502, 503, 504})
+
+
+class _RequestOptions(TypedDict, total=False):
+    """What a step's request is sent with (`HttpClient.request`'s keyword arguments)."""
+
+    headers: dict[str, str]
+    deadline: float
+    shown: str
+    json_body: object
+    content: str
 
 
 class _Failed(Exception):
@@ -335,7 +345,7 @@ class _Runner:
         for key, value in headers.items():
             self.hide.add(*header_secrets(key, value))
         body = _fill(step.body, values)
-        kwargs: dict[str, Any] = {"headers": headers, "deadline": deadline, "shown": shown}
+        kwargs: _RequestOptions = {"headers": headers, "deadline": deadline, "shown": shown}
         if isinstance(body, (dict, list)):
             kwargs["json_body"] = body
         elif body is not None:
@@ -367,16 +377,16 @@ class _Runner:
         if step.capture:
             data = _json(response, step.method, shown)
             for name, path in step.capture.items():
-                found, value = _lookup(data, path)
+                found, answered = _lookup(data, path)
                 if not found:
                     raise _Failed(f"{step.method} {shown}: the answer has no field {path!r}")
-                captured[name] = str(value)
+                captured[name] = str(answered)
                 if is_secret_name(name):
                     self.hide.add(captured[name])
         elapsed = (time.monotonic() - started) * 1000
         return f"{step.method} {shown} {response.status_code} in {elapsed:.0f} ms"
 
-    def _send(self, step: Step, shown: str, url: str, kwargs: dict[str, Any]) -> Answer:
+    def _send(self, step: Step, shown: str, url: str, kwargs: _RequestOptions) -> Answer:
         try:
             return self.client.request(step.method, url, **kwargs)
         except RequestFailed as exc:
@@ -440,7 +450,7 @@ class _Runner:
         return f"{what} (budget {budget.budget_ms:.0f} ms)"
 
 
-def _fill(value: Any, values: Mapping[str, str]) -> Any:
+def _fill(value: object, values: Mapping[str, str]) -> object:
     if isinstance(value, str):
         return substitute(value, values)
     if isinstance(value, dict):
@@ -450,14 +460,14 @@ def _fill(value: Any, values: Mapping[str, str]) -> Any:
     return value
 
 
-def _json(response: Answer, method: str, url: str) -> Any:
+def _json(response: Answer, method: str, url: str) -> object:
     try:
         return response.json()
     except ValueError:
         raise _Failed(f"{method} {url} did not answer JSON: {response.text[:120]!r}") from None
 
 
-def _lookup(data: Any, path: str) -> tuple[bool, Any]:
+def _lookup(data: object, path: str) -> tuple[bool, object]:
     """The value at a dotted path (list items by index), and whether it is there."""
     node = data
     for part in path.split("."):
@@ -470,11 +480,11 @@ def _lookup(data: Any, path: str) -> tuple[bool, Any]:
     return True, node
 
 
-def _matches(data: Any, wanted: Mapping[str, Any]) -> bool:
+def _matches(data: object, wanted: Mapping[str, object]) -> bool:
     return bool(wanted) and all(_lookup(data, k) == (True, v) for k, v in wanted.items())
 
 
-def _shown(data: Any, wanted: Mapping[str, Any]) -> str:
+def _shown(data: object, wanted: Mapping[str, object]) -> str:
     return ", ".join(f"{k}={json.dumps(_lookup(data, k)[1])}" for k in wanted)
 
 

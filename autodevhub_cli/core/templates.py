@@ -6,10 +6,10 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import jinja2.exceptions
@@ -17,6 +17,9 @@ import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from autodevhub_cli.core.errors import RenderError
+
+if TYPE_CHECKING:
+    from jinja2.runtime import Context
 
 _BaseDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -35,7 +38,7 @@ _Dumper.add_implicit_resolver(
 )
 
 
-def to_yaml(value: Any, indent: int = 0) -> str:
+def to_yaml(value: object, indent: int = 0) -> str:
     """Dump a value as block YAML, indented by `indent` spaces after the first line."""
     text = yaml.dump(value, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096)
     text = text.rstrip("\n")
@@ -46,12 +49,12 @@ def to_yaml(value: Any, indent: int = 0) -> str:
     return text
 
 
-def to_json(value: Any) -> str:
+def to_json(value: object) -> str:
     """Dump a value as compact JSON (a valid YAML flow scalar or collection)."""
     return json.dumps(value, sort_keys=True)
 
 
-def from_json(text: str) -> Any:
+def from_json(text: str) -> object:
     """Parse JSON a template produced (a dashboard model), failing with the parser's position."""
     try:
         return json.loads(text)
@@ -139,7 +142,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**"})
 
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+    def call_binop(self, context: Context, operator: str, left: object, right: object) -> object:
         repeats = [
             (len(seq), times)
             for seq, times in ((left, right), (right, left))
@@ -196,7 +199,7 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
     return env
 
 
-def render_template(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
+def render_template(env: jinja2.Environment, name: str, context: Mapping[str, object]) -> str:
     """Render one template; errors name the template, its line and what to fix."""
     try:
         return env.get_template(name).render(context)

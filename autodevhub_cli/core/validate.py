@@ -12,12 +12,15 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autodevhub_cli.core.adapters import process
 from autodevhub_cli.core.adapters.compose import compose_binary
 from autodevhub_cli.core.errors import ValidationError
 from autodevhub_cli.core.render import RenderedManifest, RenderResult
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 DEFAULT_KUBE_VERSION = "1.33"
 SUPPORTED_KUBE_VERSIONS = tuple(f"1.{minor}" for minor in range(30, 38))
@@ -179,7 +182,7 @@ def _schema_dir(version: str) -> str:
 
 
 @functools.cache
-def _core_validator(api_version: str, kind: str, version: str) -> Any:
+def _core_validator(api_version: str, kind: str, version: str) -> Validator:
     """A validator for one kind, built like kubernetes_validate.validate() does, but reused.
 
     kubernetes_validate.validate() re-reads the 1.4 MB definitions file for every document
@@ -303,15 +306,15 @@ class _VerdictCache:
             f"{p.name}:{p.stat().st_mtime_ns}" for p in sorted(SCHEMAS_DIR.glob("*.json"))
         )
 
-    def _key(self, doc: dict[str, Any]) -> Path:
+    def _key(self, doc: dict[str, object]) -> Path:
         blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
         digest = hashlib.sha256(self.namespace.encode() + b"\0" + blob).hexdigest()
         return self.folder / digest[:2] / digest[2:]
 
-    def known_good(self, doc: dict[str, Any]) -> bool:
+    def known_good(self, doc: dict[str, object]) -> bool:
         return self.enabled and self._key(doc).exists()
 
-    def remember(self, doc: dict[str, Any]) -> None:
+    def remember(self, doc: dict[str, object]) -> None:
         if not self.enabled:
             return
         key = self._key(doc)

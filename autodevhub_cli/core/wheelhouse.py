@@ -16,11 +16,14 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from autodevhub_cli.core.adapters import process
 from autodevhub_cli.core.errors import BuildError, RecordError
 from autodevhub_cli.core.records import read_json, write_json
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 log = logging.getLogger("autodevhub.wheelhouse")
 
@@ -87,7 +90,7 @@ def cache_root() -> Path:
     return cache_home() / "wheelhouse"
 
 
-def image_python(client: Any, image_id: str, reference: str, field: str) -> ImagePython:
+def image_python(client: DockerClient, image_id: str, reference: str, field: str) -> ImagePython:
     """The Python of a base image, from running its python3 once; kept by image ID, so a
     warm build runs no container."""
     from autodevhub_cli.core.adapters import docker_engine

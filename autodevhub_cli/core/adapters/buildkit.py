@@ -14,7 +14,6 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -50,7 +49,7 @@ def build(
 ) -> BuildLog:
     """Build `tag` from `context_dir` with BuildKit; fail with the step and its last log lines."""
     name = re.sub(r"[^a-z0-9_-]", "-", image.lower()) or "image"
-    build_spec: dict[str, Any] = {
+    build_spec: dict[str, object] = {
         "context": str(context_dir),
         "dockerfile": dockerfile,
         "args": {k: _escape(v) for k, v in buildargs.items()},
@@ -58,7 +57,7 @@ def build(
     }
     if stage:
         build_spec["target"] = stage
-    spec: dict[str, Any] = {
+    spec: dict[str, object] = {
         "name": f"autodevhub-build-{name}-{os.getpid()}",
         "services": {name: {"image": tag, "build": build_spec}},
     }

@@ -8,9 +8,12 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from autodevhub_cli.core.errors import ApplyError, BuildError, PushError
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 log = logging.getLogger("autodevhub.docker")
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -65,7 +68,7 @@ def call(what: str, action: Callable[[], T]) -> T:
         ) from None
 
 
-def connect(timeout: int = 120) -> Any:
+def connect(timeout: int = 120) -> DockerClient:
     """A docker-py client for the engine at DOCKER_HOST (or the default socket)."""
     import docker
     from docker.errors import DockerException
@@ -99,12 +102,12 @@ def wait_for_engine(seconds: float) -> bool:
             time.sleep(0.5)
 
 
-def image_exists(client: Any, ref: str) -> bool:
+def image_exists(client: DockerClient, ref: str) -> bool:
     """Whether the engine holds an image named `ref`."""
     return inspect_image(client, ref) is not None
 
 
-def inspect_image(client: Any, ref: str) -> dict[str, Any] | None:
+def inspect_image(client: DockerClient, ref: str) -> dict[str, Any] | None:
     """The engine's inspection of the image named `ref` (Id, RepoDigests, ...), or None."""
     from docker.errors import ImageNotFound
 
@@ -123,7 +126,7 @@ class Run:
     output: str
 
 
-def run_once(client: Any, image: str, argv: list[str], *, timeout: int = 60) -> Run:
+def run_once(client: DockerClient, image: str, argv: list[str], *, timeout: int = 60) -> Run:
     """Run `argv` in a throwaway container of `image`, without network; always removed."""
     from docker.errors import APIError
     from requests.exceptions import RequestException
@@ -156,7 +159,7 @@ def run_once(client: Any, image: str, argv: list[str], *, timeout: int = 60) -> 
             log.info("docker: could not remove the throwaway container %s", container.id[:12])
 
 
-def pull(client: Any, ref: str) -> str | None:
+def pull(client: DockerClient, ref: str) -> str | None:
     """Pull `ref`; return None on success or a one-line reason it failed."""
     from docker.errors import DockerException
 
@@ -168,7 +171,7 @@ def pull(client: Any, ref: str) -> str | None:
         return _short(exc)
 
 
-def image_size(client: Any, ref: str) -> int:
+def image_size(client: DockerClient, ref: str) -> int:
     """The image's size in bytes."""
     return int(client.api.inspect_image(ref).get("Size", 0))
 
@@ -182,7 +185,7 @@ class BuildLog:
 
 
 def build(
-    client: Any,
+    client: DockerClient,
     *,
     image: str,
     context: IO[bytes],
@@ -258,7 +261,7 @@ def build_failure(image: str, record: BuildLog, message: str) -> BuildError:
 
 
 def push(
-    client: Any,
+    client: DockerClient,
     *,
     repository: str,
     tag: str,

@@ -15,9 +15,15 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import ssl
+
+    import httpcore
+    import httpx
 
 log = logging.getLogger("autodevhub.http")
 
@@ -75,7 +81,7 @@ class Answer:
         """The body as text, undecodable bytes replaced."""
         return self.content.decode(self.encoding, errors="replace")
 
-    def json(self) -> Any:
+    def json(self) -> object:
         """The body as JSON; ValueError when it is not."""
         return json.loads(self.text)
 
@@ -111,7 +117,7 @@ class HttpClient:
         *,
         deadline: float,
         headers: Mapping[str, str] | None = None,
-        json_body: Any = None,
+        json_body: object = None,
         content: str | None = None,
         shown: str | None = None,
     ) -> Answer:
@@ -233,8 +239,8 @@ class _DeadlineSockets:
         port: int,
         timeout: float | None = None,
         local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> Any:
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> _DeadlineStream:
         import httpcore
 
         stream = self._inner.connect_tcp(
@@ -247,8 +253,11 @@ class _DeadlineSockets:
         return _DeadlineStream(stream, self)
 
     def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Any = None
-    ) -> Any:
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> _DeadlineStream:
         import httpcore
 
         stream = self._inner.connect_unix_socket(
@@ -275,7 +284,7 @@ class _Until:
 class _DeadlineStream:
     """A connection whose every read and write gets at most the time left."""
 
-    def __init__(self, inner: Any, sockets: _DeadlineSockets) -> None:
+    def __init__(self, inner: httpcore.NetworkStream, sockets: _DeadlineSockets) -> None:
         self._inner = inner
         self._sockets = sockets
 
@@ -294,8 +303,11 @@ class _DeadlineStream:
         self._inner.close()
 
     def start_tls(
-        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
-    ) -> Any:
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> _DeadlineStream:
         import httpcore
 
         left = self._sockets.left(timeout, httpcore.ConnectTimeout)
@@ -303,11 +315,11 @@ class _DeadlineStream:
             self._inner.start_tls(ssl_context, server_hostname, left), self._sockets
         )
 
-    def get_extra_info(self, info: str) -> Any:
+    def get_extra_info(self, info: str) -> object:
         return self._inner.get_extra_info(info)
 
 
-def _transport(deadline_sockets: _DeadlineSockets) -> Any:
+def _transport(deadline_sockets: _DeadlineSockets) -> httpx.BaseTransport:
     """An httpx transport over an httpcore pool that opens its connections through
     `deadline_sockets`."""
     import httpcore

@@ -13,9 +13,14 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from autodevhub_cli.core.errors import ApplyError, ConfigError
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.dynamic.resource import Resource
 
 log = logging.getLogger("autodevhub.kube")
 FIELD_MANAGER = "autodevhub"
@@ -70,7 +75,7 @@ class ApplyConflict(ApplyError):
 class Kube:
     """A connection to one cluster: discovery, apply, get, list, delete, patch, pods and logs."""
 
-    def __init__(self, api_client: Any) -> None:
+    def __init__(self, api_client: ApiClient) -> None:
         from kubernetes.dynamic import DynamicClient
 
         self.api_client = api_client
@@ -125,12 +130,12 @@ class Kube:
         log.info("kube: connect %s", configuration.host)
         return cls(client.ApiClient(configuration))
 
-    def resource(self, api_version: str, kind: str) -> Any:
+    def resource(self, api_version: str, kind: str) -> Resource:
         """The API resource serving `kind` in `api_version`."""
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
         try:
-            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+            found: Resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
         except ResourceNotFoundError:
             raise ApplyError(
                 f"The cluster does not serve {kind} in {api_version}.",
@@ -138,6 +143,7 @@ class Kube:
                 "Rollout, the Prometheus operator for ServiceMonitor), or disable that "
                 "feature in the environment file.",
             ) from None
+        return found
 
     def has(self, api_version: str, kind: str) -> bool:
         """Whether the cluster serves `kind` in `api_version`."""
@@ -204,7 +210,7 @@ class Kube:
     ) -> list[dict[str, Any]]:
         """Objects of a kind (in a namespace), filtered by a label selector."""
         resource = self.resource(api_version, kind)
-        kwargs: dict[str, Any] = {"label_selector": selector} if selector else {}
+        kwargs: dict[str, str] = {"label_selector": selector} if selector else {}
         if resource.namespaced and namespace:
             kwargs["namespace"] = namespace
         result = _call(f"list {kind} {selector or ''}", lambda: resource.get(**kwargs))
@@ -231,7 +237,7 @@ class Kube:
             )
 
     def merge_patch(
-        self, ref: ObjectRef, patch: dict[str, Any], subresource: str | None = None
+        self, ref: ObjectRef, patch: dict[str, object], subresource: str | None = None
     ) -> dict[str, Any]:
         """A JSON merge patch on an object or its status subresource."""
         resource = self.resource(ref.api_version, ref.kind)
@@ -300,7 +306,7 @@ class Kube:
         return sorted(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
 
 
-def parse_time(value: Any) -> dt.datetime | None:
+def parse_time(value: object) -> dt.datetime | None:
     """A Kubernetes timestamp (RFC 3339, or a datetime from the client) as an aware datetime."""
     if isinstance(value, dt.datetime):
         return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
@@ -322,7 +328,7 @@ def applied_fields(live: dict[str, Any], manager: str = FIELD_MANAGER) -> dict[s
 
 def owns(live: dict[str, Any], *path: str, manager: str = FIELD_MANAGER) -> bool:
     """Whether `manager` applied the field at `path` (`owns(obj, "spec", "replicas")`)."""
-    node: Any = applied_fields(live, manager)
+    node: object = applied_fields(live, manager)
     for key in path:
         if not isinstance(node, dict) or f"f:{key}" not in node:
             return False
@@ -379,7 +385,7 @@ def _call(what: str, action: Callable[[], T], ref: ObjectRef | None = None) -> T
         ) from None
 
 
-def _status_body(exc: Any) -> dict[str, Any]:
+def _status_body(exc: ApiException) -> dict[str, Any]:
     try:
         data = json.loads(exc.body or "{}")
         return data if isinstance(data, dict) else {}

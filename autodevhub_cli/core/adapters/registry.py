@@ -7,9 +7,12 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from autodevhub_cli.core.errors import PushError
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("autodevhub.registry")
 MANIFEST_TYPES = ", ".join(
@@ -62,7 +65,7 @@ def manifest_digest(
     log.info("registry: HEAD %s", url)
     basic = (auth["username"], auth["password"]) if auth else None
     try:
-        response = _head_with_token(httpx, url, basic, timeout)
+        response = _head_with_token(url, basic, timeout)
     except httpx.HTTPError as exc:
         raise PushError(
             f"The registry {host} is unreachable ({type(exc).__name__}: {exc}).",
@@ -81,10 +84,13 @@ def manifest_digest(
     return str(digest) if digest else None
 
 
-def _head_with_token(httpx: Any, url: str, basic: tuple[str, str] | None, timeout: float) -> Any:
+def _head_with_token(url: str, basic: tuple[str, str] | None, timeout: float) -> httpx.Response:
+    import httpx
+
     headers = {"Accept": MANIFEST_TYPES}
     with httpx.Client(timeout=timeout) as client:
-        response = client.head(url, headers=headers, auth=basic)
+        # What `head` sends; `request` is annotated to take auth=None (no credentials).
+        response = client.request("HEAD", url, headers=headers, auth=basic)
         challenge = response.headers.get("WWW-Authenticate", "")
         if response.status_code == 401 and challenge.lower().startswith("bearer "):
             # Token auth (Docker Hub, GHCR, Harbor): ask the realm for a pull token.

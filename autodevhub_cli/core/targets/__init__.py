@@ -6,7 +6,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import NotRequired, Protocol, TypedDict
 
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.releases import ReleaseDriver
@@ -22,6 +22,20 @@ class TaskRef:
 
     def __str__(self) -> str:
         return f"{self.component}.{self.task}"
+
+
+class Workload(TypedDict):
+    """One entry of what a target runs now (`Target.live`): a container (Compose) or a
+    workload (Kubernetes), with its image, state and health."""
+
+    name: str
+    workload: str
+    image: str
+    state: str
+    health: str | None  # None: a container without a health check
+    status: str
+    # Kubernetes: a blue-green Rollout's preview waiting for promotion, in words ('' if none).
+    preview: NotRequired[str]
 
 
 class Target(Protocol):
@@ -60,7 +74,7 @@ class Target(Protocol):
         """Delete what the output applied before (`before`) had and `rendered` no longer has,
         once `rendered` serves; what was deleted, for messages. ApplyError names what is left."""
 
-    def live(self) -> list[dict[str, Any]]:
+    def live(self) -> list[Workload]:
         """What runs now, read from the target (not from any record): one entry per container
         or workload, with its image, state and health (and, for a blue-green one whose preview
         waits for promotion, `preview` saying so)."""

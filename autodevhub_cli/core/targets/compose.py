@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from autodevhub_cli.core.adapters import compose
 from autodevhub_cli.core.adapters.docker_engine import (
@@ -19,8 +19,11 @@ from autodevhub_cli.core.adapters.docker_engine import (
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import ApplyError, ConfigError, RolloutError, ToolError
 from autodevhub_cli.core.smoke import Endpoint, Endpoints, configured_endpoints
-from autodevhub_cli.core.targets import TaskRef
+from autodevhub_cli.core.targets import TaskRef, Workload
 from autodevhub_cli.core.targets.engine_state import EngineLock, EngineReleaseDriver
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 PROJECT_LABEL = "com.docker.compose.project"
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
@@ -65,11 +68,11 @@ class ComposeTarget:
         self.environment = environment
         # `up --remove-orphans`: stop the services the new file no longer has.
         self.prune_enabled = prune
-        self._client: Any = None
+        self._client: DockerClient | None = None
         self._lock: EngineLock | None = None
 
     @property
-    def client(self) -> Any:
+    def client(self) -> DockerClient:
         """The Docker engine the environment runs on (DOCKER_HOST), connected on first use."""
         if self._client is None:
             self._client = connect()
@@ -175,7 +178,7 @@ class ComposeTarget:
             parts.append(f"{name} is {state}" + (f" (last log lines: {tail})" if tail else ""))
         return "; ".join(parts)
 
-    def live(self) -> list[dict[str, Any]]:
+    def live(self) -> list[Workload]:
         """What runs now: every container of the Compose project on the engine (one-off task
         containers left out), with its image, state and health."""
         project = self.environment.compose_project()
@@ -185,7 +188,7 @@ class ComposeTarget:
                 all=True, filters={"label": f"{PROJECT_LABEL}={project}"}
             ),
         )
-        rows = []
+        rows: list[Workload] = []
         for c in found or []:
             labels = c.get("Labels") or {}
             if labels.get(ONEOFF_LABEL) == "True":

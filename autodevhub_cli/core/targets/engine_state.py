@@ -23,7 +23,8 @@ import contextlib
 import io
 import os
 import tarfile
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from autodevhub_cli.core.adapters.docker_engine import (
     EngineConflict,
@@ -46,6 +47,11 @@ from autodevhub_cli.core.lock import (
 )
 from autodevhub_cli.core.releases import StoredRelease, decode, encode
 
+if TYPE_CHECKING:
+    from docker import DockerClient
+
+T = TypeVar("T")
+
 STORE_LABEL = "io.autodevhub.release-store"
 ENV_LABEL = "io.autodevhub.environment"
 ID_LABEL = "io.autodevhub.release"
@@ -61,7 +67,7 @@ RENEWED_FILE = "renewed"
 class EngineReleaseDriver:
     """The releases of one Compose environment, as labelled volumes on its Docker host."""
 
-    def __init__(self, client: Any, project: str, environment: str) -> None:
+    def __init__(self, client: DockerClient, project: str, environment: str) -> None:
         self.client = client
         self.project = project
         self.environment = environment
@@ -163,7 +169,7 @@ class EngineReleaseDriver:
             if not isinstance(exc.__cause__, EngineNotFound):
                 raise
 
-    def _call(self, verb: str, action: Any) -> Any:
+    def _call(self, verb: str, action: Callable[[], T]) -> T:
         try:
             return call(f"{verb} the release volumes of {self.project}", action)
         except (EngineError, EngineUnavailable) as exc:
@@ -178,7 +184,9 @@ class EngineReleaseDriver:
 class EngineLock(RenewedLock):
     """The deploy lock of a Compose environment: a named container on its Docker host."""
 
-    def __init__(self, client: Any, project: str, duration: int = DURATION_SECONDS) -> None:
+    def __init__(
+        self, client: DockerClient, project: str, duration: int = DURATION_SECONDS
+    ) -> None:
         self.name = f"autodevhub-lock.{project}"
         super().__init__(f"lock container {self.name}", duration)
         self.client = client
@@ -328,7 +336,7 @@ class EngineLock(RenewedLock):
             self._id = None
 
 
-def _import_lock_image(client: Any) -> None:
+def _import_lock_image(client: DockerClient) -> None:
     """Import LOCK_IMAGE: an empty filesystem, a few hundred bytes."""
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w") as tar:

@@ -17,8 +17,10 @@ its size.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from autodevhub_cli.core.adapters.kube import Conflict, Forbidden, Kube, ObjectRef
 from autodevhub_cli.core.errors import ApplyError, StoreError
@@ -34,6 +36,7 @@ PARTS_ANNOTATION = "autodevhub.io/parts"
 SHA_ANNOTATION = "autodevhub.io/sha256"
 # Bytes of stored form per Secret: well under the 1 MiB limit with base64 (x4/3) and metadata.
 PART_BYTES = 512 * 1024
+T = TypeVar("T")
 
 
 class KubeReleaseDriver:
@@ -125,7 +128,7 @@ class KubeReleaseDriver:
         stored.version = self._put(body, self._versions.get(release.id))
         self._versions[release.id] = stored.version
         for number in range(len(chunks) + 1, self._parts.get(release.id, 1) + 1):
-            self._call("write", lambda n=number: self.kube.delete(self._part_ref(name, n)))
+            self._call("write", functools.partial(self.kube.delete, self._part_ref(name, number)))
         self._parts[release.id] = len(chunks)
 
     def delete(self, release_id: str) -> None:
@@ -133,7 +136,7 @@ class KubeReleaseDriver:
         name = self.object_name(release_id)
         self._call("write", lambda: self.kube.delete(self._part_ref(name, None)))
         for number in range(2, self._parts.pop(release_id, 1) + 1):
-            self._call("write", lambda n=number: self.kube.delete(self._part_ref(name, n)))
+            self._call("write", functools.partial(self.kube.delete, self._part_ref(name, number)))
         self._versions.pop(release_id, None)
 
     # --- objects --------------------------------------------------------------------------
@@ -192,7 +195,7 @@ class KubeReleaseDriver:
             raise
         return str(written["metadata"]["resourceVersion"])
 
-    def _call(self, verb: str, action: Any) -> Any:
+    def _call(self, verb: str, action: Callable[[], T]) -> T:
         """Run a Kubernetes call; its errors become StoreErrors that say where and what to do."""
         try:
             return action()

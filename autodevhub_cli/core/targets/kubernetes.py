@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autodevhub_cli.core.adapters.kube import (
     ApplyConflict,
@@ -36,13 +36,17 @@ from autodevhub_cli.core.kinds import (
     waits,
 )
 from autodevhub_cli.core.smoke import Endpoint, Endpoints, configured_endpoints
-from autodevhub_cli.core.targets import TaskRef
+from autodevhub_cli.core.targets import TaskRef, Workload
 from autodevhub_cli.core.targets.readiness import (
     State,
     observed,
     pod_problem,
     readiness,
 )
+
+if TYPE_CHECKING:
+    from autodevhub_cli.core.targets.kube_store import KubeReleaseDriver
+    from autodevhub_cli.core.targets.lease import Lease
 
 log = logging.getLogger("autodevhub.kubernetes")
 STEP_LABEL = "autodevhub.io/step"
@@ -67,7 +71,7 @@ def load_documents(rendered: Path) -> list[dict[str, Any]]:
     """The manifests a release applies, in apply order."""
     import yaml
 
-    loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader: type[yaml.SafeLoader | yaml.CSafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     return [d for d in yaml.load_all(rendered.read_text(encoding="utf-8"), Loader=loader) if d]
 
 
@@ -87,7 +91,9 @@ class KubernetesTarget:
         force_conflicts: bool = False,
         prune: bool = True,
         kube: Kube | None = None,
-        poll_seconds: float = 1.0,
+        # How often a wait reads the object again: a quarter second, so a Job that completes
+        # (a migration) is seen within 0.25 s rather than up to a second later.
+        poll_seconds: float = 0.25,
         say: Callable[[str, str], None] | None = None,
     ) -> None:
         self.environment = environment
@@ -98,7 +104,7 @@ class KubernetesTarget:
         self._kube = kube
         self.poll_seconds = poll_seconds
         self.say = say or (lambda _step, _message: None)
-        self._lease: Any = None
+        self._lease: Lease | None = None
 
     @property
     def blue_green(self) -> bool:
@@ -167,7 +173,7 @@ class KubernetesTarget:
 
     # --- lock -------------------------------------------------------------------------------
 
-    def release_driver(self) -> Any:
+    def release_driver(self) -> KubeReleaseDriver:
         """The release records, as Secrets in the environment's namespace."""
         from autodevhub_cli.core.targets.kube_store import KubeReleaseDriver
 
@@ -238,7 +244,9 @@ class KubernetesTarget:
             pruned.append(str(ref))
         return pruned
 
-    def apply_documents(self, docs: list[dict[str, Any]], dry_run: bool = False) -> list[Any]:
+    def apply_documents(
+        self, docs: list[dict[str, Any]], dry_run: bool = False
+    ) -> list[dict[str, Any]]:
         """Server-side apply each document, leaving out the fields another controller runs."""
         handed_over = _handed_over_fields(docs)
         results = []
@@ -483,7 +491,7 @@ class KubernetesTarget:
         row = kind_of(ref.kind)
         if row is not None and row.restart == RESTART_AT:
             since = _rfc3339(restart_moment(dt.datetime.now(dt.UTC)))
-            patch: dict[str, Any] = {
+            patch: dict[str, object] = {
                 "metadata": {"annotations": annotations},
                 "spec": {"restartAt": since},
             }
@@ -560,11 +568,11 @@ class KubernetesTarget:
                 chunks.append(f"--- live/{ref}\n+++ /dev/null\n(pruned: no longer rendered)\n")
         return "".join(chunks)
 
-    def live(self) -> list[dict[str, Any]]:
+    def live(self) -> list[Workload]:
         """What runs now: each workload of the environment in the cluster (found by its labels,
         not by any record), with its images, replicas and readiness; a blue-green Rollout says
         when a preview waits for promotion."""
-        rows = []
+        rows: list[Workload] = []
         for api_version, kind in serving_kinds():
             if not self.kube.has(api_version, kind):
                 continue

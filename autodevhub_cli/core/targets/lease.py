@@ -30,7 +30,7 @@ class Lease(RenewedLock):
         self.ref = ObjectRef("coordination.k8s.io/v1", "Lease", namespace, name)
 
     def _body(self, command: str, acquired: dt.datetime, version: str | None) -> dict[str, Any]:
-        meta: dict[str, Any] = {
+        meta: dict[str, object] = {
             "name": self.name,
             "namespace": self.namespace,
             "labels": {"app.kubernetes.io/managed-by": "autodevhub-lock"},
