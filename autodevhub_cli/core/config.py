@@ -21,6 +21,7 @@ from autodevhub_cli.core.project import Project
 
 if TYPE_CHECKING:
     from autodevhub_cli.core.environment import Environment
+    from autodevhub_cli.core.validate import VerdictCache
 
 ENV_PREFIX = "AUTODEVHUB__"
 _SET_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
@@ -421,13 +422,20 @@ def _values_problems(
     project: Project, data: dict[str, object]
 ) -> list[tuple[tuple[str, ...], str]]:
     """The project's own `values` checked against environments/values.schema.json, when the
-    project ships one (a JSON Schema, any draft jsonschema knows; 2020-12 when it names none)."""
+    project ships one (a JSON Schema, any draft jsonschema knows; 2020-12 when it names none).
+
+    Values that passed against the same schema bytes and jsonschema version before are not
+    checked again (the validation verdict cache): a render whose `values` did not change does
+    not import jsonschema."""
     path = project.environments_dir / VALUES_SCHEMA
     if not path.is_file():
         return []
+    where = f"environments/{VALUES_SCHEMA}"
+    cache, checked = _values_verdicts(path, data)
+    if cache is not None and cache.known_good(checked):
+        return []
     import jsonschema
 
-    where = f"environments/{VALUES_SCHEMA}"
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
@@ -445,10 +453,34 @@ def _values_problems(
         ) from None
     validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
     errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.path])
+    if not errors and cache is not None:
+        cache.remember(checked)
     return [
         (("values", *(str(p) for p in error.path)), f"{error.message} (checked by {where})")
         for error in errors
     ]
+
+
+def _values_verdicts(
+    schema_path: Path, data: dict[str, object]
+) -> tuple[VerdictCache | None, dict[str, object]]:
+    """The verdict cache for values checked against this schema file by this jsonschema, and
+    the document it keys (None when the values are not JSON, such as a YAML date)."""
+    import hashlib
+    import importlib.util
+
+    from autodevhub_cli.core.validate import VerdictCache
+
+    try:
+        spec = importlib.util.find_spec("jsonschema")
+        origin = spec.origin if spec and spec.origin else ""
+        engine = f"{origin}:{os.stat(origin).st_mtime_ns}" if origin else "missing"
+        schema = hashlib.sha256(schema_path.read_bytes()).hexdigest()
+        checked: dict[str, object] = {"values": data}
+        json.dumps(checked, sort_keys=True)
+    except (OSError, TypeError, ValueError):
+        return None, {}
+    return VerdictCache(f"values-{schema}-{engine}"), checked
 
 
 def _unknown_field(loc: tuple[str, ...]) -> str:

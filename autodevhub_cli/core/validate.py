@@ -62,7 +62,7 @@ def validate(result: RenderResult, kube_version: str | None = None) -> Validatio
         return _validate_compose(result)
     version = check_kube_version(kube_version or DEFAULT_KUBE_VERSION)
     report = ValidationReport("kubernetes", version)
-    cache = _VerdictCache(f"k8s-{version}-{_engine_identity()}")
+    cache = VerdictCache(f"k8s-{version}-{_engine_identity()}")
     problems: list[str] = []
     for manifest in result.manifests:
         label = f"{manifest.kind} {manifest.name}"
@@ -247,7 +247,7 @@ def _validate_compose(result: RenderResult) -> ValidationReport:
     report = ValidationReport("compose", None)
     manifest = result.manifests[0]
     binary = compose_binary()
-    cache = _VerdictCache(f"compose-{_file_identity(binary)}")
+    cache = VerdictCache(f"compose-{_file_identity(binary)}")
     if cache.known_good(manifest.document):
         report.cached = 1
         report.checked.append(f"compose {manifest.name}")
@@ -290,8 +290,9 @@ def _file_identity(path: str) -> str:
     return f"{stat.st_size}-{int(stat.st_mtime)}"
 
 
-class _VerdictCache:
-    """Content hashes of documents that passed validation, one empty file per verdict."""
+class VerdictCache:
+    """Content hashes of documents that passed validation, one empty file per verdict (the
+    manifests' checks, and the project's values against its values.schema.json)."""
 
     def __init__(self, namespace: str) -> None:
         from autodevhub_cli.core import render_cache

@@ -244,3 +244,31 @@ def test_the_cache_is_evicted_by_size_least_recently_used_first(
     render_cache.store(keys[5], "z" * 4000, limit=3500)
     assert render_cache.load(keys[5]) is None
     assert all(render_cache.load(k) is not None for k in (keys[1], keys[3], keys[4]))
+
+
+def test_unchanged_values_are_not_checked_against_their_schema_again(
+    project: Path, tmp_path: Path
+) -> None:
+    """A render whose `values` passed against the same values.schema.json before does not load
+    jsonschema (the verdict cache); values that break the schema are still refused after."""
+    probe = PROBE.replace('"models":', '"jsonschema": "jsonschema" in sys.modules, "models":')
+    cache = tmp_path / "cache"
+
+    def render(*args: str) -> dict:
+        environ = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+        environ.pop("AUTODEVHUB_NO_CACHE", None)
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, str(project), *args],
+            capture_output=True,
+            text=True,
+            env=environ,
+            check=True,
+        )
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    first = render("--set", "components.frontend.replicas=4")
+    assert first["code"] in (0, None) and first["jsonschema"]
+    second = render("--set", "components.frontend.replicas=5")
+    assert second["code"] in (0, None) and not second["jsonschema"]
+    broken = render("--set", "values.slo.availability=2")
+    assert broken["code"] == 2 and broken["jsonschema"]

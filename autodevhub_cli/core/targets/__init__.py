@@ -6,11 +6,12 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NotRequired, Protocol, TypedDict
+from typing import TYPE_CHECKING, NotRequired, Protocol, TypedDict
 
-from autodevhub_cli.core.environment import Environment
-from autodevhub_cli.core.releases import ReleaseDriver
-from autodevhub_cli.core.smoke import Endpoints
+if TYPE_CHECKING:  # annotations only: the render path imports targets.readiness through here
+    from autodevhub_cli.core.environment import Environment
+    from autodevhub_cli.core.releases import ReleaseDriver
+    from autodevhub_cli.core.smoke import Endpoints
 
 
 @dataclass(frozen=True)
