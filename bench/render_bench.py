@@ -125,11 +125,11 @@ def _alternating(
 
 def _import_times(python: str, base: list[str], env: dict[str, str]) -> None:
     """One changed-value render under -X importtime: self time summed by top-level package."""
-    args = [*base[1:], "--set", f"components.frontend.replicas={next(_VARIED)}"]
-    argv = ["autodevhub", *args]
-    code = f"import sys; from autodevhub_cli.main import main; sys.argv = {argv!r}; main()"
+    # The console script itself (not `-c`, which would put the working folder, this checkout,
+    # first on sys.path in place of the installed package).
+    args = [*base, "--set", f"components.frontend.replicas={next(_VARIED)}"]
     proc = subprocess.run(
-        [python, "-X", "importtime", "-c", code],
+        [python, "-X", "importtime", *args],
         env=env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,

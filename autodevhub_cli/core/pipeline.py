@@ -124,12 +124,13 @@ def render_environment(request: RenderRequest) -> RenderOutcome:
     """Load, render and (unless disabled) validate an environment; write files when asked."""
     from autodevhub_cli.core.config import load_environment
     from autodevhub_cli.core.render import render
-    from autodevhub_cli.core.render_out import repair, write_rendered
     from autodevhub_cli.core.validate import check_kube_version, validate
 
     kube_version = check_kube_version(request.kube_version) if request.kube_version else None
     project = find_project(request.project_dir)
     if request.out_dir is not None:
+        from autodevhub_cli.core.render_out import repair
+
         repair(request.out_dir)
     sets = list(request.sets)
     if request.loaded is not None:
@@ -147,6 +148,8 @@ def render_environment(request: RenderRequest) -> RenderOutcome:
         report = validate(result, kube_version or environment.kubernetes.version)
     written: list[Path] = []
     if request.out_dir is not None:
+        from autodevhub_cli.core.render_out import write_rendered
+
         files = result.files()
         write_rendered(request.out_dir, files, project)
         written = [request.out_dir / name for name in files]
