@@ -46,7 +46,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -63,7 +62,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from real_node_bench import helm_chart  # noqa: E402
+from real_node_bench import helm_chart, run, timed  # noqa: E402
 from state_bench import helm_binary  # noqa: E402
 
 ENV = "staging"
@@ -81,19 +80,6 @@ HELM = "helm"
 TOOLS = (CHECKS, OFF, HELM)
 CHECKS_OFF = ["--set", "smoke.checks=[]", "--set", "smoke.probes=false"]
 STEPS = ("render", "tasks", "apply", "smoke", "prune")
-
-
-def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc.stdout
-
-
-def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
-    started = time.perf_counter()
-    run(cmd, env, cwd)
-    return time.perf_counter() - started
 
 
 class _Stub(BaseHTTPRequestHandler):

@@ -26,11 +26,17 @@ print(json.dumps({"code": code, "out": buf.getvalue(),
 """
 
 
-def _render(project: Path, cache: Path, *args: str, env: dict[str, str] | None = None) -> dict:
+def _render(
+    project: Path,
+    cache: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    probe: str = PROBE,
+) -> dict:
     environ = {**os.environ, "XDG_CACHE_HOME": str(cache), **(env or {})}
     environ.pop("AUTODEVHUB_NO_CACHE", None)
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, str(project), *args],
+        [sys.executable, "-c", probe, str(project), *args],
         capture_output=True,
         text=True,
         env=environ,
@@ -255,16 +261,7 @@ def test_unchanged_values_are_not_checked_against_their_schema_again(
     cache = tmp_path / "cache"
 
     def render(*args: str) -> dict:
-        environ = {**os.environ, "XDG_CACHE_HOME": str(cache)}
-        environ.pop("AUTODEVHUB_NO_CACHE", None)
-        proc = subprocess.run(
-            [sys.executable, "-c", probe, str(project), *args],
-            capture_output=True,
-            text=True,
-            env=environ,
-            check=True,
-        )
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        return _render(project, cache, *args, probe=probe)
 
     first = render("--set", "components.frontend.replicas=4")
     assert first["code"] in (0, None) and first["jsonschema"]
