@@ -233,6 +233,7 @@ def down(
                     project_dir=ctx.project.root,
                     sets=sets,
                     validate=False,
+                    loaded=ctx.environment,
                 )
             )
             with tempfile.TemporaryDirectory() as folder:
