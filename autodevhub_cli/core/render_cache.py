@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import importlib.util
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from stat import S_ISREG
@@ -25,6 +26,7 @@ from stat import S_ISREG
 _FORMAT = b"autodevhub-render-cache-3"
 _PACKAGE = Path(__file__).resolve().parent.parent
 MAX_BYTES = 64 * 1024 * 1024
+_SIZE_FILE = "size"
 _LIBRARIES = ("jinja2", "yaml", "pydantic", "pydantic_core", "kubernetes_validate", "jsonschema")
 
 
@@ -150,7 +152,12 @@ def load(cache_key: str) -> str | None:
 
 def store(cache_key: str, output: str, limit: int = MAX_BYTES) -> None:
     """Remember validated output, then keep the cache under `limit` bytes; a read-only cache
-    folder only costs speed."""
+    folder only costs speed.
+
+    The cache's size is kept in a file beside the entries (as ccache keeps its counters), so a
+    store reads one number instead of listing every entry; only when that number passes the
+    limit (or is not known yet) are the entries listed, the oldest deleted and the number set
+    exact again. Concurrent renders may lose an addition: the next listing corrects it."""
     data = output.encode("utf-8")
     if len(data) > limit:
         return
@@ -160,13 +167,32 @@ def store(cache_key: str, output: str, limit: int = MAX_BYTES) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
         tmp.write_bytes(data)
         os.replace(tmp, path)
-        _evict(limit)
+        if _grown_by(len(data)) > limit:
+            _evict(limit)
     except OSError:
         pass
 
 
+def _grown_by(added: int) -> int:
+    """The recorded size plus `added`, recorded; unknown (no record yet) is over any limit."""
+    try:
+        size = int((_folder() / _SIZE_FILE).read_text(encoding="ascii")) + added
+    except (OSError, ValueError):
+        return sys.maxsize
+    _record_size(size)
+    return size
+
+
+def _record_size(size: int) -> None:
+    path = _folder() / _SIZE_FILE
+    tmp = path.with_name(f".{_SIZE_FILE}.{os.getpid()}")
+    tmp.write_text(str(size), encoding="ascii")
+    os.replace(tmp, path)
+
+
 def _evict(limit: int) -> None:
-    """Delete the least recently used entries until the cache holds at most `limit` bytes."""
+    """Delete the least recently used entries until the cache holds at most `limit` bytes, and
+    record the size left."""
     entries = []
     total = 0
     for shard in os.scandir(_folder()):
@@ -176,11 +202,10 @@ def _evict(limit: int) -> None:
             stat = entry.stat(follow_symlinks=False)
             entries.append((stat.st_mtime_ns, stat.st_size, entry.path))
             total += stat.st_size
-    if total <= limit:
-        return
     for _, size, path in sorted(entries):
+        if total <= limit:
+            break
         with contextlib.suppress(OSError):
             os.unlink(path)
             total -= size
-        if total <= limit:
-            return
+    _record_size(total)
