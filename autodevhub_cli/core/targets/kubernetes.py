@@ -600,17 +600,22 @@ class KubernetesTarget:
         """Delete every object of the environment (PersistentVolumeClaims only with volumes):
         what the recorded release (`rendered`) has, and what carries the environment's labels,
         of every kind the table finds by label; only objects autodevhub applied."""
-        refs = {ObjectRef.of(d) for d in load_documents(rendered)}
+        # What the listing read already is not read again; a recorded object it did not find
+        # (a Secret, or one that lost its labels) is read on its own.
+        found: dict[ObjectRef, dict[str, Any] | None] = {
+            ObjectRef.of(d): None for d in load_documents(rendered)
+        }
         namespace = self.environment.namespace
         for api_version, kind in labelled_kinds():
             if not self.kube.has(api_version, kind):
                 continue
             for item in self.kube.list_objects(api_version, kind, namespace, self.selector):
-                refs.add(ObjectRef.of({**item, "apiVersion": api_version, "kind": kind}))
-        for ref in _reverse_apply_order(refs):
+                live = {**item, "apiVersion": api_version, "kind": kind}
+                found[ObjectRef.of(live)] = live
+        for ref in _reverse_apply_order(set(found)):
             if ref.kind == "PersistentVolumeClaim" and not volumes:
                 continue
-            if self._ours(self.kube.get(ref)):
+            if self._ours(found[ref] or self.kube.get(ref)):
                 self.say("delete", str(ref))
                 self.kube.delete(ref)
 
