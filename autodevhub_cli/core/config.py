@@ -431,9 +431,13 @@ def _values_problems(
     if not path.is_file():
         return []
     where = f"environments/{VALUES_SCHEMA}"
-    cache, checked = _values_verdicts(path, data)
-    if cache is not None and cache.known_good(checked):
-        return []
+    checked: dict[str, object] = {"values": data}
+    cache = _values_verdicts(path)
+    try:
+        if cache is not None and cache.known_good(checked):
+            return []
+    except (TypeError, ValueError):
+        cache = None  # values JSON cannot key (a YAML date): checked every time
     import jsonschema
 
     try:
@@ -461,26 +465,22 @@ def _values_problems(
     ]
 
 
-def _values_verdicts(
-    schema_path: Path, data: dict[str, object]
-) -> tuple[VerdictCache | None, dict[str, object]]:
-    """The verdict cache for values checked against this schema file by this jsonschema, and
-    the document it keys (None when the values are not JSON, such as a YAML date)."""
+def _values_verdicts(schema_path: Path) -> VerdictCache | None:
+    """The verdict cache for values checked against this schema file by this jsonschema (None
+    when the file cannot be read: the check that follows names it)."""
     import hashlib
     import importlib.util
 
     from autodevhub_cli.core.validate import VerdictCache
 
+    spec = importlib.util.find_spec("jsonschema")
+    origin = spec.origin if spec and spec.origin else ""
     try:
-        spec = importlib.util.find_spec("jsonschema")
-        origin = spec.origin if spec and spec.origin else ""
         engine = f"{origin}:{os.stat(origin).st_mtime_ns}" if origin else "missing"
         schema = hashlib.sha256(schema_path.read_bytes()).hexdigest()
-        checked: dict[str, object] = {"values": data}
-        json.dumps(checked, sort_keys=True)
-    except (OSError, TypeError, ValueError):
-        return None, {}
-    return VerdictCache(f"values-{schema}-{engine}"), checked
+    except OSError:
+        return None
+    return VerdictCache(f"values-{schema}-{engine}")
 
 
 def _unknown_field(loc: tuple[str, ...]) -> str:

@@ -38,7 +38,7 @@ from autodevhub_cli.core.errors import (
     signal_name,
 )
 from autodevhub_cli.core.lock import LockLostError
-from autodevhub_cli.core.pipeline import RenderRequest, render_environment
+from autodevhub_cli.core.pipeline import RenderOutcome, RenderRequest, render_environment
 from autodevhub_cli.core.releases import Release
 from autodevhub_cli.core.secrets import require_secrets
 from autodevhub_cli.core.smoke import SmokeResult
@@ -344,7 +344,7 @@ class _Attempt:
     outcome: DeployOutcome
     images: Path | None = None
     pusher: _BackgroundPush | None = None
-    rendered: Any = None  # the RenderOutcome of the release
+    rendered: RenderOutcome | None = None  # the release's output and the values behind it
     path: Path | None = None  # the rendered output, as the release keeps it
     switched: bool = False  # apply has begun: a failure from here on rolls back
     blue_green: bool = False  # a preview waits for promotion
@@ -548,6 +548,7 @@ def _check_step(run: _Attempt) -> None:
     ctx, release = run.ctx, run.release
     ctx.target.check_lock()
     ctx.say("smoke", "running smoke checks" + (" against the preview" if run.blue_green else ""))
+    assert run.rendered is not None
     environment = run.rendered.environment
     smoke = _timed(release, "smoke", lambda: check(ctx, environment, preview=run.blue_green))
     run.outcome.smoke = smoke
@@ -576,6 +577,7 @@ def _promote_step(run: _Attempt) -> None:
         return
     assert path is not None
     _timed(release, "promote", lambda: _promote(ctx, path, run.request.timeout))
+    assert run.rendered is not None
     release.smoke = check(ctx, run.rendered.environment).to_dict()
 
 
