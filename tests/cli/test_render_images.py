@@ -93,3 +93,24 @@ def test_pinning_a_loaded_environment_renders_what_loading_again_renders(
         assert pinned.result.to_yaml() == again.result.to_yaml()
         assert pinned.environment == again.environment
         assert loaded.components["backend"].image != pinned.environment.components["backend"].image
+
+
+def test_a_build_record_naming_a_component_the_environment_lacks_is_refused(
+    tmp_path: Path,
+) -> None:
+    """deploy and diff pin a build record's images on the loaded environment: a record from
+    another project (a component this environment does not have) is named, not applied."""
+    from autodevhub_cli.core.config import load_environment
+    from autodevhub_cli.core.errors import ConfigError
+    from autodevhub_cli.core.pipeline import pin_images
+    from autodevhub_cli.core.project import find_project
+
+    record = tmp_path / "images.json"
+    record.write_text(json.dumps({"environment": "prod", "images": [{"name": "api", "tag": "x"}]}))
+    loaded = load_environment(find_project(REPO), "prod")
+    with pytest.raises(ConfigError) as raised:
+        pin_images(loaded, record, [])
+    message = str(raised.value)
+    assert f"--images {record} names component 'api'" in message
+    assert "does not have (components: backend, worker, frontend)" in message
+    assert "build record of this project" in (raised.value.hint or "")

@@ -158,6 +158,16 @@ CASES += [
 SQLITE = "sqlite:///{tmp}/app.db"
 CASES += [
     Case(
+        "backups-component-unknown",
+        ["render", "--env", "dev", "--set", "backups.component=nope"],
+        words=["backups.component", "no component named 'nope'"],
+    ),
+    Case(
+        "backups-component-without-its-variable",
+        ["render", "--env", "dev", "--set", "backups.url_env=null"],
+        words=["backups", "set both component and url_env"],
+    ),
+    Case(
         "db-backup-unsupported-scheme",
         ["db", "backup", "--env", "dev", "--database-url", "mysql://user:pw@host/db"],
         words=["Unsupported database URL", "postgresql:// and sqlite:///"],
