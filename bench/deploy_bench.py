@@ -1,6 +1,7 @@
 """Benchmark: `autodevhub deploy --env dev` on Docker Compose.
 
-Usage: python bench/deploy_bench.py [--cold-rounds N] [--only-cold | --only-bad-release]
+Usage: python bench/deploy_bench.py [--cold-rounds N]
+[--only-cold | --only-bad-release | --only-noop]
 [--kubernetes]   (needs the Docker engine, the registry on 127.0.0.1:5000 and the stand-in base
 images from scripts/ci/provision-docker.sh; --kubernetes also the local control plane from
 scripts/local-cluster.sh)
@@ -20,7 +21,10 @@ Measures, on a throwaway copy of the project deployed as its own Compose project
 - deploy after one backend source change (build, push, migrate, up --wait, smoke), against
   `docker compose up --build --wait` by hand on the same Dockerfiles after the same kind of
   change (the same engine and layer cache; no push, no migration step, no smoke checks);
-- a deploy when nothing changed (build skipped by content tag, Compose has nothing to do);
+- a deploy when nothing changed (build skipped by content tag, Compose has nothing to do),
+  against `docker compose up -d --wait --remove-orphans` on the very file the tool deployed
+  (the serving release's compose.yaml, read from the history on the Docker host), alternating,
+  5 of each after one more no-op deploy, and the steps of the tool's last no-op release;
 - a deploy whose smoke check fails, back to a healthy previous release (the whole command): the
   release is up and its checked path answers the same 404 every time, with the default 60 s
   smoke deadline; the check fails after `smoke.confirm_attempts` identical answers;
@@ -350,6 +354,9 @@ def main() -> None:
     only.add_argument(
         "--only-bad-release", action="store_true", help="first deploy, then the bad release only"
     )
+    only.add_argument(
+        "--only-noop", action="store_true", help="first deploy, then the no-op comparison only"
+    )
     parser.add_argument(
         "--kubernetes",
         action="store_true",
@@ -382,20 +389,38 @@ def main() -> None:
             print_cold(cold_hand, cold_tool)
             return
         timed([*cli, "deploy", "--env", "dev"], env, work)  # first deploy: everything built
-        for_hand, for_tool, noop, failing = [], [], [], 0.0
+        for_hand, for_tool, noop, noop_compose, failing = [], [], [], [], 0.0
+        noop_steps = ""
         if not options.only_bad_release:
-            byhand = baseline_compose(work, name, env)
-            timed([compose, "-f", str(byhand), "up", "--build", "-d", "--wait"], env, work)
-            # The comparison: one backend change, then each way of bringing it up.
-            for round_ in range(3):
-                touch_backend(work / "byhand-context", f"by hand {round_}")
-                for_hand.append(
-                    timed([compose, "-f", str(byhand), "up", "--build", "-d", "--wait"], env, work)
+            if not options.only_noop:
+                byhand = baseline_compose(work, name, env)
+                up = [compose, "-f", str(byhand), "up", "--build", "-d", "--wait"]
+                timed(up, env, work)
+                # The comparison: one backend change, then each way of bringing it up.
+                for round_ in range(3):
+                    touch_backend(work / "byhand-context", f"by hand {round_}")
+                    for_hand.append(timed(up, env, work))
+                    touch_backend(work, f"tool {round_}")
+                    for_tool.append(timed([*cli, "deploy", "--env", "dev"], env, work))
+                timed([compose, "-f", str(byhand), "down", "--volumes"], env, work)
+            # Nothing changed, each way: the tool's deploy, and Compose given the very file the
+            # tool deployed (`up --wait` finds every container current and only waits).
+            timed([*cli, "deploy", "--env", "dev"], env, work)  # settles what the changes left
+            deployed = work / "deployed-compose.yaml"
+            deployed.write_text(applied_file(work, env))
+            for _ in range(5):
+                noop.append(timed([*cli, "deploy", "--env", "dev"], env, work))
+                noop_compose.append(
+                    timed(
+                        [compose, "-f", str(deployed), "up", "-d", "--wait", "--remove-orphans"],
+                        env,
+                        work,
+                    )
                 )
-                touch_backend(work, f"tool {round_}")
-                for_tool.append(timed([*cli, "deploy", "--env", "dev"], env, work))
-            timed([compose, "-f", str(byhand), "down", "--volumes"], env, work)
-            noop = [timed([*cli, "deploy", "--env", "dev"], env, work) for _ in range(5)]
+            noop_steps = release_steps(work, env, cli, last=1)
+        if options.only_noop:
+            return
+        if not options.only_bad_release:
             failing = timed(
                 [
                     *cli,
@@ -419,9 +444,10 @@ def main() -> None:
         steps = release_steps(work, env, cli)
     finally:
         clean_up(name, work, env, cli, compose)
-    print_cold(cold_hand, cold_tool)
-    if not options.only_bad_release:
-        print_comparison(for_hand, for_tool, noop, failing)
+        print_cold(cold_hand, cold_tool)
+        if noop:
+            print_comparison(for_hand, for_tool, noop, noop_compose, failing)
+            print(f"  steps of the last no-op deploy: {noop_steps}")
     serving = f"{bad_serving:6.2f} s" if bad_serving is not None else "never seen"
     print(f"bad release (GET /api/stories 500): good one serving  {serving}")
     print(f"bad release (GET /api/stories 500): whole command      {bad_total:6.2f} s")
@@ -445,9 +471,28 @@ def print_cold(cold_hand: list[float], cold_tool: list[float]) -> None:
     )
 
 
-def release_steps(work: Path, env: dict[str, str], cli: list[str]) -> str:
-    """The step timings of the two newest releases (the bad release, the rollback), from the
-    history the Docker host keeps."""
+def applied_file(work: Path, env: dict[str, str]) -> str:
+    """The compose.yaml the serving release applied, read from the history the Docker host
+    keeps (byte for byte what the tool handed to Compose)."""
+    from autodevhub_cli.core.context import open_context
+
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        ctx = open_context("dev", work, [], None)
+        current = ctx.store.current()
+        assert current is not None, "no serving release"
+        text = ctx.store.text(current, ctx.target.rendered_filename)
+        assert text is not None, f"release {current.id} keeps no compose.yaml"
+        return text
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def release_steps(work: Path, env: dict[str, str], cli: list[str], last: int = 2) -> str:
+    """The step timings of the `last` newest releases (by default the bad release and the
+    rollback), from the history the Docker host keeps."""
     import json
 
     listed = subprocess.run(
@@ -459,26 +504,35 @@ def release_steps(work: Path, env: dict[str, str], cli: list[str]) -> str:
         check=True,
     )
     parts = []
-    for data in json.loads(listed.stdout)["releases"][-2:]:
+    for data in json.loads(listed.stdout)["releases"][-last:]:
         timings = ", ".join(f"{k} {v:.1f}" for k, v in data.get("timings", {}).items())
         parts.append(f"{data['status']}: {timings}")
     return "; ".join(parts)
 
 
 def print_comparison(
-    for_hand: list[float], for_tool: list[float], noop: list[float], failing: float
+    for_hand: list[float],
+    for_tool: list[float],
+    noop: list[float],
+    noop_compose: list[float],
+    failing: float,
 ) -> None:
-    hand, tool = statistics.median(for_hand), statistics.median(for_tool)
-    print(f"one backend change: docker compose up --build --wait   {hand:6.2f} s (median of 3)")
-    print(
-        f"one backend change: autodevhub deploy --env dev        {tool:6.2f} s "
-        f"(median of 3, {tool / hand:.2f}x; adds the push to the registry and smoke checks)"
-    )
+    if for_tool:
+        hand, tool = statistics.median(for_hand), statistics.median(for_tool)
+        print(f"one backend change: docker compose up --build --wait   {hand:6.2f} s (median of 3)")
+        print(
+            f"one backend change: autodevhub deploy --env dev        {tool:6.2f} s "
+            f"(median of 3, {tool / hand:.2f}x; adds the push to the registry and smoke checks)"
+        )
+    theirs, ours = statistics.median(noop_compose), statistics.median(noop)
+    print(f"nothing changed: docker compose up -d --wait (same file) {theirs:6.2f} s (median of 5)")
     print(
         f"nothing changed: autodevhub deploy --env dev           "
-        f"{statistics.median(noop):6.2f} s (median of 5)"
+        f"{ours:6.2f} s (median of 5, {ours / theirs:.2f}x; adds the build's content-tag check, "
+        "the lock, the history and smoke checks)"
     )
-    print(f"failed smoke check -> previous release healthy again   {failing:6.2f} s")
+    if failing:
+        print(f"failed smoke check -> previous release healthy again   {failing:6.2f} s")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ Reports:
 - --no-validate with one value changed;
 - the peer: `kubectl kustomize` building the same objects (the rendered manifests split into one
   file each, with a kustomization adding common labels and the namespace), timed in the same
-  rounds as the changed-value render (one of each, alternating), and the ratio of the two.
+  rounds as the changed-value render (one of each, alternating), and the ratio of the two;
+- the floor, in the same rounds: a Python process that only imports what every render needs
+  whatever autodevhub's own code does (Typer, PyYAML, Jinja's sandbox), and its ratio to the peer.
 
 By default the `autodevhub` of this interpreter is measured (here an editable install, whose
 import hook and this machine's own `.pth` files cost every Python process about 40 ms of
@@ -112,15 +114,20 @@ def _installed(folder: Path) -> str:
 
 
 def _alternating(
-    first: list[str], second: list[str], env: dict[str, str], runs: int
-) -> tuple[list[float], list[float]]:
-    """One changed-value render of `first`, then one run of `second`, `runs` times."""
-    a: list[float] = []
-    b: list[float] = []
+    first: list[str], others: list[list[str]], env: dict[str, str], runs: int
+) -> list[list[float]]:
+    """One changed-value render of `first`, then one run of each of `others`, `runs` times."""
+    samples: list[list[float]] = [[] for _ in range(1 + len(others))]
     for _ in range(runs):
-        a += _time(first, env, 1, None, vary=True)
-        b += _time(second, env, 1, None)
-    return a, b
+        samples[0] += _time(first, env, 1, None, vary=True)
+        for i, other in enumerate(others, start=1):
+            samples[i] += _time(other, env, 1, None)
+    return samples
+
+
+# What every render imports whatever the value model and the work: the CLI framework the
+# commands are written in, the template engine and the YAML parser (with its C loader).
+FLOOR_IMPORTS = "import typer, yaml, jinja2.sandbox"
 
 
 def _import_times(python: str, base: list[str], env: dict[str, str]) -> None:
@@ -192,12 +199,14 @@ def main() -> None:
     ]
     kubectl = shutil.which("kubectl")
     peer_name = f"kubectl kustomize (the same {args.env} objects)"
+    floor_name = "python -c 'import typer, yaml, jinja2'"
     if kubectl:
         folder = _kustomization(script, args.env, env, cache)
         peer = [kubectl, "kustomize", str(folder)]
         _time(peer, env, 2, None)
-        changed, theirs = _alternating(base, peer, env, args.runs)
-        rows += [(changed_name, changed), (peer_name, theirs)]
+        floor = [python, "-c", FLOOR_IMPORTS]
+        changed, theirs, floors = _alternating(base, [peer, floor], env, args.runs)
+        rows += [(changed_name, changed), (peer_name, theirs), (floor_name, floors)]
     else:
         rows.append((changed_name, _time(base, env, args.runs, None, vary=True)))
     if args.importtime:
@@ -213,6 +222,11 @@ def main() -> None:
     if peer_name in medians:
         ratio = medians[changed_name] / medians[peer_name]
         print(f"changed-value render / kubectl kustomize: {ratio:.2f}x (goal: <= 1.5)")
+        floor_ratio = medians[floor_name] / medians[peer_name]
+        print(
+            f"the imports every render needs / kubectl kustomize: {floor_ratio:.2f}x "
+            f"(`{FLOOR_IMPORTS}`, nothing of autodevhub)"
+        )
     else:
         print("kubectl not found: no kustomize comparison")
 
