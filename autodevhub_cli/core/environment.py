@@ -430,8 +430,9 @@ class Component(Model):
         1,
         ge=0,
         le=INT32_MAX,
-        description="Kubernetes: the number of pods; with autoscaling, an existing workload's "
-        "count is left to the autoscaler.",
+        description="How many copies run: Kubernetes pods (with autoscaling, an existing "
+        "workload's count is left to the autoscaler), or Compose containers (one, for a "
+        "component that publishes a port on the host).",
     )
     strategy: Literal["rolling", "blue-green"] = Field(
         "rolling",
@@ -1157,6 +1158,15 @@ class Environment(Model):
                     found.append(
                         ((*at, "depends_on", str(i)), "a component cannot depend on itself")
                     )
+            if self.target == "compose" and c.replicas > 1 and c.expose.compose:
+                found.append(
+                    (
+                        (*at, "replicas"),
+                        f"{c.replicas} replicas of a component that publishes host ports "
+                        f"(components.{cname}.expose.compose) cannot all bind them on Compose; "
+                        "run one, or publish no port",
+                    )
+                )
             assert c.image is not None
             if self.target == "kubernetes" and not c.image.pinned:
                 field = "ref" if c.image.ref else "tag"

@@ -1,4 +1,5 @@
-"""Day-2 operations on a deployed environment: smoke-test, status, history, rollback, down.
+"""Day-2 operations on a deployed environment: smoke-test, status, history, rollback, down,
+logs.
 
 Each reads the history the target keeps (never a file on this machine), so any clone or CI
 runner sees and uses the same releases."""
@@ -8,9 +9,10 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autodevhub_cli.core import releases as states
 from autodevhub_cli.core.context import (
@@ -26,6 +28,9 @@ from autodevhub_cli.core.pipeline import RenderRequest, render_environment
 from autodevhub_cli.core.releases import Release
 from autodevhub_cli.core.smoke import SmokeResult, run_smoke_checks
 from autodevhub_cli.core.targets import TargetOptions, Workload
+
+if TYPE_CHECKING:
+    from autodevhub_cli.core.logs import LogLine, LogQuery
 
 
 def smoke_test(
@@ -267,3 +272,19 @@ def diff(
     )
     outcome = preview_changes(ctx, request)
     return outcome.diff, outcome.notes
+
+
+def logs(
+    environment: str,
+    project_dir: str | Path | None,
+    sets: Sequence[str],
+    options: TargetOptions | None,
+    query: LogQuery,
+    note: Callable[[str], None],
+) -> Iterator[LogLine]:
+    """The environment's log, read from its target: every replica of the components asked for,
+    merged in time order (core.logs.read_logs)."""
+    from autodevhub_cli.core.logs import read_logs
+
+    ctx = open_context(environment, project_dir, sets, None, options)
+    return read_logs(ctx.target, ctx.environment, query, note)

@@ -108,3 +108,20 @@ def test_backups_name_their_component_and_its_url_variable() -> None:
         load_environment(project, "dev", sets=["backups.component=nope"], environ={})
     with pytest.raises(ConfigError, match="set both component and url_env"):
         load_environment(project, "dev", sets=["backups.url_env=null"], environ={})
+
+
+def test_compose_replicas_render_and_a_published_port_allows_one() -> None:
+    """On Compose `replicas` is the number of containers (`deploy.replicas`); a component that
+    publishes a host port cannot run two (both would bind it), and the error says what to do."""
+    from autodevhub_cli.core.render import render
+
+    project = find_project(REPO)
+    two = load_environment(project, "dev", sets=["components.worker.replicas=2"], environ={})
+    compose = render(project, two, "compose").manifests[0].document
+    assert compose["services"]["worker"]["deploy"]["replicas"] == 2
+    assert "replicas" not in compose["services"]["backend"]["deploy"]  # one: Compose's default
+    with pytest.raises(ConfigError) as caught:
+        load_environment(project, "dev", sets=["components.backend.replicas=2"], environ={})
+    said = str(caught.value)
+    assert "components.backend.replicas" in said and "publishes host ports" in said, said
+    assert "run one, or publish no port" in said

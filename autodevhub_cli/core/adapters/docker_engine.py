@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -328,3 +329,54 @@ def _is_auth_error(message: str) -> bool:
 def _short(exc: BaseException) -> str:
     text = str(getattr(exc, "explanation", None) or exc)
     return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+
+
+class ContainerLog:
+    """A container's log as (time, text) lines, read with the engine's timestamps; with
+    `follow`, open until the container stops or `close` is called (from another thread)."""
+
+    def __init__(
+        self,
+        client: DockerClient,
+        container: str,
+        what: str,
+        *,
+        since: float | None,
+        tail: int | None,
+        follow: bool,
+    ) -> None:
+        self.what = what
+        self._stream = call(
+            what,
+            lambda: client.api.logs(
+                container,
+                stdout=True,
+                stderr=True,
+                stream=True,
+                timestamps=True,
+                follow=follow,
+                tail="all" if tail is None else tail,
+                since=since,
+            ),
+        )
+
+    _closed = False
+
+    def __iter__(self) -> Iterator[tuple[Any, str]]:
+        from requests.exceptions import RequestException
+        from urllib3.exceptions import HTTPError
+
+        from autodevhub_cli.core.logs import parse_timestamped
+
+        try:
+            yield from parse_timestamped(self._stream)
+        except (RequestException, HTTPError, OSError, ValueError) as exc:
+            if self._closed:
+                return
+            said = _short(exc)
+            raise EngineError(f"{self.what}: the engine's stream broke off ({said})") from None
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(Exception):  # already closed, or the connection is gone
+            self._stream.close()

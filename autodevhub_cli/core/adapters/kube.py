@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -299,11 +299,73 @@ class Kube:
         except Exception:  # logs are a diagnosis aid; never fail the diagnosis itself
             return ""
 
+    def read_log(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        since_seconds: int | None,
+        tail: int | None,
+        previous: bool,
+        follow: bool,
+    ) -> PodLog:
+        """A pod's container's log with the kubelet's timestamps, as it streams; ApplyError when
+        it cannot be read (the container has not started, the pod is gone)."""
+        from kubernetes import client
+
+        api = client.CoreV1Api(self.api_client)
+        what = f"read the log of pod {pod} ({container}) in {namespace}"
+        options: dict[str, Any] = {
+            "container": container,
+            "timestamps": True,
+            "follow": follow,
+            "previous": previous,
+            "_preload_content": False,
+        }
+        if since_seconds is not None:
+            options["since_seconds"] = since_seconds
+        if tail is not None:
+            options["tail_lines"] = tail
+        response = _call(what, lambda: api.read_namespaced_pod_log(pod, namespace, **options))
+        return PodLog(response, what)
+
     def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
         """Events about an object, newest last."""
         items = self.list_objects("v1", "Event", namespace)
         found = [e for e in items if (e.get("involvedObject") or {}).get("name") == name]
         return sorted(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+
+
+class PodLog:
+    """A container's log from the API server as (time, text) lines; `close` ends a follow."""
+
+    def __init__(self, response: Any, what: str) -> None:
+        self._response = response
+        self.what = what
+        self._closed = False
+
+    def __iter__(self) -> Iterator[tuple[dt.datetime | None, str]]:
+        from urllib3.exceptions import HTTPError
+
+        from autodevhub_cli.core.logs import parse_timestamped
+
+        try:
+            yield from parse_timestamped(self._response.stream(4096))
+        except (HTTPError, OSError, ValueError) as exc:
+            if self._closed:
+                return
+            raise ApplyError(f"{self.what}: the stream broke off ({_one_line(exc)})") from None
+        finally:
+            self._response.release_conn()
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(Exception):  # already closed, or the connection is gone
+            shutdown = getattr(self._response, "shutdown", None)  # urllib3 2.3: wakes a read
+            if shutdown is not None:
+                shutdown()
+            self._response.close()
 
 
 def parse_time(value: object) -> dt.datetime | None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,28 @@ class Workload(TypedDict):
     status: str
     # Kubernetes: a blue-green Rollout's preview waiting for promotion, in words ('' if none).
     preview: NotRequired[str]
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One copy of a component whose log the target can read: a container (Compose), or one
+    container of a pod (Kubernetes)."""
+
+    component: str
+    name: str  # as the engine knows it: the container's name, the pod's (pod/container)
+    short: str  # as shown after the component: "1", the pod's name without the component's
+    key: str  # unique while it exists: the container's id, the pod's uid and container
+    running: bool
+    restarted: bool = False  # a previous container's log can be read (`--previous`)
+    container: str = ""  # the container within the pod (Kubernetes)
+
+
+class LogStream(Protocol):
+    """One replica's log as (time, text) lines; `close` ends a follow from another thread."""
+
+    def __iter__(self) -> Iterator[tuple[dt.datetime | None, str]]: ...
+
+    def close(self) -> None: ...
 
 
 class Target(Protocol):
@@ -82,6 +105,30 @@ class Target(Protocol):
 
     def remove(self, rendered: Path, volumes: bool) -> None:
         """Remove everything the environment runs."""
+
+    # Whether a replaced container's log can still be read (`logs --previous`).
+    keeps_previous_logs: bool
+
+    def replicas(self, components: Sequence[str]) -> list[Replica]:
+        """Every replica of these components the target has now, running or not (one-off task
+        containers and task pods left out)."""
+
+    def read_log(
+        self,
+        replica: Replica,
+        *,
+        since: dt.datetime | None,
+        tail: int | None,
+        previous: bool,
+        follow: bool,
+    ) -> LogStream:
+        """A replica's log from `since` (its last `tail` lines), with the engine's timestamps;
+        with `follow`, open until the replica stops or the stream is closed. ApplyError when it
+        cannot be read (the container has not started, it is gone)."""
+
+    def secret_values(self, components: Sequence[str]) -> list[str]:
+        """The values of the secrets these components read, as stored in the target (what a
+        log must not show); those that cannot be read are left out."""
 
     def preview_waiting(self, rendered: Path) -> bool:
         """Whether a blue-green workload of the release has a new version waiting as the

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from autodevhub_cli.core.adapters import compose
 from autodevhub_cli.core.adapters.docker_engine import (
     ENGINE_RETURN_SECONDS,
+    ContainerLog,
     call,
     connect,
     wait_for_engine,
 )
 from autodevhub_cli.core.environment import Environment
 from autodevhub_cli.core.errors import ApplyError, ConfigError, RolloutError, ToolError
+from autodevhub_cli.core.redact import Redactor
 from autodevhub_cli.core.smoke import Endpoint, Endpoints, configured_endpoints
-from autodevhub_cli.core.targets import TaskRef, Workload
+from autodevhub_cli.core.targets import Replica, TaskRef, Workload
 from autodevhub_cli.core.targets.engine_state import EngineLock, EngineReleaseDriver
 
 if TYPE_CHECKING:
@@ -28,6 +32,10 @@ if TYPE_CHECKING:
 PROJECT_LABEL = "com.docker.compose.project"
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
+CONTAINER_NUMBER_LABEL = "com.docker.compose.container-number"
+# How long a container without a health check must run, right after `up`, to count as started
+# (a process that exits at once is then seen, as a CrashLoopBackOff is on Kubernetes).
+STEADY_SECONDS = 1.0
 
 log = logging.getLogger("autodevhub.compose")
 
@@ -128,7 +136,10 @@ class ComposeTarget:
 
     def apply(self, rendered: Path, timeout: float) -> None:
         """`compose up -d --wait --remove-orphans`; on failure, say which container and why. An
-        engine restarted under it is waited for and the (idempotent) `up` run again."""
+        engine restarted under it is waited for and the (idempotent) `up` run again. A container
+        the `up` created that then stops or restarts fails the release too: Compose counts one
+        without a health check as up as soon as it runs, even when it exits a moment later."""
+        began = time.time()
         try:
             _through_engine_restart(
                 "docker compose up",
@@ -152,28 +163,91 @@ class ComposeTarget:
                 f"{self._diagnosis(rendered)}.",
                 hint=f"compose said: {said}",
             ) from None
+        restarted = self._restarted_since(began)
+        if restarted:
+            raise RolloutError(
+                f"The release did not become healthy: {self._diagnosis(rendered, restarted)}.",
+                hint="A container that exits or restarts right after it starts fails the "
+                "release; its last log lines are above (`autodevhub logs` shows them all).",
+            )
 
-    def _diagnosis(self, rendered: Path) -> str:
+    def _restarted_since(self, began: float) -> dict[str, int]:
+        """Containers created since `began` (this apply's) that stopped or restarted: their
+        component and restart count. One without a health check must first have run for
+        STEADY_SECONDS."""
+        from autodevhub_cli.core.logs import parse_time
+
+        project = self.environment.compose_project()
+
+        def fresh() -> list[dict[str, Any]]:
+            listed = call(
+                f"list the containers of Compose project {project}",
+                lambda: self.client.api.containers(
+                    all=True, filters={"label": f"{PROJECT_LABEL}={project}"}
+                ),
+            )
+            ids = [
+                str(c["Id"])
+                for c in listed or []
+                if (c.get("Labels") or {}).get(ONEOFF_LABEL) != "True"
+                and float(c.get("Created") or 0) >= began - 1
+            ]
+            return [self._inspect(i) for i in ids]
+
+        found = fresh()
+        unchecked = [
+            parse_time(str(c["State"].get("StartedAt") or ""))
+            for c in found
+            if not (c.get("Config") or {}).get("Healthcheck")
+        ]
+        starts = [moment.timestamp() for moment in unchecked if moment is not None]
+        if starts:
+            time.sleep(max(0.0, STEADY_SECONDS - (time.time() - max(starts))))
+            found = fresh()
+        bad: dict[str, int] = {}
+        for c in found:
+            state = c.get("State") or {}
+            if state.get("Status") != "running" or int(c.get("RestartCount") or 0) > 0:
+                component = (c.get("Config") or {}).get("Labels", {}).get(COMPOSE_SERVICE_LABEL)
+                bad[str(component)] = int(c.get("RestartCount") or 0)
+        return bad
+
+    def _inspect(self, container: str) -> dict[str, Any]:
+        return dict(
+            call(
+                f"inspect container {container[:12]}",
+                lambda: self.client.api.inspect_container(container),
+            )
+        )
+
+    def _diagnosis(self, rendered: Path, restarted: Mapping[str, int] | None = None) -> str:
         try:
             running = compose.containers(rendered)
         except ToolError:
             return "(the containers could not be listed)"
+        again = restarted or {}
         bad = [
             c
             for c in running
-            if c.get("Health") not in ("", None, "healthy") or c.get("State") != "running"
+            if c.get("Health") not in ("", None, "healthy")
+            or c.get("State") != "running"
+            or c.get("Service") in again
         ]
         if not bad:
             return "every container reports healthy now (it took too long)"
         parts = []
+        # What the application printed goes into the message: its secrets stay hidden.
+        hide = Redactor(self.secret_values(list(self.environment.components)))
         for container in bad:
             name = container.get("Service", "?")
             state = f"{container.get('State')}/{container.get('Health') or 'no health check'}"
+            if again.get(name):
+                state += f", restarted {again[name]} time(s)"
             logs = compose.run(
                 rendered, "logs", "--no-color", "--tail", "8", name, check=False
             ).stdout.strip()
-            tail = " | ".join(
-                line.split("|", 1)[-1].strip()[:200] for line in logs.splitlines()[-3:]
+            tail = hide.text(
+                " | ".join(line.split("|", 1)[-1].strip()[:200] for line in logs.splitlines()[-3:])
             )
             parts.append(f"{name} is {state}" + (f" (last log lines: {tail})" if tail else ""))
         return "; ".join(parts)
@@ -205,6 +279,65 @@ class ComposeTarget:
                 }
             )
         return sorted(rows, key=lambda r: (r["workload"], r["name"]))
+
+    # --- logs -------------------------------------------------------------------------------
+
+    # A container keeps one log across its restarts; one Compose replaced is removed with it.
+    keeps_previous_logs = False
+
+    def replicas(self, components: Sequence[str]) -> list[Replica]:
+        """The containers of these services in the environment's Compose project, running or
+        not (one-off task containers left out), by component and container number."""
+        project = self.environment.compose_project()
+        found = call(
+            f"list the containers of Compose project {project}",
+            lambda: self.client.api.containers(
+                all=True, filters={"label": f"{PROJECT_LABEL}={project}"}
+            ),
+        )
+        rows: list[Replica] = []
+        for c in found or []:
+            labels = c.get("Labels") or {}
+            component = labels.get(COMPOSE_SERVICE_LABEL)
+            if labels.get(ONEOFF_LABEL) == "True" or not isinstance(component, str):
+                continue
+            if component not in components:
+                continue
+            name = (c.get("Names") or ["?"])[0].lstrip("/")
+            number = labels.get(CONTAINER_NUMBER_LABEL) or name
+            running = c.get("State") == "running"
+            rows.append(Replica(component, name, number, str(c["Id"]), running))
+        order = {name: i for i, name in enumerate(components)}
+        return sorted(rows, key=lambda r: (order[r.component], r.short.zfill(6), r.key))
+
+    def read_log(
+        self,
+        replica: Replica,
+        *,
+        since: dt.datetime | None,
+        tail: int | None,
+        previous: bool,
+        follow: bool,
+    ) -> ContainerLog:
+        """The container's log from the engine, with its timestamps."""
+        return ContainerLog(
+            self.client,
+            replica.key,
+            f"read the log of container {replica.name}",
+            since=since.timestamp() if since is not None else None,
+            tail=tail,
+            follow=follow,
+        )
+
+    def secret_values(self, components: Sequence[str]) -> list[str]:
+        """The Compose secret files these components read (those that exist)."""
+        env = self.environment
+        values = []
+        for name in components:
+            for ref in env.components[name].secret_env.values():
+                with contextlib.suppress(OSError, UnicodeDecodeError):
+                    values.append(Path(env.compose_secret_file(ref)).read_text().strip())
+        return values
 
     def remove(self, rendered: Path, volumes: bool) -> None:
         """`compose down --remove-orphans` (with `--volumes` only when asked)."""

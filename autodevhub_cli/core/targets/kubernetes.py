@@ -10,7 +10,7 @@ import datetime as dt
 import difflib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ from autodevhub_cli.core.adapters.kube import (
     ApplyConflict,
     Kube,
     ObjectRef,
+    PodLog,
     applied_fields,
     owns,
     parse_time,
@@ -35,8 +36,9 @@ from autodevhub_cli.core.kinds import (
     serving_kinds,
     waits,
 )
+from autodevhub_cli.core.redact import Redactor
 from autodevhub_cli.core.smoke import Endpoint, Endpoints, configured_endpoints
-from autodevhub_cli.core.targets import TaskRef, Workload
+from autodevhub_cli.core.targets import Replica, TaskRef, Workload
 from autodevhub_cli.core.targets.readiness import (
     State,
     observed,
@@ -436,6 +438,9 @@ class KubernetesTarget:
         )
         logs = self.kube.pod_log(meta.get("namespace", ""), meta["name"], container, tail=5)
         log_text = " | ".join(line.strip() for line in logs.strip().splitlines()[-3:])
+        if log_text:  # what the application printed: its secrets stay hidden
+            hide = Redactor(self.secret_values(list(self.environment.components)))
+            log_text = hide.text(log_text)
         parts = [f"pod {meta['name']}: {what}" + (f" ({message})" if message else "")]
         if event_text:
             parts.append(f"events: {event_text}")
@@ -595,6 +600,91 @@ class KubernetesTarget:
                     }
                 )
         return rows
+
+    # --- logs -------------------------------------------------------------------------------
+
+    # The kubelet keeps the log of a pod's previous container (`kubectl logs --previous`).
+    keeps_previous_logs = True
+
+    def replicas(self, components: Sequence[str]) -> list[Replica]:
+        """Every container of the pods of these components in the environment's namespace
+        (found by their labels: a blue-green Rollout's preview pods too; task pods left out),
+        by component and pod name."""
+        rows: list[Replica] = []
+        namespace = self.environment.namespace
+        for pod in self.kube.list_objects("v1", "Pod", namespace, self.selector):
+            meta = pod.get("metadata") or {}
+            labels = meta.get("labels") or {}
+            component = labels.get(COMPONENT_LABEL)
+            if not isinstance(component, str) or component not in components:
+                continue
+            if STEP_LABEL in labels or TASK_OF_LABEL in labels:
+                continue
+            statuses = {
+                s.get("name"): s for s in (pod.get("status") or {}).get("containerStatuses") or []
+            }
+            containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+            name = str(meta.get("name"))
+            short = name.removeprefix(f"{component}-")
+            for container in containers:
+                state = statuses.get(container) or {}
+                rows.append(
+                    Replica(
+                        component,
+                        name if len(containers) == 1 else f"{name}/{container}",
+                        short if len(containers) == 1 else f"{short}/{container}",
+                        f"{meta.get('uid')}/{container}",
+                        "running" in (state.get("state") or {}),
+                        restarted=int(state.get("restartCount") or 0) > 0
+                        or "terminated" in (state.get("lastState") or {}),
+                        container=container,
+                    )
+                )
+        order = {name: i for i, name in enumerate(components)}
+        return sorted(rows, key=lambda r: (order[r.component], r.name))
+
+    def read_log(
+        self,
+        replica: Replica,
+        *,
+        since: dt.datetime | None,
+        tail: int | None,
+        previous: bool,
+        follow: bool,
+    ) -> PodLog:
+        """The container's log from the API server (the kubelet's), with its timestamps."""
+        from autodevhub_cli.core.logs import since_seconds
+
+        return self.kube.read_log(
+            self.environment.namespace,
+            replica.name.split("/")[0],
+            replica.container,
+            since_seconds=since_seconds(since) if since is not None else None,
+            tail=tail,
+            previous=previous,
+            follow=follow,
+        )
+
+    def secret_values(self, components: Sequence[str]) -> list[str]:
+        """The values of the Secret keys these components read, from the cluster (a Secret
+        that cannot be read, missing or forbidden, is left out)."""
+        import base64
+
+        wanted: dict[str, set[str]] = {}
+        for name in components:
+            for ref in self.environment.components[name].secret_env.values():
+                wanted.setdefault(ref.secret, set()).add(ref.key)
+        values = []
+        for secret, keys in sorted(wanted.items()):
+            try:
+                live = self.kube.get(ObjectRef("v1", "Secret", self.environment.namespace, secret))
+            except ApplyError:
+                continue
+            data = (live or {}).get("data") or {}
+            for key in sorted(keys & set(data)):
+                with contextlib.suppress(ValueError):
+                    values.append(base64.b64decode(data[key]).decode(errors="replace").strip())
+        return values
 
     def remove(self, rendered: Path, volumes: bool) -> None:
         """Delete every object of the environment (PersistentVolumeClaims only with volumes):
