@@ -60,7 +60,7 @@ def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
 
 # Every command: its name, and the function (or sub-app) in autodevhub_cli/commands that
 # implements it. A command's module is imported when that command runs (or for --help), so
-# `autodevhub render` does not pay for the imports and parameter parsing of the other 16.
+# `autodevhub render` does not pay for the imports and parameter parsing of the other 17.
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("init", "init"),
     "render": ("render", "render"),
@@ -76,6 +76,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "promote": ("deploy", "promote"),
     "diff": ("deploy", "diff"),
     "logs": ("logs", "logs"),
+    "dev": ("dev", "dev"),
     "db": ("db", "app"),
     "doctor": ("doctor", "doctor"),
     "secrets": ("secrets", "app"),

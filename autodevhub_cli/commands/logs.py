@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,8 +22,23 @@ from autodevhub_cli.commands.options import (
     Sets,
 )
 
+if TYPE_CHECKING:
+    from autodevhub_cli.core.logs import LogLine
+
 # One colour per component on a terminal (NO_COLOR turns them off), as `docker compose logs`.
 _COLOURS = ("36", "33", "32", "35", "34", "31", "96", "93", "92", "95")
+
+
+def format_line(line: LogLine, width: list[int], colours: dict[str, str] | None) -> str:
+    """`component/replica | text`, the prefixes padded to the widest seen so far (`width`);
+    with `colours` (a terminal), one colour per component."""
+    prefix = f"{line.component}/{line.short}"
+    width[0] = max(width[0], len(prefix))
+    shown = prefix.ljust(width[0])
+    if colours is not None:
+        code = colours.setdefault(line.component, _COLOURS[len(colours) % len(_COLOURS)])
+        shown = f"\x1b[{code}m{shown}\x1b[0m"
+    return f"{shown} | {line.text}"
 
 
 def logs(
@@ -97,23 +112,15 @@ def logs(
         note,
     )
     colour = output is OutputFormat.text and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    colours: dict[str, str] = {}
-    width = 0
+    colours: dict[str, str] | None = {} if colour else None
+    width = [0]
     write = sys.stdout.write
     try:
         for line in lines:
             if output is OutputFormat.json:
                 write(json.dumps(line.to_dict()) + "\n")
             else:
-                prefix = f"{line.component}/{line.short}"
-                width = max(width, len(prefix))
-                shown = prefix.ljust(width)
-                if colour:
-                    code = colours.setdefault(
-                        line.component, _COLOURS[len(colours) % len(_COLOURS)]
-                    )
-                    shown = f"\x1b[{code}m{shown}\x1b[0m"
-                write(f"{shown} | {line.text}\n")
+                write(format_line(line, width, colours) + "\n")
             if follow:
                 sys.stdout.flush()
     except KeyboardInterrupt:

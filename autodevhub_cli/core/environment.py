@@ -26,6 +26,7 @@ _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 _DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+_PROJECT_PATH = re.compile(r"^(?!/)(?!(.*/)?\.\.(/|$))[^\0]+$")
 _CRON = re.compile(r"^(@(yearly|annually|monthly|weekly|daily|hourly)|(\S+\s+){4}\S+)$")
 _MEMORY_FACTORS = {
     "": 1,
@@ -62,6 +63,9 @@ Duration = Annotated[str, _matches(_DURATION, "duration such as 30s or 5m")]
 EnvName = Annotated[str, _matches(_ENV_NAME, "environment variable name")]
 SecretKey = Annotated[str, _matches(_SECRET_KEY, "Secret key (letters, digits, '-', '_', '.')")]
 CronSchedule = Annotated[str, _matches(_CRON, "cron schedule such as '0 2 * * *'")]
+ProjectPath = Annotated[
+    str, _matches(_PROJECT_PATH, "path inside the project folder (relative, without '..')")
+]
 
 
 def _bool_text(value: object) -> object:
@@ -404,6 +408,54 @@ class Task(Model):
     )
 
 
+class DevelopSync(Model):
+    """A folder or file of the project that `autodevhub dev` mounts into the running container."""
+
+    path: ProjectPath = Field(
+        description="The folder or file, relative to the project folder (such as `service`)."
+    )
+    target: str = Field(
+        pattern=r"^/", description="Where it appears in the container (such as /app/service)."
+    )
+
+
+class Develop(Model):
+    """How `autodevhub dev` brings an edit into the running component (Compose)."""
+
+    sync: list[DevelopSync] = Field(
+        default_factory=list,
+        description="Project paths mounted read-only into the container while `autodevhub dev` "
+        "runs: an edit is in the container at once, with no build.",
+    )
+    restart: bool = Field(
+        False,
+        description="Restart the container after a synced file changes (for a process that "
+        "reads its code only when it starts).",
+    )
+    exec: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="A command run in the container after a synced file changes, instead of a "
+        "restart (one that makes the process reload).",
+    )
+    rebuild: list[str] = Field(
+        default_factory=list,
+        description="Globs of project files whose change rebuilds the image and redeploys the "
+        "component (a lock file, the Dockerfile). A change to the build context outside the "
+        "synced paths rebuilds too.",
+    )
+    ignore: list[str] = Field(
+        default_factory=list,
+        description="Globs of project files whose change does nothing to this component.",
+    )
+
+    @model_validator(mode="after")
+    def _one_reload(self) -> Develop:
+        if self.restart and self.exec:
+            raise ValueError("set restart or exec, not both: each is how the process reloads")
+        return self
+
+
 class Component(Model):
     """One deployable part of the project, named by its key under `components`."""
 
@@ -495,6 +547,11 @@ class Component(Model):
         ge=1,
         le=INT32_MAX,
         description="The user and group id the container and its tasks run as (never root).",
+    )
+    develop: Develop = Field(
+        default_factory=Develop,
+        description="`autodevhub dev`: which edits are synced into the running container (and "
+        "how it reloads), which rebuild it, which do nothing.",
     )
 
     @model_validator(mode="after")
@@ -811,6 +868,12 @@ class ComposeSettings(Model):
         "~/.config/autodevhub/secrets",
         description="Where `autodevhub secrets set` keeps Compose secret files (0600), outside "
         "the repository.",
+    )
+    develop_from: str | None = Field(
+        None,
+        pattern=r"^/",
+        description="Set by `autodevhub dev`, not in environment files: the project folder whose "
+        "`develop.sync` paths are mounted into the containers.",
     )
 
 

@@ -329,6 +329,93 @@ class ComposeTarget:
             follow=follow,
         )
 
+    # --- dev: restart, exec, wait ----------------------------------------------------------
+
+    def _running(self, component: str, stopped_too: bool = False) -> list[Replica]:
+        found = [r for r in self.replicas([component]) if r.running or stopped_too]
+        if not found:
+            raise ApplyError(
+                f"No container of {component} runs in {self.environment.name}.",
+                hint=f"`autodevhub deploy --env {self.environment.name}` starts them.",
+            )
+        return found
+
+    def restart_component(self, component: str) -> None:
+        """Restart every container of a component, a stopped or crashed one too (the engine
+        completes a restart it began even when this process is interrupted)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        replicas = self._running(component, stopped_too=True)
+        with ThreadPoolExecutor(max_workers=len(replicas)) as pool:
+            futures = [pool.submit(self._restart, replica) for replica in replicas]
+        for future in futures:
+            future.result()
+
+    def _restart(self, replica: Replica) -> None:
+        call(
+            f"restart container {replica.name}",
+            lambda: self.client.api.restart(replica.key, timeout=10),
+        )
+
+    def exec_in(self, component: str, command: list[str]) -> None:
+        """Run a command in every container of a component; ApplyError naming its exit code
+        and output when it fails."""
+        for replica in self._running(component):
+            self._exec(replica, command)
+
+    def _exec(self, replica: Replica, command: list[str]) -> None:
+        what = f"run {' '.join(command)} in container {replica.name}"
+        api = self.client.api
+        created = call(what, lambda: api.exec_create(replica.key, command))
+        output = call(what, lambda: api.exec_start(created["Id"]))
+        code = call(what, lambda: api.exec_inspect(created["Id"])).get("ExitCode")
+        if code != 0:
+            tail = " | ".join(bytes(output).decode(errors="replace").strip().splitlines()[-3:])
+            raise ApplyError(f"{what} exited {code}" + (f": {tail}" if tail else ""))
+
+    def wait_healthy(self, components: Sequence[str], timeout: float) -> None:
+        """Until every container of the components runs and, with a health check, is healthy;
+        RolloutError naming those that are not after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting = []
+            for component in components:
+                for replica in self.replicas([component]):
+                    state = self._inspect(replica.key).get("State") or {}
+                    health = (state.get("Health") or {}).get("Status")
+                    if state.get("Status") in ("exited", "dead", "restarting"):
+                        raise RolloutError(
+                            f"{replica.name} stopped (exit code {state.get('ExitCode')})"
+                            + self._last_lines(replica)
+                            + "."
+                        )
+                    if state.get("Status") != "running" or health not in (None, "healthy"):
+                        waiting.append(f"{replica.name} ({state.get('Status')}/{health or '-'})")
+            if not waiting:
+                return
+            if time.monotonic() >= deadline:
+                raise RolloutError(
+                    f"Not healthy after {timeout:.0f}s: {', '.join(waiting)}.",
+                    hint="`autodevhub logs --env "
+                    f"{self.environment.name}` shows what the containers printed.",
+                )
+            time.sleep(0.1)
+
+    def _last_lines(self, replica: Replica, count: int = 3) -> str:
+        """`; last log lines: a | b | c` of a container, secrets masked ('' when none)."""
+        try:
+            lines = [
+                text
+                for _moment, text in self.read_log(
+                    replica, since=None, tail=count, previous=False, follow=False
+                )
+            ]
+        except ApplyError:
+            return ""
+        hide = Redactor(self.secret_values([replica.component]))
+        shown = hide.text(" | ".join(line.strip()[:200] for line in lines if line.strip()))
+        return f"; last log lines: {shown}" if shown else ""
+
     def secret_values(self, components: Sequence[str]) -> list[str]:
         """The Compose secret files these components read (those that exist)."""
         env = self.environment
