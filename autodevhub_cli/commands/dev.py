@@ -66,7 +66,11 @@ def dev(
     )
     try:
         run_dev(request, announce, show_log, Progress(verbose=False))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if not watching.is_set():
             raise  # the first deploy was interrupted: it says what it left, as `deploy` does
-        status("stopped watching; the environment runs as the last change left it")
+        said = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], str) else ""
+        if said:  # a rebuild's deploy was under way: what it did about it
+            status(f"stopped watching during a deploy: {' '.join(said.split())}")
+        else:
+            status("stopped watching; the environment runs as the last change left it")

@@ -1,7 +1,8 @@
 """`autodevhub dev` on the real Docker engine, with a copy of this project: the first deploy,
 then a backend edit (synced, the containers restarted, new answer served, checks passed), an
 edit that breaks the backend (said at once, not silently) and its fix, a web edit (the
-frontend rebuilt and deployed, checks passed), and Ctrl-C leaving the last good state running."""
+frontend rebuilt and deployed, checks passed), and Ctrl-C during the next web edit's deploy
+leaving the last good state running."""
 
 from __future__ import annotations
 
@@ -149,15 +150,20 @@ def test_dev_syncs_a_backend_edit_rebuilds_a_web_edit_and_ctrl_c_leaves_it_runni
     # The logs of the components came along.
     assert any(line.startswith(("backend/1 ", "backend/1 |")) for line in dev.lines)
 
-    # Ctrl-C: exit 0, the last good state still runs and serves.
+    # Ctrl-C while the next web edit is being built and deployed: exit 0, the interrupted
+    # deploy says what it left, and the last good state still runs and serves.
+    page.write_text(page.read_text().replace("dev loop · ", "never served · ", 1))
+    dev.wait_status("service/web/src/index.html changed: building and deploying")
+    time.sleep(1)
     code = dev.interrupt()
     assert code == 0, dev.errors[-10:]
-    assert "stopped watching" in dev.status()[-1]
+    assert "stopped watching" in dev.status()[-1], dev.status()[-3:]
+    print(dev.status()[-1])
     # (the backend's own traceback of the broken edit is in its log lines: not autodevhub's)
     assert not any("Traceback" in line for line in dev.errors + dev.status())
     time.sleep(2)
     assert json.loads(_get(f"{backend}/api/dev-mark"))["mark"] == "three"
-    assert "dev loop · " in _get(frontend)
+    assert "dev loop · " in _get(frontend) and "never served" not in _get(frontend)
     code, out, err = stack.cli("status", "--env", "dev", "--output", "json")
     assert code == 0, err
     state = json.loads(out)
