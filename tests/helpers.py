@@ -111,3 +111,50 @@ class HeldEndpoint:
         self.opened.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+class Gathered:
+    """A command run as a process of its own (the default SIGINT disposition, as in a terminal),
+    its stdout and stderr lines gathered as they come, for a test to wait on and interrupt."""
+
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+        import subprocess
+        import threading
+
+        self.proc = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=default_sigint,
+        )
+        self.lines: list[str] = []
+        self.errors: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.errors), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: object, into: list[str]) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            into.append(line.rstrip("\n"))
+
+    def interrupt(self, seconds: float = 30) -> int:
+        """Ctrl-C: its exit code, once it and the readers have ended."""
+        import signal
+
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout=seconds)
+        for reader in self._readers:
+            reader.join(timeout=5)
+        return code
+
+    def stop(self) -> None:
+        """Kill it if it still runs (a test's cleanup)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

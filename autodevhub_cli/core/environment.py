@@ -412,10 +412,10 @@ class DevelopSync(Model):
     """A folder or file of the project that `autodevhub dev` mounts into the running container."""
 
     path: ProjectPath = Field(
-        description="The folder or file, relative to the project folder (such as `service`)."
+        description="The folder or file, relative to the project folder (such as `src`)."
     )
     target: str = Field(
-        pattern=r"^/", description="Where it appears in the container (such as /app/service)."
+        pattern=r"^/", description="Where it appears in the container (such as /app/src)."
     )
 
 

@@ -9,10 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,7 +17,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.deploy.conftest import Stack
-from tests.helpers import default_sigint
+from tests.helpers import Gathered
 
 ROUTE = '''
 
@@ -31,31 +28,14 @@ async def dev_mark() -> dict[str, str]:
 '''
 
 
-class Dev:
+class Dev(Gathered):
     """`autodevhub dev --env dev` as a process of its own, its stdout gathered line by line."""
 
     def __init__(self, stack: Stack) -> None:
-        self.proc = subprocess.Popen(
+        super().__init__(
             [sys.executable, "-m", "autodevhub_cli", "dev", "--env", "dev"],
-            env={**stack.process_env(), "NO_COLOR": "1"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=default_sigint,
+            {**stack.process_env(), "NO_COLOR": "1"},
         )
-        self.lines: list[str] = []
-        self.errors: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
-            threading.Thread(target=self._read, args=(self.proc.stderr, self.errors), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    @staticmethod
-    def _read(stream: object, into: list[str]) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            into.append(line.rstrip("\n"))
 
     def status(self) -> list[str]:
         return [line for line in self.lines if re.match(r"^\[\d\d:\d\d:\d\d\] dev: ", line)]
@@ -71,18 +51,6 @@ class Dev:
             assert self.proc.poll() is None, f"dev ended: {self.errors[-10:]}"
             assert time.monotonic() < deadline, f"no {words!r}: {self.status()[-5:]}"
             time.sleep(0.1)
-
-    def interrupt(self) -> int:
-        self.proc.send_signal(signal.SIGINT)
-        code = self.proc.wait(timeout=30)
-        for reader in self._readers:
-            reader.join(timeout=5)
-        return code
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture()

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.test_new_project import _cli, notes_on_compose, notes_on_the_real_node
-from tests.helpers import default_sigint
+from tests.helpers import Gathered
 
 __all__ = ["notes_on_compose", "notes_on_the_real_node"]  # the fixtures, used by name
 
@@ -53,32 +50,15 @@ def _with_worker(root: Path, environment: str) -> None:
     path.write_text(text.replace("\n  worker:\n", "\n  worker:\n" + body, 1))
 
 
-class Follow:
+class Follow(Gathered):
     """`autodevhub logs ... --follow` as a process of its own, its lines gathered as they come."""
 
     def __init__(self, root: Path, env: dict[str, str], *args: str) -> None:
         command = [sys.executable, "-m", "autodevhub_cli", "logs", *args, "--follow"]
-        self.proc = subprocess.Popen(
-            [*command, "--project-dir", str(root)],
-            env={**os.environ, **env, "NO_COLOR": "1"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=default_sigint,
+        super().__init__(
+            [*command, "--project-dir", str(root)], {**os.environ, **env, "NO_COLOR": "1"}
         )
-        self.lines: list[str] = []
-        self.notes: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
-            threading.Thread(target=self._read, args=(self.proc.stderr, self.notes), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    @staticmethod
-    def _read(stream: object, into: list[str]) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            into.append(line.rstrip("\n"))
+        self.notes = self.errors
 
     def wait_for(self, what: str, seen: Callable[[list[str]], bool], seconds: float = 90) -> None:
         deadline = time.monotonic() + seconds
@@ -87,18 +67,10 @@ class Follow:
             assert time.monotonic() < deadline, f"no {what} in {seconds:.0f}s: {self.lines[-20:]}"
             time.sleep(0.2)
 
-    def interrupt(self) -> tuple[int, str]:
+    def interrupt_and_notes(self) -> tuple[int, str]:
         """Ctrl-C: the follow ends, its exit code and what it said on stderr."""
-        self.proc.send_signal(signal.SIGINT)
-        code = self.proc.wait(timeout=15)
-        for reader in self._readers:
-            reader.join(timeout=5)
+        code = self.interrupt(15)
         return code, "\n".join(self.notes)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture()
@@ -185,7 +157,7 @@ def test_logs_on_compose(
         "three new workers",
         lambda lines: _started(lines[before:]) == {"worker/1", "worker/2", "worker/3"},
     )
-    code, notes = f.interrupt()
+    code, notes = f.interrupt_and_notes()
     assert code == 0 and "Traceback" not in notes and "Interrupted" not in notes, notes
     assert "+ worker/3 started" in notes, notes
     assert not any("tok-compose-1234" in line for line in f.lines)
@@ -249,7 +221,7 @@ def test_logs_on_the_real_node(
     code, _, err = _cli(root, env, *deploy, "--set", "components.api.env.MARK=two")
     assert code == 0 and "is up as the preview" in err, err
     f.wait_for("the preview's pods", lambda lines: len(_started(lines, "api") - active) == 2)
-    code, notes = f.interrupt()
+    code, notes = f.interrupt_and_notes()
     assert code == 0 and "Traceback" not in notes and "Interrupted" not in notes, notes
     preview = _started(f.lines, "api") - active
     assert {f"+ {pod} started" for pod in preview} <= set(notes.splitlines()), notes

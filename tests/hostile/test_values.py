@@ -122,8 +122,9 @@ CASES += [
     Case(
         "env-var-field-folds-case",
         ["render", "--env", "dev"],
-        env={"AUTODEVHUB__COMPONENTS__BACKEND__REPLICAS": "2"},
+        env={"AUTODEVHUB__COMPONENTS__WORKER__REPLICAS": "2"},
         code=0,
+        out_words=["replicas: 2"],
     ),
     Case(
         "dollar-reaches-compose-literally",

@@ -177,20 +177,11 @@ class ComposeTarget:
         STEADY_SECONDS."""
         from autodevhub_cli.core.logs import parse_time
 
-        project = self.environment.compose_project()
-
         def fresh() -> list[dict[str, Any]]:
-            listed = call(
-                f"list the containers of Compose project {project}",
-                lambda: self.client.api.containers(
-                    all=True, filters={"label": f"{PROJECT_LABEL}={project}"}
-                ),
-            )
             ids = [
                 str(c["Id"])
-                for c in listed or []
-                if (c.get("Labels") or {}).get(ONEOFF_LABEL) != "True"
-                and float(c.get("Created") or 0) >= began - 1
+                for c in self._containers()
+                if float(c.get("Created") or 0) >= began - 1
             ]
             return [self._inspect(i) for i in ids]
 
@@ -252,9 +243,9 @@ class ComposeTarget:
             parts.append(f"{name} is {state}" + (f" (last log lines: {tail})" if tail else ""))
         return "; ".join(parts)
 
-    def live(self) -> list[Workload]:
-        """What runs now: every container of the Compose project on the engine (one-off task
-        containers left out), with its image, state and health."""
+    def _containers(self) -> list[dict[str, Any]]:
+        """The containers of the environment's Compose project on the engine, running or not,
+        one-off task containers left out (as the engine lists them)."""
         project = self.environment.compose_project()
         found = call(
             f"list the containers of Compose project {project}",
@@ -262,18 +253,21 @@ class ComposeTarget:
                 all=True, filters={"label": f"{PROJECT_LABEL}={project}"}
             ),
         )
+        return [c for c in found or [] if (c.get("Labels") or {}).get(ONEOFF_LABEL) != "True"]
+
+    def live(self) -> list[Workload]:
+        """What runs now: every container of the Compose project on the engine (one-off task
+        containers left out), with its image, state and health."""
         rows: list[Workload] = []
-        for c in found or []:
+        for c in self._containers():
             labels = c.get("Labels") or {}
-            if labels.get(ONEOFF_LABEL) == "True":
-                continue
             status = str(c.get("Status") or "")
             rows.append(
                 {
                     "name": (c.get("Names") or ["?"])[0].lstrip("/"),
                     "workload": labels.get(COMPOSE_SERVICE_LABEL, "?"),
-                    "image": c.get("Image"),
-                    "state": c.get("State"),
+                    "image": str(c.get("Image") or ""),
+                    "state": str(c.get("State") or ""),
                     "health": _health(status),
                     "status": status,
                 }
@@ -288,20 +282,11 @@ class ComposeTarget:
     def replicas(self, components: Sequence[str]) -> list[Replica]:
         """The containers of these services in the environment's Compose project, running or
         not (one-off task containers left out), by component and container number."""
-        project = self.environment.compose_project()
-        found = call(
-            f"list the containers of Compose project {project}",
-            lambda: self.client.api.containers(
-                all=True, filters={"label": f"{PROJECT_LABEL}={project}"}
-            ),
-        )
         rows: list[Replica] = []
-        for c in found or []:
+        for c in self._containers():
             labels = c.get("Labels") or {}
             component = labels.get(COMPOSE_SERVICE_LABEL)
-            if labels.get(ONEOFF_LABEL) == "True" or not isinstance(component, str):
-                continue
-            if component not in components:
+            if not isinstance(component, str) or component not in components:
                 continue
             name = (c.get("Names") or ["?"])[0].lstrip("/")
             number = labels.get(CONTAINER_NUMBER_LABEL) or name
