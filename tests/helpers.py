@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import yaml
 from typer.testing import CliRunner
@@ -158,3 +159,24 @@ class Gathered:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def through_kube_proxy(url: str, seconds: float = 30) -> Any:
+    """GET a URL on a Service's cluster IP once kube-proxy routes it (an httpx.Response). A new
+    Service's rules reach the node a moment after the API server has them; until then the
+    connection is refused, or reaches an address a deleted Service left behind (a 404 was seen
+    on the real node while other tests' namespaces were being deleted)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            answer = httpx.get(url, timeout=5)
+            if answer.status_code == 200 or time.monotonic() > deadline:
+                return answer
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)

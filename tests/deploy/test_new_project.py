@@ -27,7 +27,7 @@ import pytest
 from autodevhub_cli.core.adapters.kube import Kube, ObjectRef
 from tests.deploy import local_cluster
 from tests.deploy.conftest import free_port
-from tests.helpers import REPO, documents, run_cli
+from tests.helpers import REPO, documents, run_cli, through_kube_proxy
 from tests.images.conftest import BASE_IMAGES, REGISTRY, _engine_problem
 
 FIXTURE = REPO / "tests" / "fixtures" / "notes"
@@ -258,7 +258,7 @@ def test_the_notes_project_deploys_ten_times_blue_green_on_the_real_node_without
             check=True,
         )
         ip = json.loads(pod.stdout)["spec"]["clusterIP"]
-        return httpx.get(f"http://{ip}:8000/api/info", timeout=10).json()
+        return through_kube_proxy(f"http://{ip}:8000/api/info").json()
 
     ran = _deploy_ten_times(root, env, info, "live", "--promote", "--timeout", "240")
     assert ran == TASK_RUNS

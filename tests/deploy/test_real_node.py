@@ -27,7 +27,7 @@ import pytest
 from autodevhub_cli.core.adapters.kube import Kube, ObjectRef
 from autodevhub_cli.core.adapters.port_forward import forward
 from tests.deploy import local_cluster
-from tests.helpers import copy_project, run_cli
+from tests.helpers import copy_project, run_cli, through_kube_proxy
 from tests.images.conftest import BASE_IMAGES, REGISTRY
 
 pytestmark = [pytest.mark.k8s, pytest.mark.docker]
@@ -164,18 +164,7 @@ def test_the_backend_image_runs_on_the_real_node(
     # The Service from the host (kube-proxy's rules), by name from inside the pod (CoreDNS),
     # and through port-forward (what smoke.port_forward uses).
     service = kube.get(ObjectRef("v1", "Service", ns, "api")) or {}
-    # kube-proxy programs a new Service's rules a moment after it exists; until then the
-    # address may still lead where a deleted Service of another test had it lead (seen: a 404).
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            answer = httpx.get(f"http://{service['spec']['clusterIP']}:8000/healthz", timeout=5)
-            if answer.status_code == 200 or time.monotonic() > deadline:
-                break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.5)
+    answer = through_kube_proxy(f"http://{service['spec']['clusterIP']}:8000/healthz")
     assert answer.status_code == 200, answer.text
     lookup = subprocess.run(
         [
