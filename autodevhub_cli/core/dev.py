@@ -21,7 +21,6 @@ folders are the ones the components' sync paths, rebuild globs and build context
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,10 +36,8 @@ if TYPE_CHECKING:
     from autodevhub_cli.core.deploy import DeployRequest
     from autodevhub_cli.core.environment import Component, Environment
     from autodevhub_cli.core.logs import LogLine
-    from autodevhub_cli.core.smoke import Endpoint
+    from autodevhub_cli.core.smoke import Endpoint, SmokeResult
     from autodevhub_cli.core.targets import Target
-
-log = logging.getLogger("autodevhub.dev")
 
 # How often the watched folders are read, and how long a burst of writes (an editor saving
 # several files, a `git checkout`) is waited for before acting on it.
@@ -76,10 +73,6 @@ class Plan:
     rebuild: list[str] = field(default_factory=list)
     reload: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
-
-    @property
-    def empty(self) -> bool:
-        return not self.rebuild and not self.reload
 
 
 def plan_for(environment: Environment, files: Sequence[str]) -> Plan:
@@ -215,6 +208,19 @@ def watch(
             yield files
 
 
+def shown(files: Sequence[str]) -> str:
+    """Changed files for a status line, the first three by name."""
+    more = len(files) - 3
+    return ", ".join(files[:3]) + (f" and {more} more" if more > 0 else "")
+
+
+def _counts(result: SmokeResult | None) -> tuple[int, int] | None:
+    """(passed, run) of a smoke result, for a status line."""
+    if result is None:
+        return None
+    return len(result.checks) - len(result.failed), len(result.checks)
+
+
 @dataclass
 class Step:
     """What one change did, for its status line."""
@@ -225,14 +231,9 @@ class Step:
     checks: tuple[int, int] | None = None  # passed, run
     error: str = ""
 
-    def shown(self) -> str:
-        """The changed files, the first three by name."""
-        more = len(self.files) - 3
-        return ", ".join(self.files[:3]) + (f" and {more} more" if more > 0 else "")
-
     def line(self) -> str:
         """The status line: what changed, what was done, seconds, checks, what failed."""
-        parts = [f"{self.shown()} changed: {self.done}", f"{self.seconds:.1f}s"]
+        parts = [f"{shown(self.files)} changed: {self.done}", f"{self.seconds:.1f}s"]
         if self.checks is not None:
             passed, run = self.checks
             parts.append(f"checks {passed}/{run} passed")
@@ -385,8 +386,8 @@ def run_dev(
         config = [f for f in files if f.split("/")[0] in CONFIG_FOLDERS]
         started = time.monotonic()
         if config or plan.rebuild:
-            status(f"{Step(files, '', 0).shown()} changed: building and deploying")
-            step = _redeploy(deploy_request, None, files, plan, bool(config), started)
+            status(f"{shown(files)} changed: building and deploying")
+            step = _redeploy(deploy_request, files, plan, bool(config), started)
             try:  # the values may have changed: classify the next edits with the new ones
                 ctx = open_context(request.environment, project.root, sets, report)
             except AutodevhubError as exc:
@@ -400,7 +401,6 @@ def run_dev(
 
 def _redeploy(
     request: DeployRequest,
-    report: Reporter | None,
     files: list[str],
     plan: Plan,
     config: bool,
@@ -414,16 +414,14 @@ def _redeploy(
         else f"rebuilt and deployed {', '.join(plan.rebuild)}"
     )
     try:
-        outcome = deploy(request, report)
+        outcome = deploy(request)  # quiet: its status line says how it went
     except DeployFailed as exc:
         restored = exc.outcome.restored
         back = f"; release {restored.id} serves again" if restored else ""
         return Step(files, done, time.monotonic() - started, error=one_line(exc) + back)
     except AutodevhubError as exc:
         return Step(files, done, time.monotonic() - started, error=one_line(exc))
-    smoke = outcome.smoke
-    checks = (len(smoke.checks) - len(smoke.failed), len(smoke.checks)) if smoke else None
-    return Step(files, done, time.monotonic() - started, checks)
+    return Step(files, done, time.monotonic() - started, _counts(outcome.smoke))
 
 
 def _reload(
@@ -448,6 +446,5 @@ def _reload(
         return Step(
             files, f"reloading {', '.join(names)}", time.monotonic() - started, error=one_line(exc)
         )
-    passed = len(result.checks) - len(result.failed)
     error = "" if result.ok else result.summary()
-    return Step(files, done, time.monotonic() - started, (passed, len(result.checks)), error)
+    return Step(files, done, time.monotonic() - started, _counts(result), error)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -1310,12 +1310,13 @@ class Environment(Model):
         """The Compose project name: compose.project_name, else <app>-<environment>."""
         return self.compose.project_name or f"{self.app}-{self.name}"
 
-    def secret_refs(self) -> list[SecretRef]:
-        """Every Secret key a component uses, once each, sorted."""
+    def secret_refs(self, components: Iterable[str] | None = None) -> list[SecretRef]:
+        """Every Secret key a component uses (of `components`, default all), once each, sorted."""
+        names = self.components if components is None else components
         found = {
             (ref.secret, ref.key): ref
-            for component in self.components.values()
-            for ref in component.secret_env.values()
+            for name in names
+            for ref in self.components[name].secret_env.values()
         }
         return [found[k] for k in sorted(found)]
 

@@ -234,12 +234,7 @@ class ComposeTarget:
             state = f"{container.get('State')}/{container.get('Health') or 'no health check'}"
             if again.get(name):
                 state += f", restarted {again[name]} time(s)"
-            logs = compose.run(
-                rendered, "logs", "--no-color", "--tail", "8", name, check=False
-            ).stdout.strip()
-            tail = hide.text(
-                " | ".join(line.split("|", 1)[-1].strip()[:200] for line in logs.splitlines()[-3:])
-            )
+            tail = self._last_lines(str(container.get("ID") or ""), hide)
             parts.append(f"{name} is {state}" + (f" (last log lines: {tail})" if tail else ""))
         return "; ".join(parts)
 
@@ -364,18 +359,19 @@ class ComposeTarget:
         deadline = time.monotonic() + timeout
         while True:
             waiting = []
-            for component in components:
-                for replica in self.replicas([component]):
-                    state = self._inspect(replica.key).get("State") or {}
-                    health = (state.get("Health") or {}).get("Status")
-                    if state.get("Status") in ("exited", "dead", "restarting"):
-                        raise RolloutError(
-                            f"{replica.name} stopped (exit code {state.get('ExitCode')})"
-                            + self._last_lines(replica)
-                            + "."
-                        )
-                    if state.get("Status") != "running" or health not in (None, "healthy"):
-                        waiting.append(f"{replica.name} ({state.get('Status')}/{health or '-'})")
+            for replica in self.replicas(components):
+                state = self._inspect(replica.key).get("State") or {}
+                health = (state.get("Health") or {}).get("Status")
+                if state.get("Status") in ("exited", "dead", "restarting"):
+                    hide = Redactor(self.secret_values([replica.component]))
+                    tail = self._last_lines(replica.key, hide)
+                    raise RolloutError(
+                        f"{replica.name} stopped (exit code {state.get('ExitCode')})"
+                        + (f"; last log lines: {tail}" if tail else "")
+                        + "."
+                    )
+                if state.get("Status") != "running" or health not in (None, "healthy"):
+                    waiting.append(f"{replica.name} ({state.get('Status')}/{health or '-'})")
             if not waiting:
                 return
             if time.monotonic() >= deadline:
@@ -386,29 +382,30 @@ class ComposeTarget:
                 )
             time.sleep(0.1)
 
-    def _last_lines(self, replica: Replica, count: int = 3) -> str:
-        """`; last log lines: a | b | c` of a container, secrets masked ('' when none)."""
+    def _last_lines(self, container: str, hide: Redactor, count: int = 3) -> str:
+        """A container's last `count` log lines joined by ` | `, secrets masked ('' when it has
+        none or they cannot be read)."""
         try:
-            lines = [
-                text
-                for _moment, text in self.read_log(
-                    replica, since=None, tail=count, previous=False, follow=False
-                )
-            ]
+            log = ContainerLog(
+                self.client,
+                container,
+                f"read the log of container {container[:12]}",
+                since=None,
+                tail=count,
+                follow=False,
+            )
+            lines = [text.strip()[:200] for _moment, text in log]
         except ApplyError:
             return ""
-        hide = Redactor(self.secret_values([replica.component]))
-        shown = hide.text(" | ".join(line.strip()[:200] for line in lines if line.strip()))
-        return f"; last log lines: {shown}" if shown else ""
+        return hide.text(" | ".join(line for line in lines if line))
 
     def secret_values(self, components: Sequence[str]) -> list[str]:
         """The Compose secret files these components read (those that exist)."""
         env = self.environment
         values = []
-        for name in components:
-            for ref in env.components[name].secret_env.values():
-                with contextlib.suppress(OSError, UnicodeDecodeError):
-                    values.append(Path(env.compose_secret_file(ref)).read_text().strip())
+        for ref in env.secret_refs(components):
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                values.append(Path(env.compose_secret_file(ref)).read_text().strip())
         return values
 
     def remove(self, rendered: Path, volumes: bool) -> None:

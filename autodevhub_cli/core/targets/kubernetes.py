@@ -671,9 +671,8 @@ class KubernetesTarget:
         import base64
 
         wanted: dict[str, set[str]] = {}
-        for name in components:
-            for ref in self.environment.components[name].secret_env.values():
-                wanted.setdefault(ref.secret, set()).add(ref.key)
+        for ref in self.environment.secret_refs(components):
+            wanted.setdefault(ref.secret, set()).add(ref.key)
         values = []
         for secret, keys in sorted(wanted.items()):
             try:
