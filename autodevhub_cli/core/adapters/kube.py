@@ -287,15 +287,17 @@ class Kube:
 
     def pod_log(self, namespace: str, pod: str, container: str | None, tail: int = 20) -> str:
         """The last lines a pod's container printed ('' when unavailable)."""
-        from kubernetes import client
-
-        api = client.CoreV1Api(self.api_client)
         try:
-            return str(
-                api.read_namespaced_pod_log(
-                    pod, namespace, container=container, tail_lines=tail, _preload_content=True
-                )
+            log = self.read_log(
+                namespace,
+                pod,
+                container,
+                since_seconds=None,
+                tail=tail,
+                previous=False,
+                follow=False,
             )
+            return "".join(f"{text}\n" for _moment, text in log)
         except Exception:  # logs are a diagnosis aid; never fail the diagnosis itself
             return ""
 
@@ -303,7 +305,7 @@ class Kube:
         self,
         namespace: str,
         pod: str,
-        container: str,
+        container: str | None,
         *,
         since_seconds: int | None,
         tail: int | None,
@@ -315,7 +317,8 @@ class Kube:
         from kubernetes import client
 
         api = client.CoreV1Api(self.api_client)
-        what = f"read the log of pod {pod} ({container}) in {namespace}"
+        shown = f"{pod} ({container})" if container else pod
+        what = f"read the log of pod {shown} in {namespace}"
         options: dict[str, Any] = {
             "container": container,
             "timestamps": True,
