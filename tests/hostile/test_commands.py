@@ -269,6 +269,41 @@ CASES += [
         ["smoke-test", "--env", "dev", "--url", "nope=http://127.0.0.1:1"],
         words=["no component named 'nope'"],
     ),
+    # `logs` and `dev`: refused before any engine or cluster is asked anything.
+    Case(
+        "logs-unknown-component",
+        ["logs", "--env", "dev", "backend", "nope"],
+        words=["has no component 'nope' (its components: backend, worker, frontend)"],
+    ),
+    Case("logs-since-not-a-duration", ["logs", "--env", "dev", "--since", "5x"], words=["--since"]),
+    Case("logs-since-negative", ["logs", "--env", "dev", "--since", "-1m"], words=["--since"]),
+    Case("logs-tail-negative", ["logs", "--env", "dev", "--tail", "-1"], words=["--tail"]),
+    Case(
+        "logs-previous-on-compose",
+        ["logs", "--env", "dev", "--previous"],
+        words=["--previous reads the container Kubernetes replaced; on compose"],
+    ),
+    Case(
+        "logs-previous-and-follow",
+        ["logs", "--env", "staging", "--previous", "--follow"],
+        words=["--previous and --follow cannot be combined"],
+    ),
+    Case(
+        "dev-on-kubernetes",
+        ["dev", "--env", "prod"],
+        words=["runs Compose environments; 'prod' is a kubernetes environment"],
+    ),
+    Case(
+        "dev-sync-path-outside-the-project",
+        [
+            "dev",
+            "--env",
+            "dev",
+            "--set",
+            "components.backend.develop.sync=[{path: ../x, target: /a}]",
+        ],
+        words=["components.backend.develop.sync.0.path", "inside the project folder"],
+    ),
 ]
 
 
