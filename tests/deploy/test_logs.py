@@ -239,3 +239,10 @@ def test_logs_on_the_real_node(
     code, out, err = _cli(root, env, "logs", "--env", "live", "worker", "--previous")
     assert code == 0, err
     assert "worker crashing" in out and "token is ***" in out, out + err
+
+    # A release whose worker crashes at once: the deploy's diagnosis carries the crashed
+    # container's last lines with the token masked, and the release before it serves again.
+    code, _, err = _cli(root, env, *deploy, "--set", "components.worker.env.CRASH_AFTER=0")
+    assert code != 0 and "Rolled back to release" in err, err
+    assert "worker crashing" in err and "token is ***" in err, err
+    assert "tok-kube-1234" not in err and "Traceback" not in err, err

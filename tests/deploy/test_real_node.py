@@ -53,21 +53,74 @@ def _real_node_kube() -> tuple[Kube, Path]:
     return kube, Path(kubeconfig)
 
 
+OWNER = "autodevhub-test/owner"
+TEST_NAMESPACES = "autodevhub-test/real-node=true"
+
+
+def _sweep_leftovers(kube: Kube) -> None:
+    """Delete the real-node namespaces of a test run that no longer runs (killed before its
+    teardown): their pods keep their CPU requests on the node, the cluster's state outlives a
+    run, and the next run's deploys would not fit (CI saw `Insufficient cpu` this way). A
+    namespace of a run still going on this machine (another checkout's tests) is left alone."""
+    for item in kube.list_objects("v1", "Namespace", None, TEST_NAMESPACES):
+        meta = item["metadata"]
+        if (meta.get("annotations") or {}).get(OWNER) in _running():
+            continue
+        kube.delete(ObjectRef("v1", "Namespace", "", meta["name"]))
+        _wait_pods_gone(kube, meta["name"])
+
+
+def _process_id(pid: int) -> str:
+    """A process named so that a reused pid does not pass for it: pid and start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return f"{pid}:{stat.rsplit(')', 1)[1].split()[19]}"
+
+
+def _running() -> set[str]:
+    return {_process_id(int(p.name)) for p in Path("/proc").iterdir() if p.name.isdigit()} - {""}
+
+
 @contextmanager
 def _real_namespace(kube: Kube) -> Iterator[str]:
-    """A namespace whose pods run on the real node."""
+    """A namespace whose pods run on the real node, deleted afterwards with its pods gone."""
+    _sweep_leftovers(kube)
     ns = f"real-{uuid.uuid4().hex[:6]}"
     kube.create(
         {
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": {"name": ns, "annotations": REAL_NODE_ANNOTATIONS},
+            "metadata": {
+                "name": ns,
+                "labels": {"autodevhub-test/real-node": "true"},
+                "annotations": {**REAL_NODE_ANNOTATIONS, OWNER: _process_id(os.getpid())},
+            },
         }
     )
     try:
         yield ns
     finally:
         kube.delete(ObjectRef("v1", "Namespace", "", ns))
+        _wait_pods_gone(kube, ns)
+
+
+def _wait_pods_gone(kube: Kube, ns: str, timeout: float = 180.0) -> None:
+    """Wait until the deleted namespace's pods are gone from the node: a terminating pod still
+    holds its CPU request, and the next test's pods would find the real node full (CI saw
+    `Insufficient cpu` for a staging deploy right after the notes project's namespace was
+    deleted)."""
+    deadline = time.monotonic() + timeout
+    left: list[str] = []
+    while time.monotonic() < deadline:
+        left = [p["metadata"]["name"] for p in kube.list_objects("v1", "Pod", ns)]
+        if not left:
+            return
+        time.sleep(0.5)
+    raise AssertionError(
+        f"pods of the deleted namespace {ns} still there after {timeout:.0f}s: {left}"
+    )
 
 
 @pytest.fixture()
