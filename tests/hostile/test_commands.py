@@ -288,6 +288,29 @@ CASES += [
         ["logs", "--env", "staging", "--previous", "--follow"],
         words=["--previous and --follow cannot be combined"],
     ),
+    # An engine or cluster that is down: the error names it and what to do, exit 1, no hang.
+    Case(
+        "logs-engine-down",
+        ["logs", "--env", "dev", "--follow"],
+        code=1,
+        env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+        words=["No Docker engine answers at unix:///nonexistent/docker.sock", "DOCKER_HOST"],
+        child=True,
+    ),
+    Case(
+        "logs-cluster-down",
+        ["logs", "--env", "staging", "--follow", "--kubeconfig", "{project}/kubeconfig"],
+        setup=kubeconfig(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+            "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+            "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+            "users: [{name: u, user: {token: t0ken-abc}}]\n"
+        ),
+        code=1,
+        words=["the Kubernetes API is unreachable", "--context"],
+        absent=["t0ken-abc"],
+        child=True,
+    ),
     Case(
         "dev-on-kubernetes",
         ["dev", "--env", "prod"],
