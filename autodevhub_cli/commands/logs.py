@@ -30,9 +30,10 @@ _COLOURS = ("36", "33", "32", "35", "34", "31", "96", "93", "92", "95")
 
 
 def format_line(line: LogLine, width: list[int], colours: dict[str, str] | None) -> str:
-    """`component/replica | text`, the prefixes padded to the widest seen so far (`width`);
-    with `colours` (a terminal), one colour per component."""
-    prefix = f"{line.component}/{line.short}"
+    """`component/replica | text` (`component/replica (preview) | text` for a blue-green pod),
+    the prefixes padded to the widest seen so far (`width`); with `colours` (a terminal), one
+    colour per component."""
+    prefix = f"{line.component}/{line.short}" + (f" ({line.role})" if line.role else "")
     width[0] = max(width[0], len(prefix))
     shown = prefix.ljust(width[0])
     if colours is not None:

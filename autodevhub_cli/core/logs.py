@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from autodevhub_cli.core.errors import AutodevhubError, ConfigError
@@ -45,6 +45,7 @@ class LogLine:
     replica: str  # the container's or pod's name, as the engine knows it
     short: str  # the replica as shown after its component: "1", a pod's name without it
     text: str
+    role: str = ""  # a blue-green pod's: active, preview or old (Replica.role)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (one object per line with `--output json`)."""
@@ -52,6 +53,7 @@ class LogLine:
             "time": self.time.isoformat().replace("+00:00", "Z") if self.time else None,
             "component": self.component,
             "replica": self.replica,
+            "role": self.role or None,
             "line": self.text,
         }
 
@@ -135,8 +137,10 @@ def read_logs(
     """The lines of every replica of the components asked for: what each has printed (its last
     `tail` lines, those of the last `since` seconds) merged in time order, then, with `follow`,
     new lines as they come, from replicas that start later too. Known secret values, URL
-    userinfo and secret query parameters are masked. `note` hears what is not a log line (a
-    replica without a previous container, one that comes or goes while following)."""
+    userinfo and secret query parameters are masked. A blue-green pod's lines carry its role,
+    which a follow keeps current (a promotion turns the preview active). `note` hears what is
+    not a log line (a replica without a previous container, one that comes, goes or changes
+    role while following)."""
     components = components_of(environment, query.components)
     if query.previous and not target.keeps_previous_logs:
         raise ConfigError(
@@ -163,14 +167,17 @@ def read_logs(
     backlog, last = _backlog(target, replicas, query, since, hide, note)
     yield from backlog
     if query.follow:
-        yield from _follow(target, components, {r.key for r in replicas}, last, since, hide, note)
+        roles = {r.key: r.role for r in replicas}
+        yield from _follow(target, components, roles, last, since, hide, note)
 
 
 def _lines(
     replica: Replica, pairs: Iterable[tuple[dt.datetime | None, str]], hide: Redactor
 ) -> Iterator[LogLine]:
     for moment, text in pairs:
-        yield LogLine(moment, replica.component, replica.name, replica.short, hide.text(text))
+        yield LogLine(
+            moment, replica.component, replica.name, replica.short, hide.text(text), replica.role
+        )
 
 
 def _backlog(
@@ -232,7 +239,7 @@ class _Ended:
 def _follow(
     target: Target,
     components: tuple[str, ...],
-    known: set[str],
+    roles: dict[str, str],
     last: dict[str, dt.datetime | None],
     since: dt.datetime | None,
     hide: Redactor,
@@ -244,6 +251,7 @@ def _follow(
     found: queue.Queue[tuple[str, LogLine] | _Ended] = queue.Queue()
     active: dict[str, Replica] = {}
     names: dict[str, str] = {}
+    known = set(roles)  # the replicas the backlog read (with their roles then)
     stop = threading.Event()
 
     def pump(replica: Replica, after: dt.datetime | None) -> None:
@@ -274,7 +282,10 @@ def _follow(
                     names[key] = f"{replica.component}/{replica.short}"
                     if key not in known:
                         known.add(key)
-                        note(f"+ {names[key]} started")
+                        note(f"+ {names[key]} started" + _as(replica.role))
+                    elif replica.role and replica.role != roles.get(key, replica.role):
+                        note(f"~ {names[key]} is now {replica.role}")
+                    roles[key] = replica.role
                     if key not in active and replica.running:
                         active[key] = replica
                         after = last.get(key, since)
@@ -282,6 +293,7 @@ def _follow(
                 for key in [k for k in known if k not in now]:
                     known.discard(key)
                     last.pop(key, None)
+                    roles.pop(key, None)
                     note(f"- {names.get(key, key)} is gone")
                 next_scan = time.monotonic() + SCAN_SECONDS
             try:
@@ -294,7 +306,8 @@ def _follow(
             key, line = item
             if line.time is not None:
                 last[key] = line.time
-            yield line
+            role = roles.get(key, line.role)
+            yield line if role == line.role else replace(line, role=role)
     finally:
         stop.set()
 
@@ -302,3 +315,7 @@ def _follow(
 def since_seconds(after: dt.datetime) -> int:
     """Whole seconds back to `after` (at least 1), for an API that takes only that."""
     return max(1, math.ceil((dt.datetime.now(dt.UTC) - after).total_seconds()) + 1)
+
+
+def _as(role: str) -> str:
+    return f" ({role})" if role else ""

@@ -261,6 +261,50 @@ def test_follow_shows_a_line_the_engine_repeats_from_the_backlog_once(
     lines.close()
 
 
+def test_blue_green_roles_on_the_lines_and_a_promotion_noted_while_following(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A blue-green pod's lines carry its role; a follow keeps it current: after a promotion
+    the preview's lines say active, the old version's say old, and the change is noted."""
+    from dataclasses import replace
+
+    from autodevhub_cli.commands.logs import format_line
+
+    monkeypatch.setattr("autodevhub_cli.core.logs.SCAN_SECONDS", 0.05)
+    target = Double()
+    blue = replace(replica("api", "blue"), role="active")
+    green = replace(replica("api", "green"), role="preview")
+    target.now = [blue, green, replica("worker", "1")]
+    target.logs = {
+        "api-blue-id": [(at(1), "serving v1")],
+        "api-green-id": [(at(2), "ready v2")],
+        "worker-1-id": [(at(3), "working")],
+    }
+    notes: list[str] = []
+    lines = read_logs(target, ENV, LogQuery(follow=True), notes.append)  # type: ignore[arg-type]
+    backlog = [next(lines) for _ in range(3)]
+    assert [(line.short, line.role) for line in backlog] == [
+        ("blue", "active"),
+        ("green", "preview"),
+        ("1", ""),
+    ]
+    width = [0]
+    assert [format_line(line, width, None) for line in backlog] == [
+        "api/blue (active) | serving v1",
+        "api/green (preview) | ready v2",
+        "worker/1            | working",
+    ]
+    assert backlog[1].to_dict()["role"] == "preview" and backlog[2].to_dict()["role"] is None
+    # Promoted: green serves, blue scales down; lines read by the same streams say so.
+    with target.lock:
+        target.now = [replace(blue, role="old"), replace(green, role="active")]
+    target.live.setdefault("api-green-id", queue.Queue()).put((at(5), "serving v2"))
+    promoted = next(lines)
+    lines.close()
+    assert (promoted.text, promoted.role) == ("serving v2", "active")
+    assert "~ api/blue is now old" in notes and "~ api/green is now active" in notes, notes
+
+
 def test_parse_since_and_its_refusals() -> None:
     assert parse_since("30s") == 30 and parse_since("10m") == 600
     assert parse_since("1h30m") == 5400 and parse_since("1d") == 86400

@@ -221,12 +221,22 @@ def test_logs_on_the_real_node(
     code, _, err = _cli(root, env, *deploy, "--set", "components.api.env.MARK=two")
     assert code == 0 and "is up as the preview" in err, err
     f.wait_for("the preview's pods", lambda lines: len(_started(lines, "api") - active) == 2)
-    code, notes = f.interrupt_and_notes()
-    assert code == 0 and "Traceback" not in notes and "Interrupted" not in notes, notes
     preview = _started(f.lines, "api") - active
-    assert {f"+ {pod} started" for pod in preview} <= set(notes.splitlines()), notes
+    # Each pod's lines say its role: the serving version's "active", the new one's "preview".
+    assert all(pod.endswith(" (active)") for pod in active), active
+    assert all(pod.endswith(" (preview)") for pod in preview), preview
+    pods = {pod.removesuffix(" (preview)") for pod in preview}
+    # Promoted while followed: the follow says the preview's pods are now the active ones.
     code, out, err = _cli(root, env, "promote", "--env", "live")
     assert code == 0, out + err
+    promoted = {f"~ {pod} is now active" for pod in pods}
+    deadline = time.monotonic() + 60
+    while not promoted <= set(f.notes):
+        assert time.monotonic() < deadline, f.notes
+        time.sleep(0.2)
+    code, notes = f.interrupt_and_notes()
+    assert code == 0 and "Traceback" not in notes and "Interrupted" not in notes, notes
+    assert {f"+ {pod} started (preview)" for pod in pods} <= set(notes.splitlines()), notes
 
     # A worker that crashes 20 s after it starts: `--previous` reads the container that ended.
     code, _, err = _cli(root, env, *deploy, "--set", "components.worker.env.CRASH_AFTER=20")

@@ -52,6 +52,9 @@ class Replica:
     running: bool
     restarted: bool = False  # a previous container's log can be read (`--previous`)
     container: str = ""  # the container within the pod (Kubernetes)
+    # A blue-green component's pod: "active" (serving), "preview" (the new version waiting
+    # for promotion) or "old" (a replaced version scaling down); "" elsewhere.
+    role: str = ""
 
 
 class LogStream(Protocol):

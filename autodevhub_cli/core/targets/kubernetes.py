@@ -54,6 +54,8 @@ log = logging.getLogger("autodevhub.kubernetes")
 STEP_LABEL = "autodevhub.io/step"
 TASK_OF_LABEL = "autodevhub.io/task-of"
 COMPONENT_LABEL = "app.kubernetes.io/component"
+ROLLOUT_API = "argoproj.io/v1alpha1"
+ROLLOUT_HASH_LABEL = "rollouts-pod-template-hash"  # which version of a Rollout a pod runs
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 # Holds a field autodevhub hands to a controller until the controller writes it.
 HANDOVER_MANAGER = "autodevhub-handover"
@@ -371,7 +373,7 @@ class KubernetesTarget:
         elif kind == "Rollout":
             current = (live.get("status") or {}).get("currentPodHash")
             if current:
-                match["rollouts-pod-template-hash"] = current
+                match[ROLLOUT_HASH_LABEL] = current
         elif kind == "StatefulSet":
             revision = (live.get("status") or {}).get("updateRevision")
             if revision:
@@ -612,6 +614,7 @@ class KubernetesTarget:
         by component and pod name."""
         rows: list[Replica] = []
         namespace = self.environment.namespace
+        roles = self._blue_green_roles(components)
         for pod in self.kube.list_objects("v1", "Pod", namespace, self.selector):
             meta = pod.get("metadata") or {}
             labels = meta.get("labels") or {}
@@ -626,6 +629,10 @@ class KubernetesTarget:
             containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
             name = str(meta.get("name"))
             short = name.removeprefix(f"{component}-")
+            role = ""
+            if component in roles:
+                template = labels.get(ROLLOUT_HASH_LABEL)
+                role = roles[component].get(template, "old") if template else ""
             for container in containers:
                 state = statuses.get(container) or {}
                 rows.append(
@@ -638,10 +645,30 @@ class KubernetesTarget:
                         restarted=int(state.get("restartCount") or 0) > 0
                         or "terminated" in (state.get("lastState") or {}),
                         container=container,
+                        role=role,
                     )
                 )
         order = {name: i for i, name in enumerate(components)}
         return sorted(rows, key=lambda r: (order[r.component], r.name))
+
+    def _blue_green_roles(self, components: Sequence[str]) -> dict[str, dict[str, str]]:
+        """For each blue-green component whose Rollout has an active version: its pod-template
+        hashes' roles ("active", and "preview" while a new version waits for promotion)."""
+        wanted = set(components) & set(self.environment.blue_green())
+        if not wanted or not self.kube.has(ROLLOUT_API, "Rollout"):
+            return {}
+        roles: dict[str, dict[str, str]] = {}
+        namespace = self.environment.namespace
+        for live in self.kube.list_objects(ROLLOUT_API, "Rollout", namespace, self.selector):
+            component = _label(live, COMPONENT_LABEL)
+            blue_green = (live.get("status") or {}).get("blueGreen") or {}
+            active, preview = blue_green.get("activeSelector"), blue_green.get("previewSelector")
+            if component not in wanted or not active:
+                continue
+            roles[component] = {active: "active"}
+            if preview and preview != active:
+                roles[component][preview] = "preview"
+        return roles
 
     def read_log(
         self,
@@ -816,7 +843,7 @@ def _yaml(obj: dict[str, Any]) -> str:
 
 def require_rollout_support(kube: Kube) -> None:
     """Refuse a blue-green deploy on a cluster without Argo Rollouts."""
-    if not kube.has("argoproj.io/v1alpha1", "Rollout"):
+    if not kube.has(ROLLOUT_API, "Rollout"):
         raise ApplyError(
             "The environment uses strategy blue-green, but the cluster does not serve "
             "argoproj.io/v1alpha1 Rollout.",
