@@ -294,7 +294,11 @@ def test_diagnosis_names_events_and_log_lines(fake_cluster: Cluster) -> None:
         obj = event.object
         image = json.dumps(obj.get("spec", {}).get("template", {}))
         if obj.get("kind") == "Deployment" and "c-00000000000000d5" in image:
-            labels = obj["spec"]["selector"]["matchLabels"]
+            # A pod of the new ReplicaSet (the stand-in controller below makes it).
+            labels = {
+                **obj["spec"]["selector"]["matchLabels"],
+                "pod-template-hash": controllers.pod_hash(obj["spec"]["template"]),
+            }
             if not fake.objects(kind="Pod", namespace=ns):
                 fake.add_pod(
                     ns,
@@ -330,6 +334,8 @@ def test_diagnosis_names_events_and_log_lines(fake_cluster: Cluster) -> None:
                     "backend-7d9f-x2x",
                     "starting\nsqlalchemy.exc.OperationalError: could not connect\n",
                 )
+            # The controller has seen the new spec; its pods never become ready.
+            controllers.settle(fake.cluster, event, lambda _obj: False)
             return
         controllers.settle(fake.cluster, event)
 

@@ -363,11 +363,15 @@ class KubernetesTarget:
 
         Pods of the previous ReplicaSet (or of an aborted blue-green preview, kept for
         abortScaleDownDelaySeconds) share the selector; blaming one of them for the new
-        version would send the user after the wrong pod.
+        version would send the user after the wrong pod. Until the controller has seen the
+        applied spec, its current version is not known at all: none is returned (a rollback's
+        first look would otherwise blame the failed release's crashing pods, as CI saw).
         """
         spec = live.get("spec") or {}
         match = dict((spec.get("selector") or {}).get("matchLabels") or {})
         kind = live.get("kind")
+        if kind in ("Deployment", "StatefulSet", "Rollout") and not observed(live):
+            return []
         if kind == "Job":
             match = {"job-name": live["metadata"]["name"]}
         elif kind == "Rollout":
@@ -378,8 +382,7 @@ class KubernetesTarget:
             revision = (live.get("status") or {}).get("updateRevision")
             if revision:
                 match["controller-revision-hash"] = revision
-        elif kind == "Deployment" and observed(live):
-            # Until the controller has seen the new spec, its revision is the old one's.
+        elif kind == "Deployment":
             current = self._current_template_hash(live, match)
             if current:
                 match["pod-template-hash"] = current
@@ -661,12 +664,11 @@ class KubernetesTarget:
         namespace = self.environment.namespace
         for live in self.kube.list_objects(ROLLOUT_API, "Rollout", namespace, self.selector):
             component = _label(live, COMPONENT_LABEL)
-            blue_green = (live.get("status") or {}).get("blueGreen") or {}
-            active, preview = blue_green.get("activeSelector"), blue_green.get("previewSelector")
+            active, preview = _versions(live)
             if component not in wanted or not active:
                 continue
             roles[component] = {active: "active"}
-            if preview and preview != active:
+            if preview:
                 roles[component][preview] = "preview"
         return roles
 
@@ -815,13 +817,21 @@ def _namespace(doc: dict[str, Any]) -> str:
     return str((doc.get("metadata") or {}).get("namespace") or "")
 
 
+def _versions(live: dict[str, Any]) -> tuple[str, str]:
+    """A blue-green Rollout's (active, preview) pod-template hashes, as its status says: the
+    preview only while it waits for promotion (it differs from the active); '' for none."""
+    blue_green = (live.get("status") or {}).get("blueGreen") or {}
+    active = blue_green.get("activeSelector") or ""
+    preview = blue_green.get("previewSelector") or ""
+    return active, preview if preview != active else ""
+
+
 def _preview(live: dict[str, Any]) -> str:
     """A blue-green Rollout's preview waiting for promotion, in words ('' when none)."""
-    blue_green = (live.get("status") or {}).get("blueGreen") or {}
-    preview, active = blue_green.get("previewSelector"), blue_green.get("activeSelector")
-    if live.get("kind") != "Rollout" or not preview or preview == active:
+    active, preview = _versions(live)
+    if live.get("kind") != "Rollout" or not preview:
         return ""
-    return f"preview {preview} waits for promotion (active {active})"
+    return f"preview {preview} waits for promotion (active {active or None})"
 
 
 def _clean(obj: dict[str, Any] | None) -> dict[str, Any]:

@@ -63,9 +63,13 @@ def job_ready(live: dict[str, Any], phase: str = "ready") -> Readiness:
 
 
 def observed(live: dict[str, Any]) -> bool:
-    """Whether the Deployment controller has seen the object's current generation."""
+    """Whether the object's controller has seen its current generation (Argo Rollouts writes
+    observedGeneration as a string)."""
     generation = (live.get("metadata") or {}).get("generation", 0)
-    return bool((live.get("status") or {}).get("observedGeneration", 0) >= generation)
+    seen = (live.get("status") or {}).get("observedGeneration", 0)
+    if isinstance(seen, str):
+        return seen == str(generation)
+    return bool(seen >= generation)
 
 
 def deployment_ready(live: dict[str, Any], phase: str = "ready") -> Readiness:
@@ -89,9 +93,7 @@ def rollout_ready(live: dict[str, Any], phase: str = "ready") -> Readiness:
     """An Argo Rollout: its new version up (as the preview of a blue-green one), or with
     phase="promoted", active and healthy."""
     status = live.get("status") or {}
-    generation = (live.get("metadata") or {}).get("generation", 0)
-    # Argo Rollouts writes observedGeneration as a string.
-    if str(status.get("observedGeneration", "")) != str(generation):
+    if not observed(live):
         return _waiting("not observed")
     if status.get("phase") == "Degraded":
         return _failed(f"is degraded ({status.get('message', 'aborted')})")
@@ -116,8 +118,7 @@ def stateful_set_ready(live: dict[str, Any], phase: str = "ready") -> Readiness:
     strategy = spec.get("updateStrategy") or {}
     if strategy.get("type", "RollingUpdate") != "RollingUpdate":
         return READY  # OnDelete: the controller replaces nothing by itself
-    generation = (live.get("metadata") or {}).get("generation", 0)
-    if not status.get("observedGeneration") or status["observedGeneration"] < generation:
+    if not observed(live):
         return _waiting("not observed")
     want = spec.get("replicas", 1)
     if status.get("readyReplicas", 0) < want:
@@ -139,8 +140,7 @@ def daemon_set_ready(live: dict[str, Any], phase: str = "ready") -> Readiness:
     strategy = (live.get("spec") or {}).get("updateStrategy") or {}
     if strategy.get("type", "RollingUpdate") != "RollingUpdate":
         return READY
-    generation = (live.get("metadata") or {}).get("generation", 0)
-    if status.get("observedGeneration", 0) < generation:
+    if not observed(live):
         return _waiting("not observed")
     desired = status.get("desiredNumberScheduled", 0)
     if status.get("updatedNumberScheduled", 0) < desired:
