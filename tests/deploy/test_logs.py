@@ -175,10 +175,13 @@ def test_logs_on_compose(
 
 
 def _restarted(kube: object, ns: str, component: str) -> bool:
+    """A container of the component's pods has restarted (pods being deleted, such as a failed
+    release's, do not count)."""
     pods = kube.list_objects("v1", "Pod", ns, f"app.kubernetes.io/component={component}")  # type: ignore[attr-defined]
     return any(
         int(s.get("restartCount") or 0) > 0
         for p in pods
+        if not p["metadata"].get("deletionTimestamp")
         for s in (p.get("status") or {}).get("containerStatuses") or []
     )
 
@@ -238,6 +241,14 @@ def test_logs_on_the_real_node(
     assert code == 0 and "Traceback" not in notes and "Interrupted" not in notes, notes
     assert {f"+ {pod} started (preview)" for pod in pods} <= set(notes.splitlines()), notes
 
+    # A release whose worker crashes at once: the deploy's diagnosis carries the crashed
+    # container's last lines with the token masked, and the release before it (a
+    # healthy one) serves again.
+    code, _, err = _cli(root, env, *deploy, "--set", "components.worker.env.CRASH_AFTER=0")
+    assert code != 0 and "Rolled back to release" in err and "The rollback" not in err, err
+    assert "worker crashing" in err and "token is ***" in err, err
+    assert "tok-kube-1234" not in err and "Traceback" not in err, err
+
     # A worker that crashes 20 s after it starts: `--previous` reads the container that ended.
     code, _, err = _cli(root, env, *deploy, "--set", "components.worker.env.CRASH_AFTER=20")
     assert code == 0, err
@@ -249,10 +260,3 @@ def test_logs_on_the_real_node(
     code, out, err = _cli(root, env, "logs", "--env", "live", "worker", "--previous")
     assert code == 0, err
     assert "worker crashing" in out and "token is ***" in out, out + err
-
-    # A release whose worker crashes at once: the deploy's diagnosis carries the crashed
-    # container's last lines with the token masked, and the release before it serves again.
-    code, _, err = _cli(root, env, *deploy, "--set", "components.worker.env.CRASH_AFTER=0")
-    assert code != 0 and "Rolled back to release" in err, err
-    assert "worker crashing" in err and "token is ***" in err, err
-    assert "tok-kube-1234" not in err and "Traceback" not in err, err
