@@ -44,6 +44,9 @@ class Kind:
     restart: str | None = None
     # Its objects run the environment's long-lived pods: `status` lists them.
     serves: bool = False
+    # What reports its status (observedGeneration): until that has seen an applied spec, the
+    # object's current version and its pods are not known.
+    controller: str | None = None
     # Deleted when a release no longer renders it, and by `down` (a Namespace never is).
     prunable: bool = True
     # Found by its labels for `down` and for an environment whose records were lost. Secrets
@@ -84,6 +87,7 @@ KINDS: tuple[Kind, ...] = (
         pod_template=POD_TEMPLATE,
         restart=TEMPLATE,
         serves=True,
+        controller="kube-controller-manager",
     ),
     Kind(
         api_version="argoproj.io/v1alpha1",
@@ -92,6 +96,7 @@ KINDS: tuple[Kind, ...] = (
         pod_template=POD_TEMPLATE,
         restart=RESTART_AT,
         serves=True,
+        controller="the Argo Rollouts controller",
     ),
     Kind(
         api_version="apps/v1",
@@ -100,6 +105,7 @@ KINDS: tuple[Kind, ...] = (
         pod_template=POD_TEMPLATE,
         restart=TEMPLATE,
         serves=True,
+        controller="kube-controller-manager",
     ),
     Kind(
         api_version="apps/v1",
@@ -108,6 +114,7 @@ KINDS: tuple[Kind, ...] = (
         pod_template=POD_TEMPLATE,
         restart=TEMPLATE,
         serves=True,
+        controller="kube-controller-manager",
     ),
     Kind(
         api_version="batch/v1",

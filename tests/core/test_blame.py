@@ -73,3 +73,25 @@ def test_no_pod_is_blamed_before_the_controller_has_seen_the_spec(
     assert target._fatal_pods(workload(kind, 5, behind)) == ""
     blamed = target._fatal_pods(workload(kind, 5, caught_up))
     assert blamed.startswith("pod worker-bad-1: CrashLoopBackOff"), blamed
+
+
+@pytest.mark.parametrize(
+    ("kind", "seen", "controller"),
+    [
+        ("Deployment", 4, "kube-controller-manager"),
+        ("DaemonSet", 4, "kube-controller-manager"),
+        ("Rollout", "4", "the Argo Rollouts controller"),
+    ],
+)
+def test_a_spec_its_controller_never_saw_is_diagnosed_as_such(
+    kind: str, seen: object, controller: str
+) -> None:
+    """At the deadline, a workload whose controller never caught up (the Argo Rollouts
+    controller not running, say) is named as such, not blamed on an old pod."""
+    target = KubernetesTarget.__new__(KubernetesTarget)
+    target._kube = Kube()  # type: ignore[assignment]
+    said = target.diagnose(workload(kind, 5, seen))
+    assert said == (
+        f"its controller has not seen the applied spec (generation 5, observed {seen}): "
+        f"check that {controller} runs in the cluster"
+    )

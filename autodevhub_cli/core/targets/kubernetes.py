@@ -370,7 +370,7 @@ class KubernetesTarget:
         spec = live.get("spec") or {}
         match = dict((spec.get("selector") or {}).get("matchLabels") or {})
         kind = live.get("kind")
-        if kind in ("Deployment", "StatefulSet", "Rollout") and not observed(live):
+        if _unseen_by(live):
             return []
         if kind == "Job":
             match = {"job-name": live["metadata"]["name"]}
@@ -428,6 +428,14 @@ class KubernetesTarget:
         if reports:
             return " ".join(reports)
         status = live.get("status") or {}
+        controller = _unseen_by(live)
+        if controller:
+            generation = (live.get("metadata") or {}).get("generation")
+            return (
+                f"its controller has not seen the applied spec (generation {generation}, "
+                f"observed {status.get('observedGeneration', 'none')}): check that "
+                f"{controller} runs in the cluster"
+            )
         conditions = "; ".join(
             f"{c.get('type')}={c.get('status')} ({c.get('reason') or ''}: {c.get('message') or ''})"
             for c in status.get("conditions") or []
@@ -815,6 +823,13 @@ def _label(doc: dict[str, Any], key: str) -> str | None:
 
 def _namespace(doc: dict[str, Any]) -> str:
     return str((doc.get("metadata") or {}).get("namespace") or "")
+
+
+def _unseen_by(live: dict[str, Any]) -> str | None:
+    """The controller that has not yet seen the object's applied spec (None once it has, or
+    for a kind without one)."""
+    row = kind_of(live.get("kind"))
+    return row.controller if row and row.controller and not observed(live) else None
 
 
 def _versions(live: dict[str, Any]) -> tuple[str, str]:
